@@ -1,0 +1,24 @@
+//! latchkey's use cases, one module each, written against the domain's ports only.
+
+mod authenticate;
+mod current_user;
+mod login;
+mod logout;
+mod readiness;
+mod refresh;
+mod register;
+mod service;
+mod tokens;
+
+pub use authenticate::AuthenticateError;
+pub use current_user::CurrentUserError;
+pub use login::{LoginCommand, LoginError};
+pub use logout::{LogoutCommand, LogoutError};
+pub use readiness::NotReady;
+pub use refresh::{RefreshCommand, RefreshError};
+pub use register::{RegisterCommand, RegisterError};
+pub use service::{AuthService, Ports, SessionPolicy};
+pub use tokens::TokenPair;
+
+#[cfg(test)]
+mod test_support;

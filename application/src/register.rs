@@ -1,0 +1,162 @@
+use crate::AuthService;
+use latchkey_domain::{
+    ports::{HashingError, InsertUserError, StoreError},
+    EmailAddress, EmailError, Password, PasswordError, Role, User, UserId,
+};
+
+#[derive(Debug)]
+pub struct RegisterCommand {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid email: {0}")]
+    InvalidEmail(#[from] EmailError),
+    #[error("weak password: {0}")]
+    WeakPassword(#[from] PasswordError),
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+}
+
+impl AuthService {
+    pub async fn register(&self, command: RegisterCommand) -> Result<User, RegisterError> {
+        let email = EmailAddress::parse(&command.email)?;
+        let password = Password::new_for_registration(command.password)?;
+        let password_hash = self.ports.hasher.hash(&password).await?;
+        let user = User {
+            id: UserId::from_uuid(self.ports.random.uuid()),
+            email,
+            password_hash,
+            roles: vec![Role::User],
+            created_at: self.ports.clock.now(),
+        };
+        // No look-up first: the store's unique index is the only race-free check.
+        self.ports.users.insert(&user).await.map_err(|e| match e {
+            InsertUserError::EmailTaken => RegisterError::EmailTaken,
+            InsertUserError::Store(e) => RegisterError::Store(e),
+        })?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+    use latchkey_domain::PasswordHash;
+    use mockall::predicate::*;
+
+    fn command(email: &str, password: &str) -> RegisterCommand {
+        RegisterCommand {
+            email: email.into(),
+            password: password.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn register_hashes_the_password_and_stores_a_normalized_user() {
+        let mut mocks = Mocks::new();
+        mocks
+            .hasher
+            .expect_hash()
+            .withf(|p| p.expose() == "long enough password")
+            .times(1)
+            .returning(|_| Ok(PasswordHash::new("$argon2id$hash".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks
+            .users
+            .expect_insert()
+            .withf(|u| {
+                u.email.normalized() == "ann@example.com"
+                    && u.password_hash.as_str() == "$argon2id$hash"
+                    && u.roles == vec![Role::User]
+                    && u.created_at == t0()
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let user = mocks
+            .service()
+            .register(command("  Ann@Example.com ", "long enough password"))
+            .await
+            .unwrap();
+
+        assert_eq!(user.id, UserId::from_uuid(fixed_uuid(1)));
+        assert_eq!(user.email.as_str(), "Ann@Example.com");
+    }
+
+    #[tokio::test]
+    async fn register_rejects_a_bad_email_before_hashing_anything() {
+        let mut mocks = Mocks::new();
+        mocks.hasher.expect_hash().never();
+        mocks.users.expect_insert().never();
+        let err = mocks
+            .service()
+            .register(command("not-an-email", "long enough password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegisterError::InvalidEmail(EmailError::Malformed)));
+    }
+
+    #[tokio::test]
+    async fn register_rejects_a_short_password_before_hashing_anything() {
+        let mut mocks = Mocks::new();
+        mocks.hasher.expect_hash().never();
+        let err = mocks
+            .service()
+            .register(command("ann@example.com", "short"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RegisterError::WeakPassword(PasswordError::TooShort { min: 8 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn register_reports_a_duplicate_email_from_the_store() {
+        let mut mocks = Mocks::new();
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("h".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks
+            .users
+            .expect_insert()
+            .returning(|_| Err(InsertUserError::EmailTaken));
+        let err = mocks
+            .service()
+            .register(command("ann@example.com", "long enough password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegisterError::EmailTaken));
+    }
+
+    #[tokio::test]
+    async fn register_passes_store_outages_through() {
+        let mut mocks = Mocks::new();
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("h".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks
+            .users
+            .expect_insert()
+            .returning(|_| Err(InsertUserError::Store(StoreError("down".into()))));
+        let err = mocks
+            .service()
+            .register(command("ann@example.com", "long enough password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegisterError::Store(_)));
+    }
+}

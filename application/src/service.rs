@@ -1,0 +1,53 @@
+use chrono::Duration;
+use latchkey_domain::ports::{
+    AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository, UserRepository,
+};
+use std::sync::Arc;
+
+/// Lifetimes that shape a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// How long after a rotation the old refresh token is refused *without* revoking its family,
+    /// so two tabs racing on one token do not log the user out.
+    pub reuse_grace: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::hours(1),
+            refresh_token_ttl: Duration::days(14),
+            reuse_grace: Duration::seconds(10),
+        }
+    }
+}
+
+/// Every port the use cases need, chosen by the composition root.
+#[derive(Clone)]
+pub struct Ports {
+    pub users: Arc<dyn UserRepository>,
+    pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub access_tokens: Arc<dyn AccessTokenCodec>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn RandomSource>,
+}
+
+/// Entry point to every use case. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthService {
+    pub(crate) ports: Ports,
+    pub(crate) policy: SessionPolicy,
+}
+
+impl AuthService {
+    pub fn new(ports: Ports, policy: SessionPolicy) -> Self {
+        Self { ports, policy }
+    }
+
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+    }
+}

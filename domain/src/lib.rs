@@ -1,0 +1,17 @@
+//! The heart of latchkey: users, credentials, tokens and the ports the core needs.
+//!
+//! Nothing here performs I/O or depends on an async runtime; adapters implement the ports.
+
+pub mod email;
+pub mod password;
+pub mod ports;
+pub mod token;
+pub mod user;
+
+pub use email::{EmailAddress, EmailError};
+pub use password::{Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use token::{
+    AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
+    TokenRejection,
+};
+pub use user::{Role, User, UserId};

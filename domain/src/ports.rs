@@ -1,0 +1,93 @@
+//! What the core needs from the outside world. Adapters implement these traits.
+
+use crate::{
+    AccessClaims, EmailAddress, FamilyId, Password, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, TokenRejection, User, UserId,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The backing store could not answer. Callers cannot fix this by changing their request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsertUserError {
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Fails with `EmailTaken` when the normalized email is already registered; stores must
+    /// enforce this atomically (a unique index), not by reading first.
+    async fn insert(&self, user: &User) -> Result<(), InsertUserError>;
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError>;
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// Cheap round trip used by the readiness probe.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait RefreshTokenRepository: Send + Sync {
+    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError>;
+    async fn find_by_hash(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// Compare-and-swap: marks the token rotated only if it is neither rotated nor revoked yet.
+    /// Returns `true` for exactly one of any number of concurrent callers.
+    async fn mark_rotated(
+        &self,
+        hash: &RefreshTokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every not-yet-revoked token of the family; returns how many changed.
+    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashingError(pub String);
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashingError>;
+    /// `Ok(false)` for a wrong password; `Err` only when the hash itself is unusable.
+    async fn verify(&self, password: &Password, hash: &PasswordHash)
+        -> Result<bool, HashingError>;
+    /// A valid hash of a random password with production parameters, verified against when
+    /// no user matches so that response time does not reveal which emails are registered.
+    fn dummy_hash(&self) -> PasswordHash;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("access token could not be signed: {0}")]
+pub struct TokenSigningError(pub String);
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait AccessTokenCodec: Send + Sync {
+    fn encode(&self, claims: &AccessClaims) -> Result<String, TokenSigningError>;
+    /// Time comes from the caller (a `Clock`), so expiry is testable.
+    fn decode(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenRejection>;
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait RandomSource: Send + Sync {
+    /// 256 bits from a cryptographically secure generator.
+    fn secret_bytes(&self) -> [u8; 32];
+    /// A random (version 4) UUID for ids.
+    fn uuid(&self) -> Uuid;
+}

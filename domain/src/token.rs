@@ -1,0 +1,153 @@
+use crate::{Role, UserId};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// One login's chain of refresh tokens. Every rotation stays in the family; reuse of a rotated
+/// token revokes the whole family, which is the session.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FamilyId(Uuid);
+
+impl FamilyId {
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The refresh token as handed to the client, exactly once. Never stored.
+pub struct RefreshTokenSecret(String);
+
+impl RefreshTokenSecret {
+    /// Encodes 256 random bits for transport.
+    pub fn from_random_bytes(bytes: [u8; 32]) -> Self {
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts whatever a client sent back; an unknown value simply matches no stored hash.
+    pub fn from_presented(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> RefreshTokenHash {
+        RefreshTokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for RefreshTokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshTokenSecret([REDACTED])")
+    }
+}
+
+/// SHA-256 of a refresh token: what stores keep and look up by.
+///
+/// A fast hash is enough (unlike passwords) because the token already carries 256 bits of
+/// entropy; looking up by digest also means the secret is never compared byte by byte.
+#[derive(Clone, Copy, Hash, Debug, Eq)]
+pub struct RefreshTokenHash([u8; 32]);
+
+impl PartialEq for RefreshTokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl RefreshTokenHash {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(raw: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(raw, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+}
+
+/// What a store knows about one refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: RefreshTokenHash,
+    pub user_id: UserId,
+    pub family_id: FamilyId,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Set once, when this token was exchanged for its successor.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Set when the family was revoked (logout or reuse detected).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl RefreshTokenRecord {
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// The claims latchkey puts in an access token. Issuer and audience belong to the codec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub subject: UserId,
+    pub roles: Vec<Role>,
+    pub session: FamilyId,
+    pub token_id: Uuid,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why an access token was not accepted. All of them mean 401 to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("access token has expired")]
+    Expired,
+    #[error("access token is not valid yet")]
+    NotYetValid,
+    #[error("access token is invalid")]
+    Invalid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_encodes_all_256_bits_and_hashes_deterministically() {
+        let secret = RefreshTokenSecret::from_random_bytes([7u8; 32]);
+        assert_eq!(secret.expose().len(), 43);
+        assert_eq!(secret.hash(), RefreshTokenSecret::from_presented(secret.expose().into()).hash());
+        assert_ne!(
+            secret.hash(),
+            RefreshTokenSecret::from_random_bytes([8u8; 32]).hash()
+        );
+    }
+
+    #[test]
+    fn hash_round_trips_through_hex() {
+        let hash = RefreshTokenSecret::from_random_bytes([1u8; 32]).hash();
+        assert_eq!(RefreshTokenHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(RefreshTokenHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let secret = RefreshTokenSecret::from_presented("abc-very-secret".into());
+        assert!(!format!("{secret:?}").contains("very-secret"));
+    }
+}
