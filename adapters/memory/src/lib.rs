@@ -1,0 +1,116 @@
+//! In-memory repositories: the zero-setup default. Nothing survives a restart.
+//!
+//! Each operation takes one short lock, which gives the same atomicity the MongoDB adapter gets
+//! from a unique index and a compare-and-swap update.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_domain::{
+    ports::{InsertUserError, RefreshTokenRepository, StoreError, UserRepository},
+    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, User, UserId,
+};
+use std::{
+    collections::HashMap,
+    sync::{Mutex, MutexGuard},
+};
+
+#[derive(Default)]
+pub struct InMemoryUsers {
+    users: Mutex<HashMap<UserId, User>>,
+}
+
+impl InMemoryUsers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, User>> {
+        // A panic while holding the lock cannot leave a half-written map entry, so the data
+        // is still consistent and serving it beats failing every later request.
+        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl UserRepository for InMemoryUsers {
+    async fn insert(&self, user: &User) -> Result<(), InsertUserError> {
+        let mut users = self.lock();
+        let taken = users
+            .values()
+            .any(|u| u.email.normalized() == user.email.normalized());
+        if taken || users.contains_key(&user.id) {
+            return Err(InsertUserError::EmailTaken);
+        }
+        users.insert(user.id, user.clone());
+        Ok(())
+    }
+
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .lock()
+            .values()
+            .find(|u| u.email.normalized() == email.normalized())
+            .cloned())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().get(&id).cloned())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryRefreshTokens {
+    tokens: Mutex<HashMap<RefreshTokenHash, RefreshTokenRecord>>,
+}
+
+impl InMemoryRefreshTokens {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RefreshTokenHash, RefreshTokenRecord>> {
+        self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl RefreshTokenRepository for InMemoryRefreshTokens {
+    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let mut tokens = self.lock();
+        // Stand-in for MongoDB's TTL index: expired tokens are dropped as new ones arrive, so
+        // a long-running demo server does not grow without bound.
+        let now = Utc::now();
+        tokens.retain(|_, t| !t.is_expired_at(now));
+        tokens.insert(record.token_hash, record.clone());
+        Ok(())
+    }
+
+    async fn find_by_hash(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        Ok(self.lock().get(hash).cloned())
+    }
+
+    async fn mark_rotated(
+        &self,
+        hash: &RefreshTokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tokens = self.lock();
+        match tokens.get_mut(hash) {
+            Some(t) if t.rotated_at.is_none() && t.revoked_at.is_none() => {
+                t.rotated_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut revoked = 0;
+        for token in self.lock().values_mut() {
+            if token.family_id == family && token.revoked_at.is_none() {
+                token.revoked_at = Some(at);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}

@@ -1,0 +1,244 @@
+//! MongoDB repositories on the official driver.
+//!
+//! Uniqueness of emails and single-winner token rotation are enforced by the server (a unique
+//! index and a conditional update), never by read-then-write in this process. No multi-document
+//! transaction is used, so a standalone `mongod` works as well as a replica set.
+
+mod documents;
+
+use async_trait::async_trait;
+use bson::doc;
+use chrono::{DateTime, Utc};
+use documents::{RefreshTokenDocument, UserDocument};
+use latchkey_domain::{
+    ports::{InsertUserError, RefreshTokenRepository, StoreError, UserRepository},
+    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, User, UserId,
+};
+use mongodb::{
+    error::{ErrorKind, WriteFailure},
+    options::{ClientOptions, IndexOptions},
+    Client, Collection, Database, IndexModel,
+};
+use std::time::Duration;
+
+const USERS: &str = "users";
+const REFRESH_TOKENS: &str = "refresh_tokens";
+const DUPLICATE_KEY: i32 = 11000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MongoSetupError {
+    #[error("DB_URI is not a valid MongoDB connection string: {0}")]
+    InvalidUri(String),
+    #[error("could not create MongoDB indexes: {0}")]
+    Indexes(String),
+}
+
+/// A connection to one database, handing out the repositories that live in it.
+#[derive(Clone)]
+pub struct MongoStore {
+    database: Database,
+}
+
+impl MongoStore {
+    /// Connects lazily (the driver dials on first use). `database` overrides the one named in
+    /// the URI; with neither, `latchkey` is used.
+    pub async fn connect(uri: &str, database: Option<&str>) -> Result<Self, MongoSetupError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
+        options.app_name.get_or_insert_with(|| "latchkey".into());
+        // Fail a request with 503 in seconds instead of the driver's 30 s default.
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        let name = database
+            .map(str::to_owned)
+            .or_else(|| options.default_database.clone())
+            .unwrap_or_else(|| "latchkey".into());
+        let client =
+            Client::with_options(options).map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
+        Ok(Self {
+            database: client.database(&name),
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Creates every index the repositories rely on. Idempotent: safe on every start.
+    pub async fn ensure_indexes(&self) -> Result<(), MongoSetupError> {
+        let fail = |e: mongodb::error::Error| MongoSetupError::Indexes(e.to_string());
+        self.users_collection()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "email_normalized": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("email_normalized_unique".to_owned())
+                            .unique(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(fail)?;
+        let tokens = self.tokens_collection();
+        tokens
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "expires_at": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("expires_at_ttl".to_owned())
+                            .expire_after(Duration::ZERO)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(fail)?;
+        tokens
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "family_id": 1 })
+                    .options(IndexOptions::builder().name("family_id".to_owned()).build())
+                    .build(),
+            )
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> MongoUsers {
+        MongoUsers {
+            collection: self.users_collection(),
+        }
+    }
+
+    pub fn refresh_tokens(&self) -> MongoRefreshTokens {
+        MongoRefreshTokens {
+            collection: self.tokens_collection(),
+        }
+    }
+
+    fn users_collection(&self) -> Collection<UserDocument> {
+        self.database.collection(USERS)
+    }
+
+    fn tokens_collection(&self) -> Collection<RefreshTokenDocument> {
+        self.database.collection(REFRESH_TOKENS)
+    }
+}
+
+fn store_error(e: mongodb::error::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    matches!(
+        e.kind.as_ref(),
+        ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY
+    )
+}
+
+#[derive(Clone)]
+pub struct MongoUsers {
+    collection: Collection<UserDocument>,
+}
+
+#[async_trait]
+impl UserRepository for MongoUsers {
+    async fn insert(&self, user: &User) -> Result<(), InsertUserError> {
+        match self.collection.insert_one(UserDocument::from(user)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(InsertUserError::EmailTaken),
+            Err(e) => Err(InsertUserError::Store(store_error(e))),
+        }
+    }
+
+    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+        self.collection
+            .find_one(doc! { "email_normalized": email.normalized() })
+            .await
+            .map_err(store_error)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.collection
+            .find_one(doc! { "_id": id.to_string() })
+            .await
+            .map_err(store_error)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.collection
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}
+
+#[derive(Clone)]
+pub struct MongoRefreshTokens {
+    collection: Collection<RefreshTokenDocument>,
+}
+
+#[async_trait]
+impl RefreshTokenRepository for MongoRefreshTokens {
+    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+        self.collection
+            .insert_one(RefreshTokenDocument::from(record))
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    async fn find_by_hash(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        self.collection
+            .find_one(doc! { "_id": hash.to_hex() })
+            .await
+            .map_err(store_error)?
+            .map(RefreshTokenRecord::try_from)
+            .transpose()
+    }
+
+    async fn mark_rotated(
+        &self,
+        hash: &RefreshTokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // A single-document conditional update is atomic: exactly one caller matches.
+        let result = self
+            .collection
+            .update_one(
+                doc! { "_id": hash.to_hex(), "rotated_at": null, "revoked_at": null },
+                doc! { "$set": { "rotated_at": bson::DateTime::from_chrono(at) } },
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count == 1)
+    }
+
+    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = self
+            .collection
+            .update_many(
+                doc! { "family_id": family.to_string(), "revoked_at": null },
+                doc! { "$set": { "revoked_at": bson::DateTime::from_chrono(at) } },
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(result.modified_count)
+    }
+}

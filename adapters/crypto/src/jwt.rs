@@ -1,0 +1,244 @@
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use latchkey_domain::{
+    ports::{AccessTokenCodec, TokenSigningError},
+    AccessClaims, FamilyId, Role, TokenRejection, UserId,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// RFC 9068's media type for access tokens, so an ID token or other JWT signed with the same
+/// key cannot be replayed as an access token.
+const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+pub struct JwtSettings {
+    pub secret: SecretString,
+    pub issuer: String,
+    pub audience: String,
+}
+
+/// HS256 access tokens. Validation pins the algorithm and checks exp, nbf, iss, aud and typ.
+pub struct JwtCodec {
+    encoding_key: EncodingKey,
+    decoding_key: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    iss: String,
+    aud: String,
+    jti: String,
+    roles: Vec<String>,
+    /// Session id: the refresh-token family this access token was issued for.
+    sid: String,
+}
+
+impl JwtCodec {
+    pub fn new(settings: JwtSettings) -> Self {
+        let key = settings.secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // Time is checked against the injected clock below, not the library's system time.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        Self {
+            encoding_key: EncodingKey::from_secret(key),
+            decoding_key: DecodingKey::from_secret(key),
+            validation,
+            issuer: settings.issuer,
+            audience: settings.audience,
+        }
+    }
+}
+
+impl AccessTokenCodec for JwtCodec {
+    fn encode(&self, claims: &AccessClaims) -> Result<String, TokenSigningError> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        let body = Claims {
+            sub: claims.subject.to_string(),
+            iat: claims.issued_at.timestamp(),
+            nbf: claims.issued_at.timestamp(),
+            exp: claims.expires_at.timestamp(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti: claims.token_id.to_string(),
+            roles: claims.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            sid: claims.session.to_string(),
+        };
+        encode(&header, &body, &self.encoding_key).map_err(|e| TokenSigningError(e.to_string()))
+    }
+
+    fn decode(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenRejection> {
+        let data = decode::<Claims>(token, &self.decoding_key, &self.validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => TokenRejection::Expired,
+                ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
+                _ => TokenRejection::Invalid,
+            }
+        })?;
+        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+            return Err(TokenRejection::Invalid);
+        }
+        let claims = data.claims;
+        let now = now.timestamp();
+        if now >= claims.exp {
+            return Err(TokenRejection::Expired);
+        }
+        if now < claims.nbf {
+            return Err(TokenRejection::NotYetValid);
+        }
+        let timestamp =
+            |secs: i64| DateTime::<Utc>::from_timestamp(secs, 0).ok_or(TokenRejection::Invalid);
+        let uuid = |raw: &str| Uuid::parse_str(raw).map_err(|_| TokenRejection::Invalid);
+        let roles = claims
+            .roles
+            .iter()
+            .map(|r| Role::parse(r).ok_or(TokenRejection::Invalid))
+            .collect::<Result<_, _>>()?;
+        Ok(AccessClaims {
+            subject: UserId::from_uuid(uuid(&claims.sub)?),
+            roles,
+            session: FamilyId::from_uuid(uuid(&claims.sid)?),
+            token_id: uuid(&claims.jti)?,
+            issued_at: timestamp(claims.iat)?,
+            expires_at: timestamp(claims.exp)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use chrono::{Duration, TimeZone};
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn codec_with(secret: &str, issuer: &str, audience: &str) -> JwtCodec {
+        JwtCodec::new(JwtSettings {
+            secret: SecretString::from(secret),
+            issuer: issuer.into(),
+            audience: audience.into(),
+        })
+    }
+
+    fn codec() -> JwtCodec {
+        codec_with(SECRET, "latchkey", "latchkey-api")
+    }
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap()
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            subject: UserId::from_uuid(Uuid::from_bytes([1; 16])),
+            roles: vec![Role::User, Role::Admin],
+            session: FamilyId::from_uuid(Uuid::from_bytes([2; 16])),
+            token_id: Uuid::from_bytes([3; 16]),
+            issued_at: t0(),
+            expires_at: t0() + Duration::hours(1),
+        }
+    }
+
+    fn header_and_payload(token: &str) -> (serde_json::Value, serde_json::Value) {
+        let mut parts = token.split('.');
+        let mut part = || {
+            let bytes = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (part(), part())
+    }
+
+    #[test]
+    fn a_token_round_trips_with_every_claim_and_the_at_jwt_type() {
+        let token = codec().encode(&claims()).unwrap();
+        let (header, payload) = header_and_payload(&token);
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["alg"], "HS256");
+        for claim in ["sub", "iat", "nbf", "exp", "iss", "aud", "jti", "roles", "sid"] {
+            assert!(payload.get(claim).is_some(), "missing {claim}");
+        }
+        let decoded = codec().decode(&token, t0() + Duration::minutes(59)).unwrap();
+        assert_eq!(decoded, claims());
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected_as_expired() {
+        let token = codec().encode(&claims()).unwrap();
+        assert_eq!(
+            codec().decode(&token, t0() + Duration::hours(1)),
+            Err(TokenRejection::Expired)
+        );
+    }
+
+    #[test]
+    fn a_token_used_before_its_nbf_is_rejected() {
+        let token = codec().encode(&claims()).unwrap();
+        assert_eq!(
+            codec().decode(&token, t0() - Duration::seconds(1)),
+            Err(TokenRejection::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_or_for_another_issuer_or_audience_is_invalid() {
+        let now = t0() + Duration::minutes(1);
+        for other in [
+            codec_with("another-secret-another-secret-xx", "latchkey", "latchkey-api"),
+            codec_with(SECRET, "someone-else", "latchkey-api"),
+            codec_with(SECRET, "latchkey", "another-api"),
+        ] {
+            let token = other.encode(&claims()).unwrap();
+            assert_eq!(codec().decode(&token, now), Err(TokenRejection::Invalid));
+        }
+    }
+
+    #[test]
+    fn a_tampered_payload_is_invalid() {
+        let token = codec().encode(&claims()).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let (_, mut payload) = header_and_payload(&token);
+        payload["roles"] = serde_json::json!(["admin"]);
+        parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
+        assert_eq!(
+            codec().decode(&parts.join("."), t0()),
+            Err(TokenRejection::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_jwt_without_the_access_token_type_is_invalid() {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("JWT".into());
+        let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
+        let token = encode(&header, &payload, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        assert_eq!(codec().decode(&token, t0()), Err(TokenRejection::Invalid));
+    }
+
+    #[test]
+    fn the_none_algorithm_and_garbage_are_invalid() {
+        let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        assert_eq!(codec().decode(&unsigned, t0()), Err(TokenRejection::Invalid));
+        assert_eq!(codec().decode("not-a-jwt", t0()), Err(TokenRejection::Invalid));
+        assert_eq!(codec().decode("", t0()), Err(TokenRejection::Invalid));
+    }
+}

@@ -1,0 +1,108 @@
+//! The stored shape of each entity, kept apart from the domain types so a schema change is a
+//! change here only.
+
+use bson::DateTime as BsonDateTime;
+use latchkey_domain::{
+    ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, Role, User, UserId,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Serialize, Deserialize)]
+pub struct UserDocument {
+    #[serde(rename = "_id")]
+    id: String,
+    email: String,
+    /// The unique key; lower-cased so lookups and the index ignore case.
+    email_normalized: String,
+    password_hash: String,
+    roles: Vec<String>,
+    created_at: BsonDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RefreshTokenDocument {
+    /// Hex SHA-256 of the token; the token itself is never stored.
+    #[serde(rename = "_id")]
+    token_hash: String,
+    user_id: String,
+    family_id: String,
+    issued_at: BsonDateTime,
+    /// A TTL index on this field removes the document once the token has expired.
+    expires_at: BsonDateTime,
+    rotated_at: Option<BsonDateTime>,
+    revoked_at: Option<BsonDateTime>,
+}
+
+fn corrupt(what: &str, id: &str) -> StoreError {
+    StoreError(format!("stored {what} {id} is corrupt"))
+}
+
+fn parse_uuid(raw: &str, what: &str, id: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(raw).map_err(|_| corrupt(what, id))
+}
+
+impl From<&User> for UserDocument {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            email: user.email.as_str().to_owned(),
+            email_normalized: user.email.normalized().to_owned(),
+            password_hash: user.password_hash.as_str().to_owned(),
+            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            created_at: BsonDateTime::from_chrono(user.created_at),
+        }
+    }
+}
+
+impl TryFrom<UserDocument> for User {
+    type Error = StoreError;
+
+    fn try_from(doc: UserDocument) -> Result<Self, StoreError> {
+        let roles = doc
+            .roles
+            .iter()
+            .map(|r| Role::parse(r).ok_or_else(|| corrupt("user", &doc.id)))
+            .collect::<Result<_, _>>()?;
+        Ok(User {
+            id: UserId::from_uuid(parse_uuid(&doc.id, "user", &doc.id)?),
+            email: EmailAddress::from_trusted(doc.email),
+            password_hash: PasswordHash::new(doc.password_hash),
+            roles,
+            created_at: doc.created_at.to_chrono(),
+        })
+    }
+}
+
+impl From<&RefreshTokenRecord> for RefreshTokenDocument {
+    fn from(record: &RefreshTokenRecord) -> Self {
+        Self {
+            token_hash: record.token_hash.to_hex(),
+            user_id: record.user_id.to_string(),
+            family_id: record.family_id.to_string(),
+            issued_at: BsonDateTime::from_chrono(record.issued_at),
+            expires_at: BsonDateTime::from_chrono(record.expires_at),
+            rotated_at: record.rotated_at.map(BsonDateTime::from_chrono),
+            revoked_at: record.revoked_at.map(BsonDateTime::from_chrono),
+        }
+    }
+}
+
+impl TryFrom<RefreshTokenDocument> for RefreshTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(doc: RefreshTokenDocument) -> Result<Self, StoreError> {
+        let id = &doc.token_hash;
+        Ok(RefreshTokenRecord {
+            token_hash: RefreshTokenHash::from_hex(id)
+                .ok_or_else(|| corrupt("refresh token", id))?,
+            user_id: UserId::from_uuid(parse_uuid(&doc.user_id, "refresh token", id)?),
+            family_id: FamilyId::from_uuid(parse_uuid(&doc.family_id, "refresh token", id)?),
+            issued_at: doc.issued_at.to_chrono(),
+            expires_at: doc.expires_at.to_chrono(),
+            rotated_at: doc.rotated_at.map(BsonDateTime::to_chrono),
+            revoked_at: doc.revoked_at.map(BsonDateTime::to_chrono),
+        })
+    }
+}
