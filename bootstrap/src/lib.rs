@@ -1,0 +1,9 @@
+//! The composition root: reads configuration, picks the adapters, and builds the server.
+//! The only crate that knows every concrete type.
+
+pub mod config;
+mod wiring;
+
+pub use config::{AppEnv, Config, ConfigError, StoreConfig};
+pub use latchkey_http::openapi_json;
+pub use wiring::{build, App};

@@ -1,1 +1,76 @@
-fn main(){}
+use anyhow::Context;
+use latchkey_bootstrap::{build, openapi_json, Config};
+use poem::{listener::TcpListener, Server};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: latchkey [serve | openapi]
+
+  serve     run the server (default); configured by environment variables or .env
+  openapi   print the OpenAPI document to stdout";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    let result = match command.as_str() {
+        "serve" => serve().await,
+        "openapi" => {
+            println!("{}", openapi_json());
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(e).context("could not read .env"),
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::from_env()?;
+    tracing::debug!(?config, "configuration loaded");
+    let app = build(&config, None).await?;
+    tracing::info!(
+        "latchkey listening on http://{0} (API docs at http://{0}/api/docs)",
+        config.listen
+    );
+    Server::new(TcpListener::bind(config.listen))
+        .run_with_graceful_shutdown(app.endpoint, shutdown_signal(), None)
+        .await
+        .with_context(|| format!("could not serve on {}", config.listen))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

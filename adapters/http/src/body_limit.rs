@@ -1,0 +1,35 @@
+use crate::ApiError;
+use poem::{error::ReadBodyError, Endpoint, IntoResponse, Request, Response, Result};
+
+/// Caps request bodies, with or without a `Content-Length`, so an oversized or endless body
+/// gets a 413 instead of filling memory. (poem's own `SizeLimit` refuses requests that have no
+/// `Content-Length` at all, which includes ordinary GETs.)
+pub(crate) async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    max_bytes: usize,
+) -> Result<Response> {
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_bytes as u64) {
+        return Err(too_large(max_bytes));
+    }
+    let body = req.take_body().into_bytes_limit(max_bytes).await.map_err(|e| match e {
+        ReadBodyError::PayloadTooLarge => too_large(max_bytes),
+        other => poem::Error::from(other),
+    })?;
+    req.set_body(body);
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+fn too_large(max_bytes: usize) -> poem::Error {
+    poem::Error::from(ApiError::PayloadTooLarge(poem_openapi::payload::Json(
+        crate::ErrorBody {
+            error: "payload_too_large".into(),
+            message: format!("request body must be at most {max_bytes} bytes"),
+        },
+    )))
+}

@@ -1,0 +1,27 @@
+use crate::ApiError;
+use latchkey_application::AuthService;
+use latchkey_domain::AccessClaims;
+use poem::Request;
+use poem_openapi::{auth::Bearer, SecurityScheme};
+
+/// `Authorization: Bearer <access JWT>`; the operation receives the verified claims.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "verify_access_token"
+)]
+pub struct BearerAuth(pub AccessClaims);
+
+async fn verify_access_token(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
+    let service = req.data::<AuthService>().ok_or_else(|| {
+        poem::Error::from_string(
+            "AuthService missing from request data",
+            poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+        )
+    })?;
+    service
+        .authenticate(&bearer.token)
+        .map_err(|e| ApiError::from(e).into())
+}

@@ -1,0 +1,494 @@
+//! Settings from the environment (and an optional `.env` file, loaded by `main`).
+
+use figment::{providers::Env, Figment};
+use latchkey_crypto::Argon2Settings;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::{fmt, net::SocketAddr};
+
+/// Every variable latchkey reads. Anything else in the environment is ignored.
+pub const VARIABLES: &[&str] = &[
+    "APP_ENV",
+    "HOST",
+    "PORT",
+    "DB_URI",
+    "DB_NAME",
+    "JWT_SECRET",
+    "JWT_EXPIRY",
+    "REFRESH_TOKEN_EXPIRY",
+    "REFRESH_REUSE_GRACE",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS",
+    "ARGON2_PARALLELISM",
+    "HASH_CONCURRENCY",
+    "MAX_BODY_BYTES",
+];
+
+/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Nothing persists; the zero-setup default.
+    Memory,
+    Mongo {
+        uri: String,
+        database: Option<String>,
+    },
+}
+
+/// Where the JWT signing secret came from; a generated one dies with the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOrigin {
+    Configured,
+    GeneratedForThisProcess,
+}
+
+/// Validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub jwt_secret: SecretString,
+    pub jwt_secret_origin: SecretOrigin,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub refresh_reuse_grace_secs: u64,
+    pub argon2: Argon2Settings,
+    pub max_body_bytes: usize,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The store URI may carry a password; the JWT secret is redacted by its type.
+        let store = match &self.store {
+            StoreConfig::Memory => "memory".to_owned(),
+            StoreConfig::Mongo { database, .. } => format!("mongodb (database {database:?})"),
+        };
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("listen", &self.listen)
+            .field("store", &store)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("refresh_reuse_grace_secs", &self.refresh_reuse_grace_secs)
+            .field("argon2", &self.argon2)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("{variable} {problem}")]
+    Variable {
+        variable: &'static str,
+        problem: String,
+    },
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Variable {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// The raw variables, lower-cased by figment, with their defaults.
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default = "defaults::app_env")]
+    app_env: AppEnv,
+    #[serde(default = "defaults::host")]
+    host: String,
+    #[serde(default = "defaults::port")]
+    port: u16,
+    db_uri: Option<String>,
+    db_name: Option<String>,
+    jwt_secret: Option<SecretString>,
+    #[serde(default = "defaults::jwt_expiry")]
+    jwt_expiry: u64,
+    #[serde(default = "defaults::refresh_token_expiry")]
+    refresh_token_expiry: u64,
+    #[serde(default = "defaults::refresh_reuse_grace")]
+    refresh_reuse_grace: u64,
+    #[serde(default = "defaults::jwt_issuer")]
+    jwt_issuer: String,
+    #[serde(default = "defaults::jwt_audience")]
+    jwt_audience: String,
+    #[serde(default = "defaults::argon2_memory_kib")]
+    argon2_memory_kib: u32,
+    #[serde(default = "defaults::argon2_iterations")]
+    argon2_iterations: u32,
+    #[serde(default = "defaults::argon2_parallelism")]
+    argon2_parallelism: u32,
+    #[serde(default = "defaults::hash_concurrency")]
+    hash_concurrency: usize,
+    #[serde(default = "defaults::max_body_bytes")]
+    max_body_bytes: usize,
+}
+
+mod defaults {
+    use super::AppEnv;
+    pub fn app_env() -> AppEnv {
+        AppEnv::Development
+    }
+    pub fn host() -> String {
+        "127.0.0.1".into()
+    }
+    pub fn port() -> u16 {
+        8080
+    }
+    pub fn jwt_expiry() -> u64 {
+        3600
+    }
+    pub fn refresh_token_expiry() -> u64 {
+        14 * 24 * 3600
+    }
+    pub fn refresh_reuse_grace() -> u64 {
+        10
+    }
+    pub fn jwt_issuer() -> String {
+        "latchkey".into()
+    }
+    pub fn jwt_audience() -> String {
+        "latchkey".into()
+    }
+    pub fn argon2_memory_kib() -> u32 {
+        19_456
+    }
+    pub fn argon2_iterations() -> u32 {
+        2
+    }
+    pub fn argon2_parallelism() -> u32 {
+        1
+    }
+    pub fn hash_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    }
+    pub fn max_body_bytes() -> usize {
+        64 * 1024
+    }
+}
+
+impl Config {
+    /// Reads the process environment. Call `dotenvy::dotenv()` first to include a `.env` file.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Env::raw().only(VARIABLES)))
+    }
+
+    /// Reads any figment; tests use this to supply variables without touching the process.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let raw: Raw = figment.extract().map_err(|e| {
+            // figment names the lower-cased key; say which variable the user must fix.
+            let mut message = e.to_string();
+            for var in VARIABLES {
+                message = message.replace(&format!("\"{}\"", var.to_lowercase()), var);
+            }
+            ConfigError::Invalid(message)
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = format!("{}:{}", raw.host, raw.port)
+            .parse()
+            .or_else(|_| format!("[{}]:{}", raw.host, raw.port).parse())
+            .map_err(|_| bad("HOST", format!("is not an IP address: {:?}", raw.host)))?;
+        let store = match raw.db_uri.as_deref().map(str::trim) {
+            None | Some("") | Some("memory") => StoreConfig::Memory,
+            Some(uri) if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
+                StoreConfig::Mongo {
+                    uri: uri.to_owned(),
+                    database: raw.db_name.filter(|d| !d.trim().is_empty()),
+                }
+            }
+            Some(_) => {
+                return Err(bad(
+                    "DB_URI",
+                    "must be `memory` or a `mongodb://` / `mongodb+srv://` connection string",
+                ))
+            }
+        };
+        let (jwt_secret, jwt_secret_origin) = match raw.jwt_secret {
+            Some(secret) => {
+                let len = secret.expose_secret().len();
+                if len < MIN_JWT_SECRET_BYTES {
+                    return Err(bad(
+                        "JWT_SECRET",
+                        format!(
+                            "must be at least {MIN_JWT_SECRET_BYTES} bytes (it has {len}); \
+                             generate one with `openssl rand -base64 48`"
+                        ),
+                    ));
+                }
+                (secret, SecretOrigin::Configured)
+            }
+            None if raw.app_env == AppEnv::Production => {
+                return Err(bad("JWT_SECRET", "must be set when APP_ENV=production"));
+            }
+            None if store != StoreConfig::Memory => {
+                return Err(bad(
+                    "JWT_SECRET",
+                    "must be set when DB_URI points at MongoDB (a generated secret would \
+                     invalidate every token on restart)",
+                ));
+            }
+            None => (generated_secret(), SecretOrigin::GeneratedForThisProcess),
+        };
+        let positive = |variable: &'static str, value: u64| {
+            if value == 0 {
+                Err(bad(variable, "must be a positive number of seconds"))
+            } else {
+                Ok(value)
+            }
+        };
+        let access_token_ttl_secs = positive("JWT_EXPIRY", raw.jwt_expiry)?;
+        let refresh_token_ttl_secs = positive("REFRESH_TOKEN_EXPIRY", raw.refresh_token_expiry)?;
+        if refresh_token_ttl_secs > 10 * 365 * 24 * 3600 {
+            return Err(bad("REFRESH_TOKEN_EXPIRY", "must be at most ten years"));
+        }
+        if access_token_ttl_secs > refresh_token_ttl_secs {
+            return Err(bad(
+                "JWT_EXPIRY",
+                "must not be longer than REFRESH_TOKEN_EXPIRY",
+            ));
+        }
+        if raw.refresh_reuse_grace > 300 {
+            return Err(bad("REFRESH_REUSE_GRACE", "must be at most 300 seconds"));
+        }
+        if raw.hash_concurrency == 0 {
+            return Err(bad("HASH_CONCURRENCY", "must be at least 1"));
+        }
+        if raw.max_body_bytes < 1024 {
+            return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        for (variable, value) in [("JWT_ISSUER", &raw.jwt_issuer), ("JWT_AUDIENCE", &raw.jwt_audience)] {
+            if value.trim().is_empty() {
+                return Err(bad(variable, "must not be empty"));
+            }
+        }
+        let argon2 = Argon2Settings {
+            memory_kib: raw.argon2_memory_kib,
+            iterations: raw.argon2_iterations,
+            parallelism: raw.argon2_parallelism,
+            max_concurrent: raw.hash_concurrency,
+        };
+        Ok(Self {
+            app_env: raw.app_env,
+            listen,
+            store,
+            jwt_secret,
+            jwt_secret_origin,
+            jwt_issuer: raw.jwt_issuer,
+            jwt_audience: raw.jwt_audience,
+            access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            refresh_reuse_grace_secs: raw.refresh_reuse_grace,
+            argon2,
+            max_body_bytes: raw.max_body_bytes,
+        })
+    }
+}
+
+fn generated_secret() -> SecretString {
+    use rand::RngCore;
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123";
+
+    fn load(jail: &mut Jail, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        jail.clear_env();
+        for (k, v) in vars {
+            jail.set_env(k, v);
+        }
+        Config::from_env()
+    }
+
+    #[test]
+    fn defaults_give_an_in_memory_server_on_localhost_with_a_generated_secret() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[]).unwrap();
+            assert_eq!(config.store, StoreConfig::Memory);
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.access_token_ttl_secs, 3600);
+            assert_eq!(config.refresh_token_ttl_secs, 14 * 24 * 3600);
+            assert_eq!(config.refresh_reuse_grace_secs, 10);
+            assert_eq!(config.argon2.memory_kib, 19_456);
+            assert_eq!(config.jwt_secret_origin, SecretOrigin::GeneratedForThisProcess);
+            assert!(config.jwt_secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_documented_variable_is_read() {
+        Jail::expect_with(|jail| {
+            let config = load(
+                jail,
+                &[
+                    ("HOST", "0.0.0.0"),
+                    ("PORT", "9000"),
+                    ("DB_URI", "mongodb://db:27017/app"),
+                    ("DB_NAME", "other"),
+                    ("JWT_SECRET", SECRET),
+                    ("JWT_EXPIRY", "60"),
+                    ("REFRESH_TOKEN_EXPIRY", "120"),
+                    ("REFRESH_REUSE_GRACE", "3"),
+                    ("JWT_ISSUER", "iss"),
+                    ("JWT_AUDIENCE", "aud"),
+                    ("ARGON2_MEMORY_KIB", "1024"),
+                    ("ARGON2_ITERATIONS", "3"),
+                    ("ARGON2_PARALLELISM", "2"),
+                    ("HASH_CONCURRENCY", "5"),
+                    ("MAX_BODY_BYTES", "2048"),
+                    ("APP_ENV", "production"),
+                ],
+            )
+            .unwrap();
+            assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+            assert_eq!(
+                config.store,
+                StoreConfig::Mongo {
+                    uri: "mongodb://db:27017/app".into(),
+                    database: Some("other".into())
+                }
+            );
+            assert_eq!(config.jwt_secret.expose_secret(), SECRET);
+            assert_eq!(
+                (config.access_token_ttl_secs, config.refresh_token_ttl_secs),
+                (60, 120)
+            );
+            assert_eq!(config.refresh_reuse_grace_secs, 3);
+            assert_eq!((config.jwt_issuer.as_str(), config.jwt_audience.as_str()), ("iss", "aud"));
+            assert_eq!(
+                config.argon2,
+                Argon2Settings {
+                    memory_kib: 1024,
+                    iterations: 3,
+                    parallelism: 2,
+                    max_concurrent: 5
+                }
+            );
+            assert_eq!(config.max_body_bytes, 2048);
+            assert_eq!(config.app_env, AppEnv::Production);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_with_a_message_naming_it() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("JWT_SECRET", "too-short")]).err().unwrap();
+            let message = err.to_string();
+            assert!(message.starts_with("JWT_SECRET must be at least 32 bytes"), "{message}");
+            assert!(!message.contains("too-short"), "the secret must not be echoed");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_non_numeric_expiry_is_refused_naming_the_variable() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("JWT_EXPIRY", "one hour")]).err().unwrap();
+            assert!(err.to_string().contains("JWT_EXPIRY"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_without_a_jwt_secret_is_refused() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("APP_ENV", "production")]).err().unwrap();
+            assert_eq!(
+                err.to_string(),
+                "JWT_SECRET must be set when APP_ENV=production"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mongodb_without_a_jwt_secret_is_refused() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("DB_URI", "mongodb://localhost")]).err().unwrap();
+            assert!(err.to_string().starts_with("JWT_SECRET must be set"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_store_scheme_is_refused() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("DB_URI", "postgres://x")]).err().unwrap();
+            assert!(err.to_string().starts_with("DB_URI must be"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn db_uri_memory_or_empty_selects_the_in_memory_store() {
+        Jail::expect_with(|jail| {
+            for value in ["memory", "", "  "] {
+                assert_eq!(load(jail, &[("DB_URI", value)]).unwrap().store, StoreConfig::Memory);
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn zero_expiry_and_an_access_token_outliving_the_refresh_token_are_refused() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("JWT_EXPIRY", "0")]).err().unwrap();
+            assert_eq!(
+                err.to_string(),
+                "JWT_EXPIRY must be a positive number of seconds"
+            );
+            let err = load(jail, &[("JWT_EXPIRY", "100"), ("REFRESH_TOKEN_EXPIRY", "50")])
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("REFRESH_TOKEN_EXPIRY"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret_and_database_credentials() {
+        Jail::expect_with(|jail| {
+            let config = load(
+                jail,
+                &[("JWT_SECRET", SECRET), ("DB_URI", "mongodb://admin:pa55word@db/x")],
+            )
+            .unwrap();
+            let printed = format!("{config:?}");
+            assert!(!printed.contains(SECRET));
+            assert!(!printed.contains("pa55word"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,92 @@
+use crate::config::{Config, SecretOrigin, StoreConfig};
+use anyhow::Context;
+use chrono::Duration;
+use latchkey_application::{AuthService, Ports, SessionPolicy};
+use latchkey_crypto::{Argon2Hasher, JwtCodec, JwtSettings, OsRandom, SystemClock};
+use latchkey_domain::ports::{RefreshTokenRepository, UserRepository};
+use latchkey_http::HttpSettings;
+use latchkey_memory::{InMemoryRefreshTokens, InMemoryUsers};
+use latchkey_mongo::MongoStore;
+use poem::{endpoint::BoxEndpoint, EndpointExt, Response, Route};
+use std::sync::Arc;
+
+/// A fully wired server, ready to be served or called in tests.
+pub struct App {
+    pub endpoint: BoxEndpoint<'static, Response>,
+    pub service: AuthService,
+}
+
+/// Chooses the adapters the configuration asks for and builds the HTTP endpoint. `site` is
+/// mounted at `/` beside the API.
+pub async fn build(config: &Config, site: Option<Route>) -> anyhow::Result<App> {
+    let (users, refresh_tokens): (Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>) =
+        match &config.store {
+            StoreConfig::Memory => {
+                tracing::warn!(
+                    "DB_URI is not set: using the in-memory store. NOTHING PERSISTS; every \
+                     user and session is lost when the server stops"
+                );
+                (
+                    Arc::new(InMemoryUsers::default()),
+                    Arc::new(InMemoryRefreshTokens::default()),
+                )
+            }
+            StoreConfig::Mongo { uri, database } => {
+                let store = MongoStore::connect(uri, database.as_deref()).await?;
+                store
+                    .ensure_indexes()
+                    .await
+                    .context("MongoDB is not reachable at DB_URI")?;
+                tracing::info!(database = store.database().name(), "using MongoDB");
+                (Arc::new(store.users()), Arc::new(store.refresh_tokens()))
+            }
+        };
+    if config.jwt_secret_origin == SecretOrigin::GeneratedForThisProcess {
+        tracing::warn!(
+            "JWT_SECRET is not set: signing with a random secret generated for this process; \
+             tokens stop working when it restarts"
+        );
+    }
+    let hasher = tokio::task::spawn_blocking({
+        let settings = config.argon2;
+        move || Argon2Hasher::new(settings)
+    })
+    .await??;
+    let codec = JwtCodec::new(JwtSettings {
+        secret: config.jwt_secret.clone(),
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+    });
+    let policy = SessionPolicy {
+        access_token_ttl: seconds(config.access_token_ttl_secs)?,
+        refresh_token_ttl: seconds(config.refresh_token_ttl_secs)?,
+        reuse_grace: seconds(config.refresh_reuse_grace_secs)?,
+    };
+    let service = AuthService::new(
+        Ports {
+            users,
+            refresh_tokens,
+            hasher: Arc::new(hasher),
+            access_tokens: Arc::new(codec),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+        },
+        policy,
+    );
+    let endpoint = latchkey_http::routes(
+        service.clone(),
+        HttpSettings {
+            max_body_bytes: config.max_body_bytes,
+        },
+        site,
+    );
+    Ok(App {
+        endpoint: endpoint.boxed(),
+        service,
+    })
+}
+
+fn seconds(secs: u64) -> anyhow::Result<Duration> {
+    let secs = i64::try_from(secs).context("duration too large")?;
+    Duration::try_seconds(secs).context("duration too large")
+}
