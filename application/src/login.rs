@@ -95,7 +95,8 @@ mod tests {
             .returning(|_, _| Ok(true));
         mocks.random.expect_secret_bytes().return_const([9u8; 32]);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
-        let expected_hash = latchkey_domain::RefreshTokenSecret::from_random_bytes([9u8; 32]).hash();
+        let expected_hash =
+            latchkey_domain::RefreshTokenSecret::from_random_bytes([9u8; 32]).hash();
         mocks
             .refresh_tokens
             .expect_insert()

@@ -45,7 +45,7 @@ impl AuthService {
             return Err(RefreshError::InvalidToken);
         }
         if let Some(rotated_at) = record.rotated_at {
-            if now - rotated_at <= self.policy.reuse_grace {
+            if now - rotated_at < self.policy.reuse_grace {
                 return Err(RefreshError::InvalidToken);
             }
             let revoked = self
@@ -180,7 +180,7 @@ mod tests {
     async fn reuse_of_a_rotated_token_after_the_grace_window_revokes_its_family() {
         let mut mocks = Mocks::new();
         let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(11));
+        record.rotated_at = Some(t0() - Duration::seconds(10));
         mocks
             .refresh_tokens
             .expect_find_by_hash()
@@ -200,7 +200,7 @@ mod tests {
     async fn reuse_within_the_grace_window_fails_without_revoking_the_family() {
         let mut mocks = Mocks::new();
         let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(10));
+        record.rotated_at = Some(t0() - Duration::seconds(9));
         mocks
             .refresh_tokens
             .expect_find_by_hash()

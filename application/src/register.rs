@@ -102,7 +102,10 @@ mod tests {
             .register(command("not-an-email", "long enough password"))
             .await
             .unwrap_err();
-        assert!(matches!(err, RegisterError::InvalidEmail(EmailError::Malformed)));
+        assert!(matches!(
+            err,
+            RegisterError::InvalidEmail(EmailError::Malformed)
+        ));
     }
 
     #[tokio::test]

@@ -280,7 +280,10 @@ impl Config {
         if raw.max_body_bytes < 1024 {
             return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
         }
-        for (variable, value) in [("JWT_ISSUER", &raw.jwt_issuer), ("JWT_AUDIENCE", &raw.jwt_audience)] {
+        for (variable, value) in [
+            ("JWT_ISSUER", &raw.jwt_issuer),
+            ("JWT_AUDIENCE", &raw.jwt_audience),
+        ] {
             if value.trim().is_empty() {
                 return Err(bad(variable, "must not be empty"));
             }
@@ -316,6 +319,8 @@ fn generated_secret() -> SecretString {
 }
 
 #[cfg(test)]
+// figment's `Jail` fixes the closure's error type; its size is not ours to choose.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -340,7 +345,10 @@ mod tests {
             assert_eq!(config.refresh_token_ttl_secs, 14 * 24 * 3600);
             assert_eq!(config.refresh_reuse_grace_secs, 10);
             assert_eq!(config.argon2.memory_kib, 19_456);
-            assert_eq!(config.jwt_secret_origin, SecretOrigin::GeneratedForThisProcess);
+            assert_eq!(
+                config.jwt_secret_origin,
+                SecretOrigin::GeneratedForThisProcess
+            );
             assert!(config.jwt_secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
             Ok(())
         });
@@ -385,7 +393,10 @@ mod tests {
                 (60, 120)
             );
             assert_eq!(config.refresh_reuse_grace_secs, 3);
-            assert_eq!((config.jwt_issuer.as_str(), config.jwt_audience.as_str()), ("iss", "aud"));
+            assert_eq!(
+                (config.jwt_issuer.as_str(), config.jwt_audience.as_str()),
+                ("iss", "aud")
+            );
             assert_eq!(
                 config.argon2,
                 Argon2Settings {
@@ -406,8 +417,14 @@ mod tests {
         Jail::expect_with(|jail| {
             let err = load(jail, &[("JWT_SECRET", "too-short")]).err().unwrap();
             let message = err.to_string();
-            assert!(message.starts_with("JWT_SECRET must be at least 32 bytes"), "{message}");
-            assert!(!message.contains("too-short"), "the secret must not be echoed");
+            assert!(
+                message.starts_with("JWT_SECRET must be at least 32 bytes"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("too-short"),
+                "the secret must not be echoed"
+            );
             Ok(())
         });
     }
@@ -436,7 +453,9 @@ mod tests {
     #[test]
     fn mongodb_without_a_jwt_secret_is_refused() {
         Jail::expect_with(|jail| {
-            let err = load(jail, &[("DB_URI", "mongodb://localhost")]).err().unwrap();
+            let err = load(jail, &[("DB_URI", "mongodb://localhost")])
+                .err()
+                .unwrap();
             assert!(err.to_string().starts_with("JWT_SECRET must be set"));
             Ok(())
         });
@@ -455,7 +474,10 @@ mod tests {
     fn db_uri_memory_or_empty_selects_the_in_memory_store() {
         Jail::expect_with(|jail| {
             for value in ["memory", "", "  "] {
-                assert_eq!(load(jail, &[("DB_URI", value)]).unwrap().store, StoreConfig::Memory);
+                assert_eq!(
+                    load(jail, &[("DB_URI", value)]).unwrap().store,
+                    StoreConfig::Memory
+                );
             }
             Ok(())
         });
@@ -469,9 +491,12 @@ mod tests {
                 err.to_string(),
                 "JWT_EXPIRY must be a positive number of seconds"
             );
-            let err = load(jail, &[("JWT_EXPIRY", "100"), ("REFRESH_TOKEN_EXPIRY", "50")])
-                .err()
-                .unwrap();
+            let err = load(
+                jail,
+                &[("JWT_EXPIRY", "100"), ("REFRESH_TOKEN_EXPIRY", "50")],
+            )
+            .err()
+            .unwrap();
             assert!(err.to_string().contains("REFRESH_TOKEN_EXPIRY"));
             Ok(())
         });
@@ -482,7 +507,10 @@ mod tests {
         Jail::expect_with(|jail| {
             let config = load(
                 jail,
-                &[("JWT_SECRET", SECRET), ("DB_URI", "mongodb://admin:pa55word@db/x")],
+                &[
+                    ("JWT_SECRET", SECRET),
+                    ("DB_URI", "mongodb://admin:pa55word@db/x"),
+                ],
             )
             .unwrap();
             let printed = format!("{config:?}");

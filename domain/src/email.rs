@@ -113,7 +113,11 @@ mod tests {
             "ann@exa mple.com",
             "ann@example.com.",
         ] {
-            assert_eq!(EmailAddress::parse(bad), Err(EmailError::Malformed), "{bad}");
+            assert_eq!(
+                EmailAddress::parse(bad),
+                Err(EmailError::Malformed),
+                "{bad}"
+            );
         }
     }
 

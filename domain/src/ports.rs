@@ -61,8 +61,7 @@ pub struct HashingError(pub String);
 pub trait PasswordHasher: Send + Sync {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashingError>;
     /// `Ok(false)` for a wrong password; `Err` only when the hash itself is unusable.
-    async fn verify(&self, password: &Password, hash: &PasswordHash)
-        -> Result<bool, HashingError>;
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashingError>;
     /// A valid hash of a random password with production parameters, verified against when
     /// no user matches so that response time does not reveal which emails are registered.
     fn dummy_hash(&self) -> PasswordHash;

@@ -60,8 +60,14 @@ impl fmt::Debug for RefreshTokenSecret {
 ///
 /// A fast hash is enough (unlike passwords) because the token already carries 256 bits of
 /// entropy; looking up by digest also means the secret is never compared byte by byte.
-#[derive(Clone, Copy, Hash, Debug, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 pub struct RefreshTokenHash([u8; 32]);
+
+impl std::hash::Hash for RefreshTokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for RefreshTokenHash {
     fn eq(&self, other: &Self) -> bool {
@@ -131,7 +137,10 @@ mod tests {
     fn secret_encodes_all_256_bits_and_hashes_deterministically() {
         let secret = RefreshTokenSecret::from_random_bytes([7u8; 32]);
         assert_eq!(secret.expose().len(), 43);
-        assert_eq!(secret.hash(), RefreshTokenSecret::from_presented(secret.expose().into()).hash());
+        assert_eq!(
+            secret.hash(),
+            RefreshTokenSecret::from_presented(secret.expose().into()).hash()
+        );
         assert_ne!(
             secret.hash(),
             RefreshTokenSecret::from_random_bytes([8u8; 32]).hash()

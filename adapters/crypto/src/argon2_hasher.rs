@@ -106,11 +106,7 @@ impl PasswordHasher for Argon2Hasher {
             .await
     }
 
-    async fn verify(
-        &self,
-        password: &Password,
-        hash: &PasswordHash,
-    ) -> Result<bool, HashingError> {
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashingError> {
         let password = SecretString::from(password.expose());
         let phc = hash.as_str().to_owned();
         self.run_blocking(move |argon2| {
@@ -157,8 +153,14 @@ mod tests {
         let second = hasher.hash(&password("correct horse")).await.unwrap();
         assert!(first.as_str().starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
         assert_ne!(first, second, "each hash needs its own salt");
-        assert!(hasher.verify(&password("correct horse"), &first).await.unwrap());
-        assert!(!hasher.verify(&password("correct horsf"), &first).await.unwrap());
+        assert!(hasher
+            .verify(&password("correct horse"), &first)
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(&password("correct horsf"), &first)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -178,7 +180,10 @@ mod tests {
     async fn a_corrupt_stored_hash_is_an_error_not_a_mismatch() {
         let hasher = cheap();
         let err = hasher
-            .verify(&password("x"), &PasswordHash::new("not a phc string".into()))
+            .verify(
+                &password("x"),
+                &PasswordHash::new("not a phc string".into()),
+            )
             .await
             .unwrap_err();
         assert!(err.0.contains("unreadable"));

@@ -169,10 +169,14 @@ mod tests {
         let (header, payload) = header_and_payload(&token);
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(header["alg"], "HS256");
-        for claim in ["sub", "iat", "nbf", "exp", "iss", "aud", "jti", "roles", "sid"] {
+        for claim in [
+            "sub", "iat", "nbf", "exp", "iss", "aud", "jti", "roles", "sid",
+        ] {
             assert!(payload.get(claim).is_some(), "missing {claim}");
         }
-        let decoded = codec().decode(&token, t0() + Duration::minutes(59)).unwrap();
+        let decoded = codec()
+            .decode(&token, t0() + Duration::minutes(59))
+            .unwrap();
         assert_eq!(decoded, claims());
     }
 
@@ -198,7 +202,11 @@ mod tests {
     fn a_token_signed_with_another_key_or_for_another_issuer_or_audience_is_invalid() {
         let now = t0() + Duration::minutes(1);
         for other in [
-            codec_with("another-secret-another-secret-xx", "latchkey", "latchkey-api"),
+            codec_with(
+                "another-secret-another-secret-xx",
+                "latchkey",
+                "latchkey-api",
+            ),
             codec_with(SECRET, "someone-else", "latchkey-api"),
             codec_with(SECRET, "latchkey", "another-api"),
         ] {
@@ -225,7 +233,12 @@ mod tests {
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some("JWT".into());
         let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
-        let token = encode(&header, &payload, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let token = encode(
+            &header,
+            &payload,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(codec().decode(&token, t0()), Err(TokenRejection::Invalid));
     }
 
@@ -237,8 +250,14 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
             URL_SAFE_NO_PAD.encode(payload.to_string())
         );
-        assert_eq!(codec().decode(&unsigned, t0()), Err(TokenRejection::Invalid));
-        assert_eq!(codec().decode("not-a-jwt", t0()), Err(TokenRejection::Invalid));
+        assert_eq!(
+            codec().decode(&unsigned, t0()),
+            Err(TokenRejection::Invalid)
+        );
+        assert_eq!(
+            codec().decode("not-a-jwt", t0()),
+            Err(TokenRejection::Invalid)
+        );
         assert_eq!(codec().decode("", t0()), Err(TokenRejection::Invalid));
     }
 }

@@ -7,9 +7,7 @@ use crate::{
 use latchkey_application::{
     AuthService, LoginCommand, LogoutCommand, RefreshCommand, RegisterCommand,
 };
-use poem::{
-    middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Response, Route,
-};
+use poem::{middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::{payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +95,9 @@ impl AuthApi {
         body: Json<Credentials>,
     ) -> Result<RegisterResponse, ApiError> {
         let Json(Credentials { email, password }) = body;
-        let user = service.register(RegisterCommand { email, password }).await?;
+        let user = service
+            .register(RegisterCommand { email, password })
+            .await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
@@ -203,7 +203,11 @@ pub fn openapi_json() -> String {
 
 /// Everything under `/api`, with JSON errors, body limits and request tracing. `extra` is
 /// mounted at `/` (the web site, or nothing).
-pub fn routes(service: AuthService, settings: HttpSettings, site: Option<Route>) -> impl Endpoint<Output = Response> {
+pub fn routes(
+    service: AuthService,
+    settings: HttpSettings,
+    site: Option<Route>,
+) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let max_body_bytes = settings.max_body_bytes;
     let mut root = Route::new()

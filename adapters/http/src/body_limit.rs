@@ -17,10 +17,14 @@ pub(crate) async fn limit_body<E: Endpoint>(
     if declared.is_some_and(|len| len > max_bytes as u64) {
         return Err(too_large(max_bytes));
     }
-    let body = req.take_body().into_bytes_limit(max_bytes).await.map_err(|e| match e {
-        ReadBodyError::PayloadTooLarge => too_large(max_bytes),
-        other => poem::Error::from(other),
-    })?;
+    let body = req
+        .take_body()
+        .into_bytes_limit(max_bytes)
+        .await
+        .map_err(|e| match e {
+            ReadBodyError::PayloadTooLarge => too_large(max_bytes),
+            other => poem::Error::from(other),
+        })?;
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
 }

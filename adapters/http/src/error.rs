@@ -33,10 +33,7 @@ pub enum ApiError {
     BadRequest(Json<ErrorBody>),
     /// Missing, invalid or expired credentials.
     #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The resource already exists (e.g. the email is registered).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
@@ -84,8 +81,12 @@ impl ApiError {
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         match e {
-            RegisterError::InvalidEmail(e) => Self::Unprocessable(body("invalid_email", e.to_string())),
-            RegisterError::WeakPassword(e) => Self::Unprocessable(body("weak_password", e.to_string())),
+            RegisterError::InvalidEmail(e) => {
+                Self::Unprocessable(body("invalid_email", e.to_string()))
+            }
+            RegisterError::WeakPassword(e) => {
+                Self::Unprocessable(body("weak_password", e.to_string()))
+            }
             RegisterError::EmailTaken => {
                 Self::Conflict(body("email_taken", "a user with this email already exists"))
             }
@@ -98,7 +99,9 @@ impl From<RegisterError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::InvalidEmail(e) => Self::Unprocessable(body("invalid_email", e.to_string())),
+            LoginError::InvalidEmail(e) => {
+                Self::Unprocessable(body("invalid_email", e.to_string()))
+            }
             LoginError::InvalidPassword(e) => {
                 Self::Unprocessable(body("invalid_password", e.to_string()))
             }

@@ -4,7 +4,8 @@ use latchkey_domain::AccessClaims;
 use poem::Request;
 use poem_openapi::{auth::Bearer, SecurityScheme};
 
-/// `Authorization: Bearer <access JWT>`; the operation receives the verified claims.
+/// The `access_token` from `/auth/login` or `/auth/refresh`, sent as
+/// `Authorization: Bearer <access_token>`.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "bearerAuth",

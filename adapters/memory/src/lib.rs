@@ -23,7 +23,9 @@ impl InMemoryUsers {
     fn lock(&self) -> MutexGuard<'_, HashMap<UserId, User>> {
         // A panic while holding the lock cannot leave a half-written map entry, so the data
         // is still consistent and serving it beats failing every later request.
-        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -65,7 +67,9 @@ pub struct InMemoryRefreshTokens {
 
 impl InMemoryRefreshTokens {
     fn lock(&self) -> MutexGuard<'_, HashMap<RefreshTokenHash, RefreshTokenRecord>> {
-        self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -3,8 +3,8 @@
 
 use bson::DateTime as BsonDateTime;
 use latchkey_domain::{
-    ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, Role, User, UserId,
+    ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
+    Role, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

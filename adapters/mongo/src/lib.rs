@@ -55,8 +55,8 @@ impl MongoStore {
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| "latchkey".into());
-        let client =
-            Client::with_options(options).map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
+        let client = Client::with_options(options)
+            .map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
         Ok(Self {
             database: client.database(&name),
         })

@@ -1,0 +1,438 @@
+//! The HTTP API end to end, through the real router and adapters, on both stores.
+
+use latchkey_bootstrap::StoreConfig;
+use latchkey_tests::{
+    for_each_backend,
+    http::{spawn_app, Backend, Reply, TestApp},
+};
+use poem::http::StatusCode;
+use serde_json::json;
+use std::{sync::Arc, time::Duration};
+
+async fn app(backend: Backend) -> TestApp {
+    spawn_app(backend, |_| {}).await
+}
+
+async fn a_user_registers_logs_in_refreshes_and_logs_out(backend: Backend) {
+    let app = app(backend).await;
+
+    let registered = app
+        .register("  Ann@Example.com ", "correct horse battery")
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    assert_eq!(registered.body["email"], "Ann@Example.com");
+    assert_eq!(registered.body["roles"], json!(["user"]));
+    assert!(registered.body["id"].is_string() && registered.body["created_at"].is_string());
+    let mut fields: Vec<_> = registered
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["created_at", "email", "id", "roles"],
+        "never the hash"
+    );
+
+    let login = app.login("ann@example.com", "correct horse battery").await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert_eq!(login.body["token_type"], "Bearer");
+    assert_eq!(login.body["expires_in"], 3600);
+    assert_eq!(login.body["refresh_expires_in"], 14 * 24 * 3600);
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+
+    let me = app.me(&login.str("access_token")).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body, registered.body);
+
+    let refreshed = app.refresh(&login.str("refresh_token")).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_ne!(refreshed.str("refresh_token"), login.str("refresh_token"));
+    assert_eq!(
+        app.me(&refreshed.str("access_token")).await.status,
+        StatusCode::OK
+    );
+
+    let logout = app
+        .post_authorized(
+            "/api/auth/logout",
+            &refreshed.str("access_token"),
+            json!({ "refresh_token": refreshed.str("refresh_token") }),
+        )
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    app.refresh(&refreshed.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+}
+
+async fn reusing_a_rotated_refresh_token_revokes_the_whole_session(backend: Backend) {
+    let app = app(backend).await;
+    let login = app.signed_in("ann@example.com").await;
+    let stolen = login.str("refresh_token");
+    let rotated = app.refresh(&stolen).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+
+    let reuse = app.refresh(&stolen).await;
+    reuse.assert_error(StatusCode::UNAUTHORIZED, "refresh_token_reused");
+    assert!(reuse
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+
+    // The legitimate holder's newer token died with the family.
+    app.refresh(&rotated.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    // Another session of the same user is unaffected.
+    let other = app.login("ann@example.com", "correct horse battery").await;
+    assert_eq!(
+        app.refresh(&other.str("refresh_token")).await.status,
+        StatusCode::OK
+    );
+}
+
+async fn reuse_within_the_grace_window_fails_but_keeps_the_session(backend: Backend) {
+    let app = spawn_app(backend, |c| c.refresh_reuse_grace_secs = 60).await;
+    let login = app.signed_in("ann@example.com").await;
+    let first_tab = app.refresh(&login.str("refresh_token")).await;
+    assert_eq!(first_tab.status, StatusCode::OK);
+
+    let second_tab = app.refresh(&login.str("refresh_token")).await;
+    second_tab.assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+
+    assert_eq!(
+        app.refresh(&first_tab.str("refresh_token")).await.status,
+        StatusCode::OK,
+        "the race must not log the user out"
+    );
+}
+
+async fn concurrent_refreshes_of_one_token_produce_exactly_one_new_pair(backend: Backend) {
+    let app = spawn_app(backend, |c| c.refresh_reuse_grace_secs = 60).await;
+    let login = app.signed_in("ann@example.com").await;
+    let token = login.str("refresh_token");
+    let replies = futures::future::join_all((0..8).map(|_| app.refresh(&token))).await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1);
+    assert!(replies
+        .iter()
+        .filter(|r| r.status != StatusCode::OK)
+        .all(|r| r.status == StatusCode::UNAUTHORIZED));
+}
+
+async fn a_duplicate_email_in_any_case_is_a_conflict(backend: Backend) {
+    let app = app(backend).await;
+    assert_eq!(
+        app.register("ann@example.com", "correct horse battery")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    app.register(" ANN@example.com", "another password")
+        .await
+        .assert_error(StatusCode::CONFLICT, "email_taken");
+    // The first account still logs in with its own password.
+    assert_eq!(
+        app.login("ann@example.com", "correct horse battery")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn wrong_password_and_unknown_email_look_identical(backend: Backend) {
+    let app = app(backend).await;
+    app.signed_in("ann@example.com").await;
+    let wrong_password = app.login("ann@example.com", "not the password").await;
+    let unknown_email = app.login("bob@example.com", "not the password").await;
+    wrong_password.assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(wrong_password.status, unknown_email.status);
+    assert_eq!(wrong_password.body, unknown_email.body);
+    assert_eq!(
+        wrong_password.header("www-authenticate"),
+        unknown_email.header("www-authenticate")
+    );
+}
+
+async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend) {
+    let app = app(backend).await;
+    let short = app.register("ann@example.com", "short").await;
+    short.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    assert!(short.str("message").contains("at least 8"));
+
+    let bad_email = app.register("not-an-email", "correct horse battery").await;
+    bad_email.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email");
+
+    let too_long = app.register("ann@example.com", &"x".repeat(1025)).await;
+    too_long.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    assert!(too_long.str("message").contains("at most 1024"));
+
+    let wrong_type = app
+        .post(
+            "/api/auth/register",
+            json!({ "email": { "nested": 1 }, "password": "x" }),
+        )
+        .await;
+    wrong_type.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(wrong_type.str("message").contains("Credentials"));
+
+    let missing_field = app
+        .post("/api/auth/login", json!({ "email": "ann@example.com" }))
+        .await;
+    missing_field.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+
+    let not_json = Reply::from(
+        app.client
+            .post("/api/auth/register")
+            .content_type("application/json")
+            .body("{not json")
+            .send()
+            .await,
+    )
+    .await;
+    not_json.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+
+    let wrong_media_type = Reply::from(
+        app.client
+            .post("/api/auth/login")
+            .content_type("text/plain")
+            .body("email=a")
+            .send()
+            .await,
+    )
+    .await;
+    assert!(wrong_media_type.status.is_client_error());
+    assert!(wrong_media_type.body["error"].is_string());
+
+    let oversized = app
+        .post(
+            "/api/auth/register",
+            json!({ "email": "ann@example.com", "password": "p".repeat(100_000) }),
+        )
+        .await;
+    oversized.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    let unknown_route = app.get("/api/nope", None).await;
+    unknown_route.assert_error(StatusCode::NOT_FOUND, "not_found");
+
+    // None of that hurt the store: registration still works.
+    assert_eq!(
+        app.register("ann@example.com", "correct horse battery")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+async fn protected_routes_need_a_valid_bearer_token(backend: Backend) {
+    let app = app(backend).await;
+    let login = app.signed_in("ann@example.com").await;
+    let access = login.str("access_token");
+
+    let missing = app.get("/api/users/me", None).await;
+    missing.assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    assert!(missing
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+
+    let mut tampered = access.clone().into_bytes();
+    let middle = tampered.len() - 10;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        "Bearer not-a-jwt".to_owned(),
+        format!("Bearer {tampered}"),
+        format!("Basic {access}"),
+        "Bearer ".to_owned(),
+    ] {
+        let reply = app.get("/api/users/me", Some(&bad)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{bad}: {}",
+            reply.body
+        );
+        assert!(reply.body["error"].is_string(), "{bad}: {}", reply.body);
+        assert!(reply
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer"));
+    }
+
+    let logout_without_token = app
+        .post(
+            "/api/auth/logout",
+            json!({ "refresh_token": login.str("refresh_token") }),
+        )
+        .await;
+    logout_without_token.assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    assert_eq!(
+        app.refresh(&login.str("refresh_token")).await.status,
+        StatusCode::OK,
+        "an unauthenticated logout must not revoke anything"
+    );
+}
+
+async fn an_expired_access_token_is_refused_and_a_refresh_recovers(backend: Backend) {
+    let app = spawn_app(backend, |c| c.access_token_ttl_secs = 1).await;
+    let login = app.signed_in("ann@example.com").await;
+    assert_eq!(login.body["expires_in"], 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let expired = app.me(&login.str("access_token")).await;
+    expired.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    assert!(expired
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+    assert!(expired.str("message").contains("expired"));
+
+    let refreshed = app.refresh(&login.str("refresh_token")).await;
+    assert_eq!(
+        app.me(&refreshed.str("access_token")).await.status,
+        StatusCode::OK
+    );
+}
+
+async fn health_probes_answer(backend: Backend) {
+    let app = app(backend).await;
+    let live = app.get("/api/health/live", None).await;
+    assert_eq!(
+        (live.status, live.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let ready = app.get("/api/health/ready", None).await;
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+}
+
+for_each_backend!(
+    a_user_registers_logs_in_refreshes_and_logs_out,
+    reusing_a_rotated_refresh_token_revokes_the_whole_session,
+    reuse_within_the_grace_window_fails_but_keeps_the_session,
+    concurrent_refreshes_of_one_token_produce_exactly_one_new_pair,
+    a_duplicate_email_in_any_case_is_a_conflict,
+    wrong_password_and_unknown_email_look_identical,
+    invalid_input_gets_a_4xx_json_error_naming_the_problem,
+    protected_routes_need_a_valid_bearer_token,
+    an_expired_access_token_is_refused_and_a_refresh_recovers,
+    health_probes_answer,
+);
+
+/// A MongoDB server that does not answer: nothing listens on this port.
+fn unreachable_store(config: &mut latchkey_bootstrap::Config) {
+    config.store = StoreConfig::Mongo {
+        uri: "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300".into(),
+        database: Some("unreachable".into()),
+    };
+}
+
+#[tokio::test]
+async fn start_up_refuses_an_unreachable_mongodb_with_a_clear_message() {
+    let mut config = latchkey_tests::http::test_config();
+    unreachable_store(&mut config);
+    let err = latchkey_bootstrap::build(&config, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("MongoDB is not reachable at DB_URI"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_while_running_is_a_503_not_a_500() {
+    // Wired by hand because start-up (above) refuses a store that is down from the beginning.
+    let store = latchkey_mongo::MongoStore::connect(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+        Some("unreachable"),
+    )
+    .await
+    .unwrap();
+    let service = latchkey_application::AuthService::new(
+        latchkey_application::Ports {
+            users: Arc::new(store.users()),
+            refresh_tokens: Arc::new(store.refresh_tokens()),
+            hasher: Arc::new(
+                latchkey_crypto::Argon2Hasher::new(latchkey_tests::http::test_config().argon2)
+                    .unwrap(),
+            ),
+            access_tokens: Arc::new(latchkey_crypto::JwtCodec::new(
+                latchkey_crypto::JwtSettings {
+                    secret: secrecy::SecretString::from("x".repeat(32)),
+                    issuer: "latchkey".into(),
+                    audience: "latchkey".into(),
+                },
+            )),
+            clock: Arc::new(latchkey_crypto::SystemClock),
+            random: Arc::new(latchkey_crypto::OsRandom),
+        },
+        Default::default(),
+    );
+    let client =
+        poem::test::TestClient::new(latchkey_http::routes(service, Default::default(), None));
+
+    let register = Reply::from(
+        client
+            .post("/api/auth/register")
+            .body_json(&json!({ "email": "ann@example.com", "password": "correct horse battery" }))
+            .send()
+            .await,
+    )
+    .await;
+    register.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert!(
+        !register.str("message").contains("127.0.0.1"),
+        "no internals in the body"
+    );
+
+    let login = Reply::from(
+        client
+            .post("/api/auth/login")
+            .body_json(&json!({ "email": "ann@example.com", "password": "correct horse battery" }))
+            .send()
+            .await,
+    )
+    .await;
+    login.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+
+    let ready = Reply::from(client.get("/api/health/ready").send().await).await;
+    ready.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let live = Reply::from(client.get("/api/health/live").send().await).await;
+    assert_eq!(
+        live.status,
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+}
+
+#[tokio::test]
+async fn the_api_documents_itself() {
+    let app = app(Backend::Memory).await;
+    let spec = app.get("/api/openapi.json", None).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    let scheme = &spec.body["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"], &scheme["bearerFormat"]),
+        (&json!("http"), &json!("bearer"), &json!("JWT"))
+    );
+    let docs = app.client.get("/api/docs").send().await;
+    docs.assert_status_is_ok();
+    docs.assert_content_type("text/html; charset=utf-8");
+}
