@@ -1,0 +1,184 @@
+//! How the web site keeps a user signed in, independent of the browser so it can be unit-tested.
+//!
+//! Every API call goes through [`Session::call`]: it sends the stored access token; on a 401 it
+//! refreshes once and retries once; if the refresh fails it clears the tokens and reports
+//! [`CallError::SignedOut`] so the page can send the user to the log-in screen. Calls that fail
+//! together share one refresh request ("single flight").
+
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use std::{cell::RefCell, future::Future, rc::Rc};
+
+/// An access token and the refresh token that goes with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// Where tokens live between page loads (the browser's local storage, shared by all tabs).
+pub trait TokenStore {
+    fn load(&self) -> Option<Tokens>;
+    fn save(&self, tokens: &Tokens);
+    fn clear(&self);
+}
+
+/// Why a refresh did not produce new tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshFailure {
+    /// The server refused the refresh token: the session is over.
+    Rejected,
+    /// The server could not be reached or answered with an error; the tokens may still be good.
+    Unavailable(String),
+}
+
+/// Exchanges a refresh token for new tokens (`POST /api/auth/refresh`).
+pub trait Refresher {
+    fn refresh(
+        &self,
+        refresh_token: String,
+    ) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>>;
+}
+
+/// What one attempt of an API call returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt<T, E> {
+    Done(T),
+    /// The server answered 401: the access token is missing, expired or revoked.
+    Unauthorized,
+    Failed(E),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallError<E> {
+    /// No valid session any more; tokens were cleared. Go to the log-in page.
+    SignedOut,
+    /// The refresh could not be attempted or completed for a reason other than rejection.
+    RefreshUnavailable(String),
+    /// The call itself failed with an error the page should show.
+    Failed(E),
+}
+
+type RefreshFlight = Shared<LocalBoxFuture<'static, Result<(), RefreshFailure>>>;
+
+/// Cheap to clone; clones share the in-flight refresh.
+pub struct Session<S, R> {
+    inner: Rc<Inner<S, R>>,
+}
+
+impl<S, R> Clone for Session<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S, R> {
+    store: S,
+    refresher: R,
+    in_flight: RefCell<Option<RefreshFlight>>,
+}
+
+impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
+    pub fn new(store: S, refresher: R) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                store,
+                refresher,
+                in_flight: RefCell::new(None),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    pub fn is_signed_in(&self) -> bool {
+        self.inner.store.load().is_some()
+    }
+
+    pub fn sign_in(&self, tokens: &Tokens) {
+        self.inner.store.save(tokens);
+    }
+
+    pub fn sign_out(&self) {
+        self.inner.store.clear();
+    }
+
+    /// Runs `attempt` with the current access token; on a 401, refreshes (once, shared with
+    /// any concurrent caller) and retries once with the new token.
+    pub async fn call<T, E, F, Fut>(&self, attempt: F) -> Result<T, CallError<E>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Attempt<T, E>>,
+    {
+        let Some(before) = self.inner.store.load() else {
+            return Err(CallError::SignedOut);
+        };
+        match attempt(before.access_token.clone()).await {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Failed(e) => return Err(CallError::Failed(e)),
+            Attempt::Unauthorized => {}
+        }
+        self.refresh_after_rejection(&before).await?;
+        let Some(after) = self.inner.store.load() else {
+            return Err(CallError::SignedOut);
+        };
+        match attempt(after.access_token).await {
+            Attempt::Done(value) => Ok(value),
+            Attempt::Failed(e) => Err(CallError::Failed(e)),
+            Attempt::Unauthorized => {
+                self.inner.store.clear();
+                Err(CallError::SignedOut)
+            }
+        }
+    }
+
+    /// Makes sure the stored tokens are newer than `rejected`, refreshing if nobody else has.
+    async fn refresh_after_rejection<E>(&self, rejected: &Tokens) -> Result<(), CallError<E>> {
+        // Another call or another tab may have refreshed while ours was in the air.
+        if let Some(current) = self.inner.store.load() {
+            if current.access_token != rejected.access_token {
+                return Ok(());
+            }
+        }
+        match self.join_or_start_refresh().await {
+            Ok(()) => Ok(()),
+            Err(RefreshFailure::Rejected) => {
+                self.inner.store.clear();
+                Err(CallError::SignedOut)
+            }
+            Err(RefreshFailure::Unavailable(why)) => Err(CallError::RefreshUnavailable(why)),
+        }
+    }
+
+    fn join_or_start_refresh(&self) -> RefreshFlight {
+        if let Some(flight) = self.inner.in_flight.borrow().as_ref() {
+            return flight.clone();
+        }
+        let inner = self.inner.clone();
+        let flight = async move {
+            let outcome = match inner.store.load() {
+                None => Err(RefreshFailure::Rejected),
+                Some(tokens) => match inner.refresher.refresh(tokens.refresh_token).await {
+                    Ok(new_tokens) => {
+                        inner.store.save(&new_tokens);
+                        Ok(())
+                    }
+                    Err(failure) => Err(failure),
+                },
+            };
+            // The next 401 after this one is a new problem and deserves a new refresh.
+            inner.in_flight.borrow_mut().take();
+            outcome
+        }
+        .boxed_local()
+        .shared();
+        *self.inner.in_flight.borrow_mut() = Some(flight.clone());
+        flight
+    }
+}
+
+#[cfg(test)]
+mod tests;

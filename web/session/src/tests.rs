@@ -1,0 +1,252 @@
+use super::*;
+use futures::{channel::oneshot, executor::block_on, future::join_all};
+use std::cell::Cell;
+
+/// Local storage stand-in; clones share contents like two tabs share `localStorage`.
+#[derive(Clone, Default)]
+struct MemoryStore(Rc<RefCell<Option<Tokens>>>);
+
+impl TokenStore for MemoryStore {
+    fn load(&self) -> Option<Tokens> {
+        self.0.borrow().clone()
+    }
+    fn save(&self, tokens: &Tokens) {
+        *self.0.borrow_mut() = Some(tokens.clone());
+    }
+    fn clear(&self) {
+        *self.0.borrow_mut() = None;
+    }
+}
+
+/// The server side of the test: which access token is valid, and a scripted refresh.
+#[derive(Clone)]
+struct FakeServer {
+    valid_access: Rc<RefCell<String>>,
+    refreshes: Rc<Cell<u32>>,
+    refresh_result: Rc<RefCell<Result<(), RefreshFailure>>>,
+    /// When set, a refresh waits until the sender fires, so callers can pile up behind it.
+    gate: Rc<RefCell<Option<oneshot::Receiver<()>>>>,
+}
+
+impl FakeServer {
+    fn new(valid_access: &str) -> Self {
+        Self {
+            valid_access: Rc::new(RefCell::new(valid_access.into())),
+            refreshes: Rc::new(Cell::new(0)),
+            refresh_result: Rc::new(RefCell::new(Ok(()))),
+            gate: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    fn expire_access_token(&self) {
+        *self.valid_access.borrow_mut() = "nothing-is-valid".into();
+    }
+
+    /// A protected endpoint: returns the token it accepted.
+    async fn protected(&self, access: String) -> Attempt<String, String> {
+        if access == *self.valid_access.borrow() {
+            Attempt::Done(access)
+        } else {
+            Attempt::Unauthorized
+        }
+    }
+}
+
+impl Refresher for FakeServer {
+    fn refresh(
+        &self,
+        refresh_token: String,
+    ) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>> {
+        let server = self.clone();
+        async move {
+            server.refreshes.set(server.refreshes.get() + 1);
+            let gate = server.gate.borrow_mut().take();
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            server.refresh_result.borrow().clone()?;
+            let n = server.refreshes.get();
+            let tokens = Tokens {
+                access_token: format!("access-{n}"),
+                refresh_token: format!("{refresh_token}+{n}"),
+            };
+            *server.valid_access.borrow_mut() = tokens.access_token.clone();
+            Ok(tokens)
+        }
+        .boxed_local()
+    }
+}
+
+fn signed_in(server: &FakeServer) -> Session<MemoryStore, FakeServer> {
+    let session = Session::new(MemoryStore::default(), server.clone());
+    session.sign_in(&Tokens {
+        access_token: "access-0".into(),
+        refresh_token: "refresh-0".into(),
+    });
+    session
+}
+
+#[test]
+fn a_call_with_a_valid_token_does_not_refresh() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    let result = block_on(session.call(|t| server.protected(t)));
+    assert_eq!(result, Ok("access-0".to_owned()));
+    assert_eq!(server.refreshes.get(), 0);
+}
+
+#[test]
+fn a_401_refreshes_once_then_retries_with_the_new_token_and_stores_it() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+
+    let result = block_on(session.call(|t| server.protected(t)));
+
+    assert_eq!(result, Ok("access-1".to_owned()));
+    assert_eq!(server.refreshes.get(), 1);
+    assert_eq!(
+        session.store().load(),
+        Some(Tokens {
+            access_token: "access-1".into(),
+            refresh_token: "refresh-0+1".into()
+        })
+    );
+}
+
+#[test]
+fn calls_failing_together_share_a_single_refresh() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    let (open_gate, gate) = oneshot::channel();
+    *server.gate.borrow_mut() = Some(gate);
+
+    let calls = join_all((0..3).map(|_| session.call(|t| server.protected(t))));
+    let release = async {
+        open_gate.send(()).unwrap();
+    };
+    let (results, ()) = block_on(futures::future::join(calls, release));
+
+    assert_eq!(
+        server.refreshes.get(),
+        1,
+        "one refresh request for three 401s"
+    );
+    assert!(
+        results.iter().all(|r| r == &Ok("access-1".to_owned())),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn a_rejected_refresh_clears_the_tokens_and_signs_out() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    *server.refresh_result.borrow_mut() = Err(RefreshFailure::Rejected);
+
+    let result = block_on(session.call(|t| server.protected(t)));
+
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert_eq!(session.store().load(), None);
+    assert!(!session.is_signed_in());
+}
+
+#[test]
+fn a_call_is_retried_only_once() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    let attempts = Cell::new(0);
+
+    let result = block_on(session.call(|_| {
+        attempts.set(attempts.get() + 1);
+        async { Attempt::<(), ()>::Unauthorized }
+    }));
+
+    assert_eq!(attempts.get(), 2);
+    assert_eq!(server.refreshes.get(), 1);
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert_eq!(session.store().load(), None);
+}
+
+#[test]
+fn an_unreachable_refresh_endpoint_keeps_the_tokens() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    *server.refresh_result.borrow_mut() = Err(RefreshFailure::Unavailable("offline".into()));
+
+    let result = block_on(session.call(|t| server.protected(t)));
+
+    assert_eq!(result, Err(CallError::RefreshUnavailable("offline".into())));
+    assert!(session.is_signed_in());
+}
+
+#[test]
+fn without_tokens_nothing_is_called() {
+    let server = FakeServer::new("access-0");
+    let session = Session::new(MemoryStore::default(), server.clone());
+    let called = Cell::new(false);
+    let result = block_on(session.call(|t| {
+        called.set(true);
+        server.protected(t)
+    }));
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert!(!called.get());
+}
+
+#[test]
+fn tokens_refreshed_by_another_tab_are_used_without_a_new_refresh() {
+    let server = FakeServer::new("access-0");
+    let store = MemoryStore::default();
+    let this_tab = Session::new(store.clone(), server.clone());
+    this_tab.sign_in(&Tokens {
+        access_token: "access-0".into(),
+        refresh_token: "refresh-0".into(),
+    });
+    let other_tab_store = store.clone();
+    let other_tab_server = server.clone();
+
+    let result = block_on(this_tab.call(|t| {
+        let (store, server) = (other_tab_store.clone(), other_tab_server.clone());
+        async move {
+            if t == "access-0" {
+                // While this request is in the air, the other tab refreshes.
+                server.expire_access_token();
+                *server.valid_access.borrow_mut() = "from-other-tab".into();
+                store.save(&Tokens {
+                    access_token: "from-other-tab".into(),
+                    refresh_token: "refresh-x".into(),
+                });
+            }
+            server.protected(t).await
+        }
+    }));
+
+    assert_eq!(result, Ok("from-other-tab".to_owned()));
+    assert_eq!(server.refreshes.get(), 0);
+}
+
+#[test]
+fn a_later_expiry_gets_a_fresh_refresh() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    assert!(block_on(session.call(|t| server.protected(t))).is_ok());
+    server.expire_access_token();
+    assert_eq!(
+        block_on(session.call(|t| server.protected(t))),
+        Ok("access-2".to_owned())
+    );
+    assert_eq!(server.refreshes.get(), 2);
+}
+
+#[test]
+fn other_failures_are_passed_through_without_refreshing() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    let result = block_on(session.call(|_| async { Attempt::<(), _>::Failed("409 email_taken") }));
+    assert_eq!(result, Err(CallError::Failed("409 email_taken")));
+    assert_eq!(server.refreshes.get(), 0);
+}
