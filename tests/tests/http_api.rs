@@ -53,6 +53,16 @@ async fn a_user_registers_logs_in_refreshes_and_logs_out(backend: Backend) {
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);
     assert_eq!(me.body, registered.body);
 
+    let session = app
+        .get(
+            "/api/auth/session",
+            Some(&format!("Bearer {}", login.str("access_token"))),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::OK, "{}", session.body);
+    assert_eq!(session.body["user_id"], registered.body["id"]);
+    assert!(session.body["session_id"].is_string() && session.body["expires_at"].is_string());
+
     let refreshed = app.refresh(&login.str("refresh_token")).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     assert_ne!(refreshed.str("refresh_token"), login.str("refresh_token"));
@@ -243,6 +253,9 @@ async fn protected_routes_need_a_valid_bearer_token(backend: Backend) {
 
     let missing = app.get("/api/users/me", None).await;
     missing.assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    app.get("/api/auth/session", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
     assert!(missing
         .header("www-authenticate")
         .unwrap()

@@ -1,7 +1,7 @@
 use crate::{
     body_limit::limit_body,
     error::framework_error_to_json,
-    views::{Credentials, HealthView, RefreshRequest, TokenPairView, UserView},
+    views::{Credentials, HealthView, RefreshRequest, SessionView, TokenPairView, UserView},
     ApiError, BearerAuth,
 };
 use latchkey_application::{
@@ -70,6 +70,12 @@ enum UserResponse {
 }
 
 #[derive(ApiResponse)]
+enum SessionResponse {
+    #[oai(status = 200)]
+    Current(Json<SessionView>),
+}
+
+#[derive(ApiResponse)]
 enum HealthResponse {
     #[oai(status = 200)]
     Ok(Json<HealthView>),
@@ -126,6 +132,13 @@ impl AuthApi {
             })
             .await?;
         Ok(TokenResponse::issued(pair))
+    }
+
+    /// The session the presented access token belongs to.
+    #[oai(path = "/session", method = "get", operation_id = "getSession")]
+    async fn session(&self, auth: BearerAuth) -> Result<SessionResponse, ApiError> {
+        // Declared fallible so the document lists the 401 the bearer check can answer.
+        Ok(SessionResponse::Current(Json(auth.0.into())))
     }
 
     /// End the current session: its refresh tokens are revoked.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use latchkey_application::TokenPair;
-use latchkey_domain::{Role, User};
+use latchkey_domain::{AccessClaims, Role, User};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
@@ -86,6 +86,31 @@ impl From<TokenPair> for TokenPairView {
             expires_in: pair.access_expires_in_secs,
             refresh_token: pair.refresh_token.expose().to_owned(),
             refresh_expires_in: pair.refresh_expires_in_secs,
+        }
+    }
+}
+
+/// The session an access token belongs to, as the token itself says.
+#[derive(Object, Debug)]
+pub struct SessionView {
+    /// Identifies the login; every refreshed token pair keeps it.
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub roles: Vec<RoleView>,
+    /// When this access token was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When this access token stops working (a refresh gives a new one).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<AccessClaims> for SessionView {
+    fn from(claims: AccessClaims) -> Self {
+        Self {
+            session_id: claims.session.as_uuid(),
+            user_id: claims.subject.as_uuid(),
+            roles: claims.roles.into_iter().map(RoleView::from).collect(),
+            issued_at: claims.issued_at,
+            expires_at: claims.expires_at,
         }
     }
 }
