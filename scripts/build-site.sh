@@ -69,8 +69,14 @@ if [[ ! -x "$TOOLS/binaryen/node_modules/.bin/wasm-opt" ]]; then
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/binaryen" "binaryen@$BINARYEN_VERSION" >/dev/null
 fi
 
+step "generating the API client from openapi/openapi.json"
+# progenitor needs a newer rustc than Debian's, so the host toolchain writes the client.
+"$HOST_CARGO" run -q --locked -p latchkey-client-gen -- openapi/openapi.json web/src/generated/api_client.rs
+
 step "building the site (engine + WebAssembly) into web/dist/site"
 cd web
+# perseus-cli 0.4.2 cannot parse lockfile format 4, which newer cargo writes after any change.
+sed -i '0,/^version = 4$/s//version = 3/' Cargo.lock
 # Debian's toolchain first in PATH for every step; perseus-cli calls plain `cargo`.
 export PATH="/usr/bin:$TOOLS/bin:$PATH"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld

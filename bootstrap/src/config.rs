@@ -4,7 +4,7 @@ use figment::{providers::Env, Figment};
 use latchkey_crypto::Argon2Settings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::{fmt, net::SocketAddr};
+use std::{fmt, net::SocketAddr, path::PathBuf};
 
 /// Every variable latchkey reads. Anything else in the environment is ignored.
 pub const VARIABLES: &[&str] = &[
@@ -24,6 +24,7 @@ pub const VARIABLES: &[&str] = &[
     "ARGON2_PARALLELISM",
     "HASH_CONCURRENCY",
     "MAX_BODY_BYTES",
+    "SITE_DIR",
 ];
 
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
@@ -68,6 +69,8 @@ pub struct Config {
     pub refresh_reuse_grace_secs: u64,
     pub argon2: Argon2Settings,
     pub max_body_bytes: usize,
+    /// The built web site (`scripts/build-site.sh`), served at `/`.
+    pub site_dir: PathBuf,
 }
 
 impl fmt::Debug for Config {
@@ -89,6 +92,7 @@ impl fmt::Debug for Config {
             .field("refresh_reuse_grace_secs", &self.refresh_reuse_grace_secs)
             .field("argon2", &self.argon2)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("site_dir", &self.site_dir)
             .finish()
     }
 }
@@ -143,6 +147,8 @@ struct Raw {
     hash_concurrency: usize,
     #[serde(default = "defaults::max_body_bytes")]
     max_body_bytes: usize,
+    #[serde(default = "defaults::site_dir")]
+    site_dir: PathBuf,
 }
 
 mod defaults {
@@ -185,6 +191,9 @@ mod defaults {
     }
     pub fn max_body_bytes() -> usize {
         64 * 1024
+    }
+    pub fn site_dir() -> std::path::PathBuf {
+        "web/dist/site".into()
     }
 }
 
@@ -307,6 +316,7 @@ impl Config {
             refresh_reuse_grace_secs: raw.refresh_reuse_grace,
             argon2,
             max_body_bytes: raw.max_body_bytes,
+            site_dir: raw.site_dir,
         })
     }
 }
@@ -375,6 +385,7 @@ mod tests {
                     ("ARGON2_PARALLELISM", "2"),
                     ("HASH_CONCURRENCY", "5"),
                     ("MAX_BODY_BYTES", "2048"),
+                    ("SITE_DIR", "/srv/site"),
                     ("APP_ENV", "production"),
                 ],
             )
@@ -407,6 +418,7 @@ mod tests {
                 }
             );
             assert_eq!(config.max_body_bytes, 2048);
+            assert_eq!(config.site_dir, PathBuf::from("/srv/site"));
             assert_eq!(config.app_env, AppEnv::Production);
             Ok(())
         });

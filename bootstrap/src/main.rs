@@ -46,7 +46,7 @@ async fn serve() -> anyhow::Result<()> {
         .init();
     let config = Config::from_env()?;
     tracing::debug!(?config, "configuration loaded");
-    let app = build(&config, None).await?;
+    let app = build(&config).await?;
     tracing::info!(
         "latchkey listening on http://{0} (API docs at http://{0}/api/docs)",
         config.listen

@@ -7,8 +7,8 @@ use latchkey_domain::ports::{RefreshTokenRepository, UserRepository};
 use latchkey_http::HttpSettings;
 use latchkey_memory::{InMemoryRefreshTokens, InMemoryUsers};
 use latchkey_mongo::MongoStore;
-use poem::{endpoint::BoxEndpoint, EndpointExt, Response, Route};
-use std::sync::Arc;
+use poem::{endpoint::BoxEndpoint, endpoint::StaticFilesEndpoint, EndpointExt, Response, Route};
+use std::{path::Path, sync::Arc};
 
 /// A fully wired server, ready to be served or called in tests.
 pub struct App {
@@ -16,9 +16,9 @@ pub struct App {
     pub service: AuthService,
 }
 
-/// Chooses the adapters the configuration asks for and builds the HTTP endpoint. `site` is
-/// mounted at `/` beside the API.
-pub async fn build(config: &Config, site: Option<Route>) -> anyhow::Result<App> {
+/// Chooses the adapters the configuration asks for and builds the HTTP endpoint, with the web
+/// site at `/` when it has been built.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
     let (users, refresh_tokens): (Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>) =
         match &config.store {
             StoreConfig::Memory => {
@@ -78,12 +78,25 @@ pub async fn build(config: &Config, site: Option<Route>) -> anyhow::Result<App> 
         HttpSettings {
             max_body_bytes: config.max_body_bytes,
         },
-        site,
+        site(&config.site_dir),
     );
     Ok(App {
         endpoint: endpoint.boxed(),
         service,
     })
+}
+
+/// The static export of the Perseus site; the API alone when it has not been built.
+fn site(dir: &Path) -> Option<Route> {
+    if !dir.join("index.html").is_file() {
+        tracing::warn!(
+            site_dir = %dir.display(),
+            "no web site found: serving the API only (build the site with scripts/build-site.sh)"
+        );
+        return None;
+    }
+    tracing::info!(site_dir = %dir.display(), "serving the web site at /");
+    Some(Route::new().nest("/", StaticFilesEndpoint::new(dir).index_file("index.html")))
 }
 
 fn seconds(secs: u64) -> anyhow::Result<Duration> {

@@ -51,7 +51,7 @@ pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Te
             Some(database)
         }
     };
-    let app = build(&config, None).await.expect("app builds");
+    let app = build(&config).await.expect("app builds");
     TestApp {
         client: TestClient::new(app.endpoint),
         _database: database,

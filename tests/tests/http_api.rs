@@ -359,10 +359,7 @@ fn unreachable_store(config: &mut latchkey_bootstrap::Config) {
 async fn start_up_refuses_an_unreachable_mongodb_with_a_clear_message() {
     let mut config = latchkey_tests::http::test_config();
     unreachable_store(&mut config);
-    let err = latchkey_bootstrap::build(&config, None)
-        .await
-        .err()
-        .unwrap();
+    let err = latchkey_bootstrap::build(&config).await.err().unwrap();
     assert!(
         format!("{err:#}").contains("MongoDB is not reachable at DB_URI"),
         "{err:#}"

@@ -7,20 +7,19 @@ use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
 /// Email and password. Deliberately not `Debug`, so the password cannot end up in a log.
+/// Lengths are checked by the domain (with messages naming the rule); the body-size limit
+/// bounds what reaches it.
 #[derive(Object)]
 pub struct Credentials {
     /// Compared case-insensitively; surrounding spaces are ignored.
-    #[oai(validator(max_length = 320))]
     pub email: String,
     /// 8 to 1024 characters, any characters, never truncated.
-    #[oai(validator(max_length = 4096))]
     pub password: String,
 }
 
 #[derive(Object)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
-    #[oai(validator(max_length = 512))]
     pub refresh_token: String,
 }
 

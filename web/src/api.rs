@@ -1,0 +1,230 @@
+//! The one place where the site talks to the API (browser only).
+//!
+//! Pages call the functions at the bottom. Every authenticated call goes through
+//! [`latchkey_web_session::Session`], which attaches the access token, refreshes once on a 401
+//! (one refresh for any number of calls failing together) and retries once; when the session is
+//! over, the user is sent to the log-in page and brought back afterwards.
+
+use futures::future::{FutureExt, LocalBoxFuture};
+use latchkey_web_session::{
+    Attempt, CallError, RefreshFailure, Refresher, Session, TokenStore, Tokens,
+};
+use progenitor_client::{Error as ClientError, ResponseValue};
+use std::future::Future;
+
+/// Written by `latchkey-client-gen` from `openapi/openapi.json` when the site is built.
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "generated/api_client.rs"]
+mod generated;
+pub use generated::types;
+use generated::Client;
+
+const ACCESS_TOKEN_KEY: &str = "latchkey.access_token";
+const REFRESH_TOKEN_KEY: &str = "latchkey.refresh_token";
+/// Where to go back to after logging in (per tab, so it lives in session storage).
+const RETURN_TO_KEY: &str = "latchkey.return_to";
+
+type ApiError = ClientError<types::ErrorBody>;
+
+fn window() -> web_sys::Window {
+    web_sys::window().expect("the site runs in a browser window")
+}
+
+/// Local storage: shared by every tab of the site, so a refresh in one tab serves them all.
+pub struct LocalStorageTokens;
+
+impl TokenStore for LocalStorageTokens {
+    fn load(&self) -> Option<Tokens> {
+        let storage = window().local_storage().ok()??;
+        Some(Tokens {
+            access_token: storage.get_item(ACCESS_TOKEN_KEY).ok()??,
+            refresh_token: storage.get_item(REFRESH_TOKEN_KEY).ok()??,
+        })
+    }
+
+    fn save(&self, tokens: &Tokens) {
+        if let Ok(Some(storage)) = window().local_storage() {
+            let _ = storage.set_item(ACCESS_TOKEN_KEY, &tokens.access_token);
+            let _ = storage.set_item(REFRESH_TOKEN_KEY, &tokens.refresh_token);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(Some(storage)) = window().local_storage() {
+            let _ = storage.remove_item(ACCESS_TOKEN_KEY);
+            let _ = storage.remove_item(REFRESH_TOKEN_KEY);
+        }
+    }
+}
+
+fn client(access_token: Option<&str>) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = access_token {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a browser fetch client");
+    let origin = window().location().origin().unwrap_or_default();
+    Client::new_with_client(&format!("{origin}/api"), http)
+}
+
+pub struct ApiRefresher;
+
+impl Refresher for ApiRefresher {
+    fn refresh(&self, refresh_token: String) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>> {
+        async move {
+            let body = types::RefreshRequest { refresh_token };
+            match client(None).refresh(&body).await {
+                Ok(pair) => Ok(tokens_of(pair.into_inner())),
+                Err(e) if status(&e) == Some(401) => Err(RefreshFailure::Rejected),
+                Err(e) => Err(RefreshFailure::Unavailable(describe(e))),
+            }
+        }
+        .boxed_local()
+    }
+}
+
+thread_local! {
+    static SESSION: Session<LocalStorageTokens, ApiRefresher> =
+        Session::new(LocalStorageTokens, ApiRefresher);
+}
+
+/// The page's one session object, so every call shares its in-flight refresh.
+pub fn session() -> Session<LocalStorageTokens, ApiRefresher> {
+    SESSION.with(Clone::clone)
+}
+
+fn tokens_of(pair: types::TokenPairView) -> Tokens {
+    Tokens {
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+    }
+}
+
+fn status(error: &ApiError) -> Option<u16> {
+    error.status().map(|s| s.as_u16())
+}
+
+/// A sentence for the user, taken from the API's error body where there is one.
+fn describe(error: ApiError) -> String {
+    match error {
+        ClientError::ErrorResponse(body) => body.into_inner().message,
+        ClientError::CommunicationError(_) => {
+            "The server cannot be reached. Check your connection and try again.".into()
+        }
+        other => match status(&other) {
+            Some(code) if code >= 500 => {
+                "The service is unavailable right now. Please try again shortly.".into()
+            }
+            _ => "Something went wrong. Please try again.".into(),
+        },
+    }
+}
+
+/// Runs an authenticated call; on a dead session, goes to the log-in page.
+async fn authenticated<T, F, Fut>(call: F) -> Result<T, String>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<ResponseValue<T>, ApiError>>,
+{
+    let outcome = session()
+        .call(|token| {
+            let response = call(client(Some(&token)));
+            async move {
+                match response.await {
+                    Ok(value) => Attempt::Done(value.into_inner()),
+                    Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
+                    Err(e) => Attempt::Failed(describe(e)),
+                }
+            }
+        })
+        .await;
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(CallError::Failed(message)) | Err(CallError::RefreshUnavailable(message)) => {
+            Err(message)
+        }
+        Err(CallError::SignedOut) => {
+            go_to_login();
+            Err("Your session has ended. Please log in again.".into())
+        }
+    }
+}
+
+pub fn go_to(path: &str) {
+    let _ = window().location().assign(path);
+}
+
+/// Sends the user to log in, remembering this page to come back to.
+pub fn go_to_login() {
+    let location = window().location();
+    let here = format!(
+        "{}{}",
+        location.pathname().unwrap_or_default(),
+        location.search().unwrap_or_default()
+    );
+    if let Ok(Some(storage)) = window().session_storage() {
+        let _ = storage.set_item(RETURN_TO_KEY, &here);
+    }
+    go_to("/login");
+}
+
+/// Where to go after logging in: the page that sent the user away, or home. Only local paths,
+/// so a crafted value cannot send anyone to another site.
+pub fn take_return_to() -> String {
+    let saved = window()
+        .session_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            let value = s.get_item(RETURN_TO_KEY).ok().flatten();
+            let _ = s.remove_item(RETURN_TO_KEY);
+            value
+        })
+        .unwrap_or_default();
+    let local = saved.starts_with('/') && !saved.starts_with("//") && !saved.starts_with("/login");
+    if local { saved } else { "/".into() }
+}
+
+pub async fn login(email: String, password: String) -> Result<(), String> {
+    let pair = client(None)
+        .login(&types::Credentials { email, password })
+        .await
+        .map_err(describe)?;
+    session().sign_in(&tokens_of(pair.into_inner()));
+    Ok(())
+}
+
+pub async fn register_and_login(email: String, password: String) -> Result<(), String> {
+    client(None)
+        .register(&types::Credentials {
+            email: email.clone(),
+            password: password.clone(),
+        })
+        .await
+        .map_err(describe)?;
+    login(email, password).await
+}
+
+pub async fn current_user() -> Result<types::UserView, String> {
+    authenticated(|api| async move { api.get_current_user().await }).await
+}
+
+pub async fn current_session() -> Result<types::SessionView, String> {
+    authenticated(|api| async move { api.get_session().await }).await
+}
+
+/// Ends the session on the server (best effort) and locally.
+pub async fn logout() {
+    if let Some(tokens) = LocalStorageTokens.load() {
+        let body = types::RefreshRequest {
+            refresh_token: tokens.refresh_token,
+        };
+        let _ = client(Some(&tokens.access_token)).logout(&body).await;
+    }
+    session().sign_out();
+}

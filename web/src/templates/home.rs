@@ -1,0 +1,105 @@
+//! The signed-in page. Loads the user and the session in parallel, so an expired access token
+//! makes two calls fail together (and the session logic turns that into one refresh).
+
+use perseus::prelude::*;
+use sycamore::prelude::*;
+
+#[derive(Clone, PartialEq, Eq)]
+struct Account {
+    email: String,
+    roles: String,
+    member_since: String,
+    session_id: String,
+    token_expires: String,
+}
+
+fn home_page<G: Html>(cx: Scope) -> View<G> {
+    let account = create_signal(cx, Option::<Account>::None);
+    let error = create_signal(cx, Option::<String>::None);
+    let busy = create_signal(cx, false);
+    let loads = create_signal(cx, 0u32);
+
+    let load = move || {
+        #[cfg(client)]
+        {
+            busy.set(true);
+            spawn_local_scoped(cx, async move {
+                let (user, session) =
+                    futures::join!(crate::api::current_user(), crate::api::current_session());
+                match (user, session) {
+                    (Ok(user), Ok(session)) => {
+                        account.set(Some(Account {
+                            email: user.email,
+                            roles: user.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                            member_since: user.created_at.format("%Y-%m-%d").to_string(),
+                            session_id: session.session_id.to_string(),
+                            token_expires: session.expires_at.format("%H:%M:%S UTC").to_string(),
+                        }));
+                        error.set(None);
+                        loads.set(*loads.get() + 1);
+                    }
+                    (Err(message), _) | (_, Err(message)) => error.set(Some(message)),
+                }
+                busy.set(false);
+            });
+        }
+    };
+
+    #[cfg(client)]
+    {
+        if crate::api::session().is_signed_in() {
+            load();
+        } else {
+            crate::api::go_to_login();
+        }
+    }
+
+    let on_reload = move |_| load();
+    let on_logout = move |_| {
+        #[cfg(client)]
+        spawn_local_scoped(cx, async move {
+            crate::api::logout().await;
+            crate::api::go_to("/login");
+        });
+    };
+
+    view! { cx,
+        main {
+            p(class = "brand") { "latchkey" }
+            div(class = "card", id = "account", data-loads = loads.get().to_string()) {
+                h1 { "You are signed in" }
+                (match (*account.get()).clone() {
+                    Some(account) => view! { cx,
+                        dl {
+                            dt { "Email" } dd(id = "user-email") { (account.email) }
+                            dt { "Roles" } dd(id = "user-roles") { (account.roles) }
+                            dt { "Member since" } dd { (account.member_since) }
+                            dt { "Session" } dd(id = "session-id") { (account.session_id) }
+                            dt { "Access token expires" } dd(id = "token-expires") { (account.token_expires) }
+                        }
+                    },
+                    None => view! { cx, p(class = "hint", id = "loading") { "Loading your account…" } },
+                })
+                (match (*error.get()).clone() {
+                    Some(message) => view! { cx, p(class = "alert", role = "alert", id = "page-error") { (message) } },
+                    None => view! { cx, },
+                })
+                div(class = "actions") {
+                    button(class = "secondary", id = "reload", on:click = on_reload, disabled = *busy.get()) {
+                        (if *busy.get() { "Checking…" } else { "Check again" })
+                    }
+                    button(id = "logout", on:click = on_logout) { "Log out" }
+                }
+            }
+        }
+    }
+}
+
+#[engine_only_fn]
+fn head(cx: Scope) -> View<SsrNode> {
+    view! { cx, title { "Your account · latchkey" } }
+}
+
+pub fn get_template<G: Html>() -> Template<G> {
+    Template::build("").view(home_page).head(head).build()
+}

@@ -1,0 +1,113 @@
+//! The credentials form shared by the log-in and register pages.
+
+use perseus::prelude::*;
+use sycamore::prelude::*;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FormKind {
+    Login,
+    Register,
+}
+
+impl FormKind {
+    fn title(self) -> &'static str {
+        match self {
+            FormKind::Login => "Log in",
+            FormKind::Register => "Create your account",
+        }
+    }
+
+    fn submit(self, busy: bool) -> &'static str {
+        match (self, busy) {
+            (FormKind::Login, false) => "Log in",
+            (FormKind::Login, true) => "Logging in…",
+            (FormKind::Register, false) => "Create account",
+            (FormKind::Register, true) => "Creating account…",
+        }
+    }
+}
+
+pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
+    let email = create_signal(cx, String::new());
+    let password = create_signal(cx, String::new());
+    let error = create_signal(cx, Option::<String>::None);
+    let busy = create_signal(cx, false);
+
+    let on_submit = move |event: sycamore::rt::Event| {
+        event.prevent_default();
+        if *busy.get() {
+            return;
+        }
+        #[cfg(client)]
+        {
+            busy.set(true);
+            error.set(None);
+            let (email_value, password_value) = ((*email.get()).clone(), (*password.get()).clone());
+            spawn_local_scoped(cx, async move {
+                let outcome = match kind {
+                    FormKind::Login => crate::api::login(email_value, password_value).await,
+                    FormKind::Register => {
+                        crate::api::register_and_login(email_value, password_value).await
+                    }
+                };
+                match outcome {
+                    Ok(()) => crate::api::go_to(&crate::api::take_return_to()),
+                    Err(message) => {
+                        error.set(Some(message));
+                        busy.set(false);
+                    }
+                }
+            });
+        }
+    };
+
+    let (password_autocomplete, password_hint) = match kind {
+        FormKind::Login => ("current-password", ""),
+        FormKind::Register => ("new-password", "At least 8 characters. A passphrase works well."),
+    };
+    let switch = match kind {
+        FormKind::Login => view! { cx,
+            p(class = "switch") { "New here? " a(href = "register", id = "to-register") { "Create an account" } }
+        },
+        FormKind::Register => view! { cx,
+            p(class = "switch") { "Already registered? " a(href = "login", id = "to-login") { "Log in" } }
+        },
+    };
+
+    view! { cx,
+        main {
+            p(class = "brand") { "latchkey" }
+            div(class = "card") {
+                h1 { (kind.title()) }
+                form(id = "credentials", on:submit = on_submit, novalidate = true) {
+                    label {
+                        "Email"
+                        input(id = "email", type = "email", name = "email", autocomplete = "username",
+                            required = true, bind:value = email)
+                    }
+                    label {
+                        "Password"
+                        input(id = "password", type = "password", name = "password",
+                            autocomplete = password_autocomplete, required = true, bind:value = password)
+                    }
+                    (if password_hint.is_empty() {
+                        view! { cx, }
+                    } else {
+                        view! { cx, p(class = "hint") { (password_hint) } }
+                    })
+                    (match (*error.get()).clone() {
+                        Some(message) => view! { cx,
+                            p(class = "alert", role = "alert", id = "form-error") { (message) }
+                        },
+                        None => view! { cx, },
+                    })
+                    button(type = "submit", id = "submit", disabled = *busy.get(),
+                        aria-busy = busy.get().to_string()) {
+                        (kind.submit(*busy.get()))
+                    }
+                }
+                (switch)
+            }
+        }
+    }
+}
