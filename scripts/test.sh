@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test in the workspace: unit tests, the repository contract suite and the HTTP
-# suites on both the in-memory store and a real MongoDB-compatible server over the wire.
+# suites on both the in-memory store and a real MongoDB-compatible server over the wire, and the
+# web site in headless Chromium (screenshots in target/screenshots/).
+#
+# Builds the site first (scripts/build-site.sh) and installs Debian's chromium and
+# chromium-driver when they are missing (as root).
 #
 # With MONGODB_URI set, that server is used. Otherwise this script installs SecantusDB (a
 # MongoDB wire-compatible server from PyPI) into .tmp/, starts it on a free port for the run,
@@ -11,6 +15,19 @@ cd "$(dirname "$0")/.."
 SECANTUS_VERSION="0.7.0b3"
 VENV=".tmp/secantus-venv"
 step() { printf '\n==> %s\n' "$*" >&2; }
+
+bash scripts/build-site.sh
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "the browser test needs Chromium: sudo apt-get install -y chromium chromium-driver" >&2
+    exit 1
+  fi
+  step "installing chromium and chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium chromium-driver >/dev/null \
+    || { apt-get update -qq && apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
 
 if [[ -z "${MONGODB_URI:-}" ]]; then
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import secantus' 2>/dev/null; then

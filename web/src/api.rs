@@ -75,7 +75,10 @@ fn client(access_token: Option<&str>) -> Client {
 pub struct ApiRefresher;
 
 impl Refresher for ApiRefresher {
-    fn refresh(&self, refresh_token: String) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>> {
+    fn refresh(
+        &self,
+        refresh_token: String,
+    ) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>> {
         async move {
             let body = types::RefreshRequest { refresh_token };
             match client(None).refresh(&body).await {
@@ -112,7 +115,7 @@ fn status(error: &ApiError) -> Option<u16> {
 /// A sentence for the user, taken from the API's error body where there is one.
 fn describe(error: ApiError) -> String {
     match error {
-        ClientError::ErrorResponse(body) => body.into_inner().message,
+        ClientError::ErrorResponse(body) => sentence(body.into_inner().message),
         ClientError::CommunicationError(_) => {
             "The server cannot be reached. Check your connection and try again.".into()
         }
@@ -122,6 +125,15 @@ fn describe(error: ApiError) -> String {
             }
             _ => "Something went wrong. Please try again.".into(),
         },
+    }
+}
+
+/// The API's messages are lower-case fragments; on a page they read as sentences.
+fn sentence(message: String) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => message,
     }
 }
 
@@ -187,7 +199,11 @@ pub fn take_return_to() -> String {
         })
         .unwrap_or_default();
     let local = saved.starts_with('/') && !saved.starts_with("//") && !saved.starts_with("/login");
-    if local { saved } else { "/".into() }
+    if local {
+        saved
+    } else {
+        "/".into()
+    }
 }
 
 pub async fn login(email: String, password: String) -> Result<(), String> {

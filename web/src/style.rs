@@ -29,7 +29,7 @@ form button[type=submit] { width: 100%; margin-top: 1.5rem; }
   color: var(--ok); }
 .switch { margin: 1.25rem 0 0; text-align: center; color: var(--muted); }
 a { color: var(--accent); }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: .4rem 1rem; margin: 0; }
+dl { display: grid; grid-template-columns: auto 1fr; gap: .4rem 1rem; margin: 0; }
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 .actions { display: flex; gap: .75rem; margin-top: 1.5rem; flex-wrap: wrap; }

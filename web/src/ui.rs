@@ -32,6 +32,10 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
     let password = create_signal(cx, String::new());
     let error = create_signal(cx, Option::<String>::None);
     let busy = create_signal(cx, false);
+    // "true" once the page is live in the browser (tests wait for it before typing).
+    let hydrated = create_signal(cx, false);
+    #[cfg(client)]
+    hydrated.set(true);
 
     let on_submit = move |event: sycamore::rt::Event| {
         event.prevent_default();
@@ -63,7 +67,10 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
 
     let (password_autocomplete, password_hint) = match kind {
         FormKind::Login => ("current-password", ""),
-        FormKind::Register => ("new-password", "At least 8 characters. A passphrase works well."),
+        FormKind::Register => (
+            "new-password",
+            "At least 8 characters. A passphrase works well.",
+        ),
     };
     let switch = match kind {
         FormKind::Login => view! { cx,
@@ -75,7 +82,7 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
     };
 
     view! { cx,
-        main {
+        main(data-hydrated = hydrated.get().to_string()) {
             p(class = "brand") { "latchkey" }
             div(class = "card") {
                 h1 { (kind.title()) }

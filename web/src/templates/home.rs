@@ -30,7 +30,12 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                     (Ok(user), Ok(session)) => {
                         account.set(Some(Account {
                             email: user.email,
-                            roles: user.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                            roles: user
+                                .roles
+                                .iter()
+                                .map(|r| r.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             member_since: user.created_at.format("%Y-%m-%d").to_string(),
                             session_id: session.session_id.to_string(),
                             token_expires: session.expires_at.format("%H:%M:%S UTC").to_string(),
@@ -75,7 +80,7 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                             dt { "Roles" } dd(id = "user-roles") { (account.roles) }
                             dt { "Member since" } dd { (account.member_since) }
                             dt { "Session" } dd(id = "session-id") { (account.session_id) }
-                            dt { "Access token expires" } dd(id = "token-expires") { (account.token_expires) }
+                            dt { "Token expires" } dd(id = "token-expires") { (account.token_expires) }
                         }
                     },
                     None => view! { cx, p(class = "hint", id = "loading") { "Loading your account…" } },

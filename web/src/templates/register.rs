@@ -12,5 +12,8 @@ fn head(cx: Scope) -> View<SsrNode> {
 }
 
 pub fn get_template<G: Html>() -> Template<G> {
-    Template::build("register").view(register_page).head(head).build()
+    Template::build("register")
+        .view(register_page)
+        .head(head)
+        .build()
 }
