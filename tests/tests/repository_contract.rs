@@ -67,6 +67,16 @@ fn new_token(owner: &User, family: FamilyId) -> (RefreshTokenSecret, RefreshToke
     (secret, record)
 }
 
+/// The record of a token that must exist.
+async fn stored(stores: &Stores, secret: &RefreshTokenSecret) -> RefreshTokenRecord {
+    stores
+        .tokens
+        .find_by_hash(&secret.hash())
+        .await
+        .unwrap()
+        .expect("the token is stored")
+}
+
 fn new_family() -> FamilyId {
     FamilyId::from_uuid(Uuid::new_v4())
 }
@@ -169,12 +179,7 @@ async fn rotation_succeeds_once_and_records_when(stores: Stores) {
         .await
         .unwrap());
 
-    let stored = stores
-        .tokens
-        .find_by_hash(&secret.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&stores, &secret).await;
     assert_eq!(stored.rotated_at, Some(at));
     assert_eq!(stored.revoked_at, None);
 }
@@ -233,24 +238,14 @@ async fn revoking_a_family_revokes_all_of_it_and_nothing_else(stores: Stores) {
     assert_eq!(stores.tokens.revoke_family(family, now()).await.unwrap(), 0);
 
     for secret in [&first, &second] {
-        let stored = stores
-            .tokens
-            .find_by_hash(&secret.hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = stored(&stores, &secret).await;
         assert_eq!(
             stored.revoked_at,
             Some(at),
             "revocation time is kept, not overwritten"
         );
     }
-    let untouched = stores
-        .tokens
-        .find_by_hash(&bystander.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let untouched = stored(&stores, &bystander).await;
     assert_eq!(untouched.revoked_at, None);
 }
 

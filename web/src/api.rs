@@ -14,6 +14,7 @@ use std::future::Future;
 
 /// Written by `latchkey-client-gen` from `openapi/openapi.json` when the site is built.
 #[allow(dead_code, unused_imports, clippy::all)]
+#[rustfmt::skip]
 #[path = "generated/api_client.rs"]
 mod generated;
 pub use generated::types;
