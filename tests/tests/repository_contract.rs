@@ -238,7 +238,7 @@ async fn revoking_a_family_revokes_all_of_it_and_nothing_else(stores: Stores) {
     assert_eq!(stores.tokens.revoke_family(family, now()).await.unwrap(), 0);
 
     for secret in [&first, &second] {
-        let stored = stored(&stores, &secret).await;
+        let stored = stored(&stores, secret).await;
         assert_eq!(
             stored.revoked_at,
             Some(at),
