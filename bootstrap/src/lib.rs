@@ -6,4 +6,4 @@ mod wiring;
 
 pub use config::{AppEnv, Config, ConfigError, StoreConfig};
 pub use latchkey_http::openapi_json;
-pub use wiring::{build, App};
+pub use wiring::{assemble, build, App};

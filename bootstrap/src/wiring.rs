@@ -19,28 +19,44 @@ pub struct App {
 /// Chooses the adapters the configuration asks for and builds the HTTP endpoint, with the web
 /// site at `/` when it has been built.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let (users, refresh_tokens): (Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>) =
-        match &config.store {
-            StoreConfig::Memory => {
-                tracing::warn!(
-                    "DB_URI is not set: using the in-memory store. NOTHING PERSISTS; every \
+    let (users, refresh_tokens) = open_store(config).await?;
+    assemble(config, users, refresh_tokens).await
+}
+
+async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>)> {
+    let stores: (Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>) = match &config.store {
+        StoreConfig::Memory => {
+            tracing::warn!(
+                "DB_URI is not set: using the in-memory store. NOTHING PERSISTS; every \
                      user and session is lost when the server stops"
-                );
-                (
-                    Arc::new(InMemoryUsers::default()),
-                    Arc::new(InMemoryRefreshTokens::default()),
-                )
-            }
-            StoreConfig::Mongo { uri, database } => {
-                let store = MongoStore::connect(uri, database.as_deref()).await?;
-                store
-                    .ensure_indexes()
-                    .await
-                    .context("MongoDB is not reachable at DB_URI")?;
-                tracing::info!(database = store.database().name(), "using MongoDB");
-                (Arc::new(store.users()), Arc::new(store.refresh_tokens()))
-            }
-        };
+            );
+            (
+                Arc::new(InMemoryUsers::default()),
+                Arc::new(InMemoryRefreshTokens::default()),
+            )
+        }
+        StoreConfig::Mongo { uri, database } => {
+            let store = MongoStore::connect(uri, database.as_deref()).await?;
+            store
+                .ensure_indexes()
+                .await
+                .context("MongoDB is not reachable at DB_URI")?;
+            tracing::info!(database = store.database().name(), "using MongoDB");
+            (Arc::new(store.users()), Arc::new(store.refresh_tokens()))
+        }
+    };
+    Ok(stores)
+}
+
+/// Wires everything but the store around the given repositories. `build` uses it after
+/// opening the configured store; tests use it to put the server on a store of their choosing.
+pub async fn assemble(
+    config: &Config,
+    users: Arc<dyn UserRepository>,
+    refresh_tokens: Arc<dyn RefreshTokenRepository>,
+) -> anyhow::Result<App> {
     if config.jwt_secret_origin == SecretOrigin::GeneratedForThisProcess {
         tracing::warn!(
             "JWT_SECRET is not set: signing with a random secret generated for this process; \

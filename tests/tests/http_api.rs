@@ -368,35 +368,21 @@ async fn start_up_refuses_an_unreachable_mongodb_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_store_outage_while_running_is_a_503_not_a_500() {
-    // Wired by hand because start-up (above) refuses a store that is down from the beginning.
+    // Assembled around the store directly: start-up (above) refuses one that is down already.
     let store = latchkey_mongo::MongoStore::connect(
         "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
         Some("unreachable"),
     )
     .await
     .unwrap();
-    let service = latchkey_application::AuthService::new(
-        latchkey_application::Ports {
-            users: Arc::new(store.users()),
-            refresh_tokens: Arc::new(store.refresh_tokens()),
-            hasher: Arc::new(
-                latchkey_crypto::Argon2Hasher::new(latchkey_tests::http::test_config().argon2)
-                    .unwrap(),
-            ),
-            access_tokens: Arc::new(latchkey_crypto::JwtCodec::new(
-                latchkey_crypto::JwtSettings {
-                    secret: secrecy::SecretString::from("x".repeat(32)),
-                    issuer: "latchkey".into(),
-                    audience: "latchkey".into(),
-                },
-            )),
-            clock: Arc::new(latchkey_crypto::SystemClock),
-            random: Arc::new(latchkey_crypto::OsRandom),
-        },
-        Default::default(),
-    );
-    let client =
-        poem::test::TestClient::new(latchkey_http::routes(service, Default::default(), None));
+    let app = latchkey_bootstrap::assemble(
+        &latchkey_tests::http::test_config(),
+        Arc::new(store.users()),
+        Arc::new(store.refresh_tokens()),
+    )
+    .await
+    .unwrap();
+    let client = poem::test::TestClient::new(app.endpoint);
 
     let register = Reply::from(
         client
