@@ -1,7 +1,7 @@
 use crate::{tokens::IssueError, AuthService, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    EmailAddress, EmailError, FamilyId, Password, PasswordError,
+    EmailAddress, EmailError, FamilyId, Password, PasswordError, SessionRecord,
 };
 
 #[derive(Debug)]
@@ -58,9 +58,17 @@ impl AuthService {
         {
             return Err(LoginError::InvalidCredentials);
         }
-        let family = FamilyId::from_uuid(self.ports.random.uuid());
-        let tokens = self.issue_tokens(&user, family).await?;
-        tracing::info!(user_id = %user.id, session = %family, "user logged in");
+        let now = self.ports.clock.now();
+        let session = SessionRecord {
+            id: FamilyId::from_uuid(self.ports.random.uuid()),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + self.policy.session_max_age,
+            revoked_at: None,
+        };
+        self.ports.sessions.insert(&session).await?;
+        let tokens = self.issue_tokens(&user, &session).await?;
+        tracing::info!(user_id = %user.id, session = %session.id, "user logged in");
         Ok(tokens)
     }
 }
@@ -98,6 +106,17 @@ mod tests {
         let expected_hash =
             latchkey_domain::RefreshTokenSecret::from_random_bytes([9u8; 32]).hash();
         mocks
+            .sessions
+            .expect_insert()
+            .withf(|s| {
+                s.id == FamilyId::from_uuid(fixed_uuid(42))
+                    && s.user_id == UserId::from_uuid(fixed_uuid(1))
+                    && s.expires_at == t0() + chrono::Duration::days(30)
+                    && s.revoked_at.is_none()
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        mocks
             .refresh_tokens
             .expect_insert()
             .withf(move |r| {
@@ -106,7 +125,6 @@ mod tests {
                     && r.family_id == FamilyId::from_uuid(fixed_uuid(42))
                     && r.expires_at == t0() + chrono::Duration::days(14)
                     && r.rotated_at.is_none()
-                    && r.revoked_at.is_none()
             })
             .times(1)
             .returning(|_| Ok(()));
@@ -141,6 +159,7 @@ mod tests {
             .expect_find_by_email()
             .returning(|_| Ok(Some(user(1))));
         mocks.hasher.expect_verify().returning(|_, _| Ok(false));
+        mocks.sessions.expect_insert().never();
         mocks.refresh_tokens.expect_insert().never();
         mocks.access_tokens.expect_encode().never();
         let err = mocks

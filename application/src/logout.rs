@@ -1,12 +1,10 @@
 use crate::AuthService;
-use latchkey_domain::{ports::StoreError, FamilyId, RefreshTokenSecret, UserId};
+use latchkey_domain::{ports::StoreError, RefreshTokenSecret};
 
 #[derive(Debug)]
 pub struct LogoutCommand {
-    /// From the verified access token.
-    pub caller: UserId,
-    /// The session the access token belongs to.
-    pub session: FamilyId,
+    /// Any refresh token of the session, rotated or not: it is the credential (RFC 7009), so
+    /// logging out works without a bearer token and after the access token expired.
     pub refresh_token: String,
 }
 
@@ -17,25 +15,18 @@ pub enum LogoutError {
 }
 
 impl AuthService {
-    /// Ends a session: revokes the access token's session and, if it is the caller's, the
-    /// family of the presented refresh token. Idempotent, and silent about tokens of others, so
-    /// a logout never tells anything about someone else's session.
+    /// Ends the session the refresh token belongs to: its refresh tokens and its access tokens
+    /// stop working at once. Idempotent, and silent about unknown tokens (RFC 7009 §2.2), so a
+    /// logout never tells anything about a token it did not recognise.
     pub async fn logout(&self, command: LogoutCommand) -> Result<(), LogoutError> {
-        let now = self.ports.clock.now();
         let hash = RefreshTokenSecret::from_presented(command.refresh_token).hash();
-        if let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? {
-            if record.user_id == command.caller && record.family_id != command.session {
-                self.ports
-                    .refresh_tokens
-                    .revoke_family(record.family_id, now)
-                    .await?;
-            }
+        let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? else {
+            return Ok(());
+        };
+        let now = self.ports.clock.now();
+        if self.ports.sessions.revoke(record.family_id, now).await? {
+            tracing::info!(user_id = %record.user_id, session = %record.family_id, "user logged out");
         }
-        self.ports
-            .refresh_tokens
-            .revoke_family(command.session, now)
-            .await?;
-        tracing::info!(user_id = %command.caller, session = %command.session, "user logged out");
         Ok(())
     }
 }
@@ -45,16 +36,33 @@ mod tests {
     use super::*;
     use crate::test_support::*;
 
-    fn command(refresh_token: &str, session: u8) -> LogoutCommand {
+    fn command(refresh_token: &str) -> LogoutCommand {
         LogoutCommand {
-            caller: user(1).id,
-            session: FamilyId::from_uuid(fixed_uuid(session)),
             refresh_token: refresh_token.into(),
         }
     }
 
     #[tokio::test]
-    async fn logout_revokes_the_session_family_once_when_both_tokens_agree() {
+    async fn logout_revokes_the_session_the_refresh_token_belongs_to() {
+        let mut mocks = Mocks::new();
+        let secret = RefreshTokenSecret::from_presented("mine".into());
+        let record = active_record(&secret, &user(1), 7);
+        mocks
+            .refresh_tokens
+            .expect_find_by_hash()
+            .withf(move |h| *h == secret.hash())
+            .returning(move |_| Ok(Some(record.clone())));
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|f, at| *f == family(7) && *at == t0())
+            .times(1)
+            .returning(|_, _| Ok(true));
+        mocks.service().logout(command("mine")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn logout_of_an_already_ended_session_succeeds() {
         let mut mocks = Mocks::new();
         let secret = RefreshTokenSecret::from_presented("mine".into());
         let record = active_record(&secret, &user(1), 7);
@@ -63,46 +71,22 @@ mod tests {
             .expect_find_by_hash()
             .returning(move |_| Ok(Some(record.clone())));
         mocks
-            .refresh_tokens
-            .expect_revoke_family()
-            .withf(|f, at| *f == FamilyId::from_uuid(fixed_uuid(7)) && *at == t0())
+            .sessions
+            .expect_revoke()
             .times(1)
-            .returning(|_, _| Ok(1));
-        mocks.service().logout(command("mine", 7)).await.unwrap();
+            .returning(|_, _| Ok(false));
+        mocks.service().logout(command("mine")).await.unwrap();
     }
 
     #[tokio::test]
-    async fn logout_never_revokes_another_users_family() {
-        let mut mocks = Mocks::new();
-        let secret = RefreshTokenSecret::from_presented("theirs".into());
-        let record = active_record(&secret, &user(2), 9);
-        mocks
-            .refresh_tokens
-            .expect_find_by_hash()
-            .returning(move |_| Ok(Some(record.clone())));
-        mocks
-            .refresh_tokens
-            .expect_revoke_family()
-            .withf(|f, _| *f == FamilyId::from_uuid(fixed_uuid(7)))
-            .times(1)
-            .returning(|_, _| Ok(1));
-        mocks.service().logout(command("theirs", 7)).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn logout_with_an_unknown_refresh_token_still_ends_the_callers_session() {
+    async fn logout_with_an_unknown_refresh_token_succeeds_and_revokes_nothing() {
         let mut mocks = Mocks::new();
         mocks
             .refresh_tokens
             .expect_find_by_hash()
             .returning(|_| Ok(None));
-        mocks
-            .refresh_tokens
-            .expect_revoke_family()
-            .withf(|f, _| *f == FamilyId::from_uuid(fixed_uuid(7)))
-            .times(1)
-            .returning(|_, _| Ok(0));
-        mocks.service().logout(command("unknown", 7)).await.unwrap();
+        mocks.sessions.expect_revoke().never();
+        mocks.service().logout(command("unknown")).await.unwrap();
     }
 
     #[tokio::test]
@@ -112,7 +96,7 @@ mod tests {
             .refresh_tokens
             .expect_find_by_hash()
             .returning(|_| Err(StoreError("down".into())));
-        let err = mocks.service().logout(command("x", 7)).await.unwrap_err();
+        let err = mocks.service().logout(command("x")).await.unwrap_err();
         assert!(matches!(err, LogoutError::Store(_)));
     }
 }

@@ -1,7 +1,7 @@
 use crate::{tokens::IssueError, AuthService, TokenPair};
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
-    RefreshTokenSecret,
+    RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
 };
 
 #[derive(Debug)]
@@ -11,7 +11,8 @@ pub struct RefreshCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
-    /// Unknown, expired, revoked, or just rotated (within the grace window).
+    /// Unknown or expired token, or its session has ended (logout, revocation, absolute
+    /// lifetime), or it lost a rotation race with no grace window configured.
     #[error("refresh token is invalid or expired")]
     InvalidToken,
     /// A rotated token came back after the grace window: assume theft, end the session.
@@ -33,7 +34,13 @@ impl From<IssueError> for RefreshError {
 }
 
 impl AuthService {
-    /// Exchanges a refresh token for a new pair in the same family (rotation).
+    /// Exchanges a refresh token for a new pair in the same session (rotation).
+    ///
+    /// Linearizable against revocation because the session record decides: a pair minted
+    /// while a logout lands is refused on its first use, and nothing ever clears `revoked_at`.
+    /// The successor is stored *before* the presented token is marked rotated, so a failure
+    /// or a lost response at any step leaves the presented token usable: either not rotated
+    /// at all, or rotated moments ago, which the grace window answers with a fresh pair.
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
         let presented = RefreshTokenSecret::from_presented(command.refresh_token);
         let hash = presented.hash();
@@ -41,39 +48,93 @@ impl AuthService {
             return Err(RefreshError::InvalidToken);
         };
         let now = self.ports.clock.now();
-        if record.revoked_at.is_some() || record.is_expired_at(now) {
+        if record.is_expired_at(now) {
             return Err(RefreshError::InvalidToken);
         }
+        let session = self.live_session(&record, now).await?;
         if let Some(rotated_at) = record.rotated_at {
-            if now - rotated_at < self.policy.reuse_grace {
-                return Err(RefreshError::InvalidToken);
+            if !self.within_grace(rotated_at, now) {
+                return Err(self.revoke_on_reuse(&record, now).await);
             }
-            let revoked = self
-                .ports
-                .refresh_tokens
-                .revoke_family(record.family_id, now)
-                .await?;
-            tracing::warn!(
+            let pair = self.mint_successor(&session).await?;
+            tracing::info!(
                 user_id = %record.user_id,
                 session = %record.family_id,
-                revoked,
-                "rotated refresh token reused; session revoked"
+                "rotated refresh token presented again within the grace window; issued a new pair"
             );
-            return Err(RefreshError::ReuseDetected);
+            return Ok(pair);
         }
-        // Only the caller that wins this compare-and-swap may mint the successor; a loser raced
-        // a concurrent refresh of the same token a moment ago, which is what the grace covers.
-        if !self.ports.refresh_tokens.mark_rotated(&hash, now).await? {
-            return Err(RefreshError::InvalidToken);
+        let pair = self.mint_successor(&session).await?;
+        // Only the caller that wins this compare-and-swap rotates the token; a loser raced a
+        // concurrent refresh of the same token a moment ago, which is what the grace covers.
+        if self.ports.refresh_tokens.mark_rotated(&hash, now).await? {
+            return Ok(pair);
         }
-        let Some(user) = self.ports.users.find_by_id(record.user_id).await? else {
+        match self.ports.refresh_tokens.find_by_hash(&hash).await? {
+            Some(RefreshTokenRecord {
+                rotated_at: Some(rotated_at),
+                ..
+            }) if self.within_grace(rotated_at, now) => {
+                tracing::info!(
+                    user_id = %record.user_id,
+                    session = %record.family_id,
+                    "concurrent refresh of one token within the grace window; issued a new pair"
+                );
+                Ok(pair)
+            }
+            _ => Err(RefreshError::InvalidToken),
+        }
+    }
+
+    fn within_grace(
+        &self,
+        rotated_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        now - rotated_at < self.policy.reuse_grace
+    }
+
+    /// The token's session, if it may still be refreshed.
+    async fn live_session(
+        &self,
+        record: &RefreshTokenRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<SessionRecord, RefreshError> {
+        match self.ports.sessions.find(record.family_id).await? {
+            Some(session) if session.user_id == record.user_id && session.is_active_at(now) => {
+                Ok(session)
+            }
+            _ => Err(RefreshError::InvalidToken),
+        }
+    }
+
+    async fn revoke_on_reuse(
+        &self,
+        record: &RefreshTokenRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> RefreshError {
+        match self.ports.sessions.revoke(record.family_id, now).await {
+            Ok(_) => {
+                tracing::warn!(
+                    user_id = %record.user_id,
+                    session = %record.family_id,
+                    "rotated refresh token reused after the grace window; session revoked"
+                );
+                RefreshError::ReuseDetected
+            }
+            Err(e) => RefreshError::Store(e),
+        }
+    }
+
+    async fn mint_successor(&self, session: &SessionRecord) -> Result<TokenPair, RefreshError> {
+        let Some(user) = self.ports.users.find_by_id(session.user_id).await? else {
             self.ports
-                .refresh_tokens
-                .revoke_family(record.family_id, now)
+                .sessions
+                .revoke(session.id, self.ports.clock.now())
                 .await?;
             return Err(RefreshError::InvalidToken);
         };
-        Ok(self.issue_tokens(&user, record.family_id).await?)
+        Ok(self.issue_tokens(&user, session).await?)
     }
 }
 
@@ -81,8 +142,8 @@ impl AuthService {
 mod tests {
     use super::*;
     use crate::test_support::*;
+    use crate::SessionPolicy;
     use chrono::Duration;
-    use latchkey_domain::FamilyId;
 
     fn presented() -> RefreshTokenSecret {
         RefreshTokenSecret::from_presented("presented-token".into())
@@ -94,45 +155,99 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn refresh_rotates_an_active_token_and_issues_a_pair_in_the_same_family() {
-        let mut mocks = Mocks::new();
-        let owner = user(1);
-        let record = active_record(&presented(), &owner, 7);
+    /// The presented token is `record`, its session is `session`, and its owner exists.
+    fn given(mocks: &mut Mocks, record: RefreshTokenRecord, session: SessionRecord) {
+        given_reads(mocks, vec![record], session);
+    }
+
+    /// Like `given`, but successive reads of the token return `reads` in turn (the last one
+    /// repeating), as when a concurrent refresh rotates it in between.
+    fn given_reads(mocks: &mut Mocks, reads: Vec<RefreshTokenRecord>, session: SessionRecord) {
+        let mut count = 0;
         mocks
             .refresh_tokens
             .expect_find_by_hash()
             .withf(|h| *h == presented().hash())
-            .returning(move |_| Ok(Some(record.clone())));
+            .returning(move |_| {
+                count += 1;
+                Ok(Some(reads[(count - 1).min(reads.len() - 1)].clone()))
+            });
+        mocks
+            .sessions
+            .expect_find()
+            .withf(|id| *id == family(7))
+            .returning(move |_| Ok(Some(session.clone())));
+        mocks
+            .users
+            .expect_find_by_id()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.random.expect_secret_bytes().return_const([3u8; 32]);
+        mocks.random.expect_uuid().return_const(fixed_uuid(50));
+        mocks
+            .access_tokens
+            .expect_encode()
+            .withf(|c| c.session == family(7))
+            .returning(|_| Ok("new.jwt".into()));
+    }
+
+    fn expect_successor_stored(mocks: &mut Mocks) {
+        mocks
+            .refresh_tokens
+            .expect_insert()
+            .withf(|r| r.family_id == family(7) && r.rotated_at.is_none())
+            .times(1)
+            .returning(|_| Ok(()));
+    }
+
+    #[tokio::test]
+    async fn refresh_rotates_an_active_token_and_issues_a_pair_in_the_same_session() {
+        let mut mocks = Mocks::new();
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(&mut mocks);
         mocks
             .refresh_tokens
             .expect_mark_rotated()
             .withf(|h, at| *h == presented().hash() && *at == t0())
             .times(1)
             .returning(|_, _| Ok(true));
-        mocks
-            .users
-            .expect_find_by_id()
-            .returning(move |_| Ok(Some(owner.clone())));
-        mocks.random.expect_secret_bytes().return_const([3u8; 32]);
-        mocks.random.expect_uuid().return_const(fixed_uuid(50));
-        mocks
-            .refresh_tokens
-            .expect_insert()
-            .withf(|r| r.family_id == FamilyId::from_uuid(fixed_uuid(7)))
-            .times(1)
-            .returning(|_| Ok(()));
-        mocks
-            .access_tokens
-            .expect_encode()
-            .withf(|c| c.session == FamilyId::from_uuid(fixed_uuid(7)))
-            .returning(|_| Ok("new.jwt".into()));
-        mocks.refresh_tokens.expect_revoke_family().never();
+        mocks.sessions.expect_revoke().never();
 
         let pair = mocks.service().refresh(command()).await.unwrap();
 
         assert_eq!(pair.access_token, "new.jwt");
         assert_ne!(pair.refresh_token.hash(), presented().hash());
+        assert_eq!(pair.refresh_expires_in_secs, 14 * 24 * 3600);
+    }
+
+    #[tokio::test]
+    async fn the_successor_never_outlives_the_sessions_absolute_end() {
+        let mut mocks = Mocks::new();
+        let mut session = active_session(&user(1), 7);
+        session.expires_at = t0() + Duration::minutes(30);
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            session,
+        );
+        mocks
+            .refresh_tokens
+            .expect_insert()
+            .withf(|r| r.expires_at == t0() + Duration::minutes(30))
+            .times(1)
+            .returning(|_| Ok(()));
+        mocks
+            .refresh_tokens
+            .expect_mark_rotated()
+            .returning(|_, _| Ok(true));
+
+        let pair = mocks.service().refresh(command()).await.unwrap();
+
+        assert_eq!(pair.refresh_expires_in_secs, 30 * 60);
+        assert_eq!(pair.access_expires_in_secs, 30 * 60);
     }
 
     #[tokio::test]
@@ -142,6 +257,7 @@ mod tests {
             .refresh_tokens
             .expect_find_by_hash()
             .returning(|_| Ok(None));
+        mocks.sessions.expect_find().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
@@ -157,97 +273,163 @@ mod tests {
             .expect_find_by_hash()
             .returning(move |_| Ok(Some(record.clone())));
         mocks.refresh_tokens.expect_mark_rotated().never();
+        mocks.refresh_tokens.expect_insert().never();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
 
-    #[tokio::test]
-    async fn refresh_with_a_revoked_token_is_invalid_and_revokes_nothing_more() {
+    async fn refused_for_session(session: SessionRecord) -> RefreshError {
         let mut mocks = Mocks::new();
-        let mut record = active_record(&presented(), &user(1), 7);
-        record.revoked_at = Some(t0() - Duration::minutes(1));
+        let record = active_record(&presented(), &user(1), 7);
         mocks
             .refresh_tokens
             .expect_find_by_hash()
             .returning(move |_| Ok(Some(record.clone())));
-        mocks.refresh_tokens.expect_revoke_family().never();
+        mocks
+            .sessions
+            .expect_find()
+            .returning(move |_| Ok(Some(session.clone())));
+        mocks.sessions.expect_revoke().never();
+        mocks.refresh_tokens.expect_insert().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
-        let err = mocks.service().refresh(command()).await.unwrap_err();
-        assert!(matches!(err, RefreshError::InvalidToken));
+        mocks.access_tokens.expect_encode().never();
+        mocks.service().refresh(command()).await.unwrap_err()
     }
 
     #[tokio::test]
-    async fn reuse_of_a_rotated_token_after_the_grace_window_revokes_its_family() {
+    async fn refresh_in_a_revoked_session_is_invalid_and_mints_nothing() {
+        let mut session = active_session(&user(1), 7);
+        session.revoked_at = Some(t0() - Duration::minutes(1));
+        assert!(matches!(
+            refused_for_session(session).await,
+            RefreshError::InvalidToken
+        ));
+    }
+
+    #[tokio::test]
+    async fn refresh_past_the_sessions_absolute_lifetime_is_invalid() {
+        let mut session = active_session(&user(1), 7);
+        session.expires_at = t0();
+        assert!(matches!(
+            refused_for_session(session).await,
+            RefreshError::InvalidToken
+        ));
+    }
+
+    #[tokio::test]
+    async fn refresh_in_a_session_of_another_user_is_invalid() {
+        assert!(matches!(
+            refused_for_session(active_session(&user(2), 7)).await,
+            RefreshError::InvalidToken
+        ));
+    }
+
+    #[tokio::test]
+    async fn reuse_of_a_rotated_token_after_the_grace_window_revokes_its_session() {
         let mut mocks = Mocks::new();
         let mut record = active_record(&presented(), &user(1), 7);
         record.rotated_at = Some(t0() - Duration::seconds(10));
+        given(&mut mocks, record, active_session(&user(1), 7));
         mocks
-            .refresh_tokens
-            .expect_find_by_hash()
-            .returning(move |_| Ok(Some(record.clone())));
-        mocks
-            .refresh_tokens
-            .expect_revoke_family()
-            .withf(|f, at| *f == FamilyId::from_uuid(fixed_uuid(7)) && *at == t0())
+            .sessions
+            .expect_revoke()
+            .withf(|f, at| *f == family(7) && *at == t0())
             .times(1)
-            .returning(|_, _| Ok(2));
+            .returning(|_, _| Ok(true));
+        mocks.refresh_tokens.expect_insert().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::ReuseDetected));
     }
 
     #[tokio::test]
-    async fn reuse_within_the_grace_window_fails_without_revoking_the_family() {
+    async fn reuse_within_the_grace_window_issues_a_fresh_pair_in_the_same_session() {
         let mut mocks = Mocks::new();
         let mut record = active_record(&presented(), &user(1), 7);
         record.rotated_at = Some(t0() - Duration::seconds(9));
-        mocks
-            .refresh_tokens
-            .expect_find_by_hash()
-            .returning(move |_| Ok(Some(record.clone())));
-        mocks.refresh_tokens.expect_revoke_family().never();
+        given(&mut mocks, record, active_session(&user(1), 7));
+        expect_successor_stored(&mut mocks);
+        mocks.sessions.expect_revoke().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
-        let err = mocks.service().refresh(command()).await.unwrap_err();
-        assert!(matches!(err, RefreshError::InvalidToken));
+        let pair = mocks.service().refresh(command()).await.unwrap();
+        assert_eq!(pair.access_token, "new.jwt");
     }
 
-    #[tokio::test]
-    async fn losing_the_rotation_race_fails_without_issuing_tokens() {
-        let mut mocks = Mocks::new();
+    fn race_lost_to(mocks: &mut Mocks) {
         let record = active_record(&presented(), &user(1), 7);
-        mocks
-            .refresh_tokens
-            .expect_find_by_hash()
-            .returning(move |_| Ok(Some(record.clone())));
+        let mut rotated_by_winner = record.clone();
+        rotated_by_winner.rotated_at = Some(t0());
+        given_reads(
+            mocks,
+            vec![record, rotated_by_winner],
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(mocks);
         mocks
             .refresh_tokens
             .expect_mark_rotated()
+            .times(1)
             .returning(|_, _| Ok(false));
-        mocks.refresh_tokens.expect_insert().never();
-        mocks.access_tokens.expect_encode().never();
-        mocks.refresh_tokens.expect_revoke_family().never();
-        let err = mocks.service().refresh(command()).await.unwrap_err();
+        mocks.sessions.expect_revoke().never();
+    }
+
+    #[tokio::test]
+    async fn losing_the_rotation_race_within_the_grace_window_still_gets_a_pair() {
+        let mut mocks = Mocks::new();
+        race_lost_to(&mut mocks);
+        assert!(mocks.service().refresh(command()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn losing_the_rotation_race_without_a_grace_window_is_invalid() {
+        let mut mocks = Mocks::new();
+        race_lost_to(&mut mocks);
+        let service = mocks.service_with(SessionPolicy {
+            reuse_grace: Duration::zero(),
+            ..SessionPolicy::default()
+        });
+        let err = service.refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
 
     #[tokio::test]
-    async fn refresh_for_a_deleted_user_revokes_the_family() {
+    async fn a_store_failure_while_storing_the_successor_leaves_the_token_unrotated() {
+        let mut mocks = Mocks::new();
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            active_session(&user(1), 7),
+        );
+        mocks
+            .refresh_tokens
+            .expect_insert()
+            .returning(|_| Err(StoreError("timeout".into())));
+        mocks.refresh_tokens.expect_mark_rotated().never();
+        mocks.sessions.expect_revoke().never();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Store(_)));
+    }
+
+    #[tokio::test]
+    async fn refresh_for_a_deleted_user_revokes_the_session() {
         let mut mocks = Mocks::new();
         let record = active_record(&presented(), &user(1), 7);
         mocks
             .refresh_tokens
             .expect_find_by_hash()
             .returning(move |_| Ok(Some(record.clone())));
+        let session = active_session(&user(1), 7);
         mocks
-            .refresh_tokens
-            .expect_mark_rotated()
-            .returning(|_, _| Ok(true));
+            .sessions
+            .expect_find()
+            .returning(move |_| Ok(Some(session.clone())));
         mocks.users.expect_find_by_id().returning(|_| Ok(None));
         mocks
-            .refresh_tokens
-            .expect_revoke_family()
+            .sessions
+            .expect_revoke()
             .times(1)
-            .returning(|_, _| Ok(1));
+            .returning(|_, _| Ok(true));
+        mocks.refresh_tokens.expect_insert().never();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }

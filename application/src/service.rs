@@ -1,6 +1,7 @@
 use chrono::Duration;
 use latchkey_domain::ports::{
-    AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository, UserRepository,
+    AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
+    SessionRepository, UserRepository,
 };
 use std::sync::Arc;
 
@@ -8,10 +9,14 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionPolicy {
     pub access_token_ttl: Duration,
+    /// Each rotation starts a new one, capped by the session's absolute end.
     pub refresh_token_ttl: Duration,
-    /// How long after a rotation the old refresh token is refused *without* revoking its family,
-    /// so two tabs racing on one token do not log the user out.
+    /// How long after a rotation the old refresh token still gets a fresh pair in the same
+    /// session instead of revoking it: two tabs racing on one token, or a client retrying
+    /// after a lost response, must not end a healthy session.
     pub reuse_grace: Duration,
+    /// Absolute session lifetime: no refresh past it, however often the session rotated.
+    pub session_max_age: Duration,
 }
 
 impl Default for SessionPolicy {
@@ -20,6 +25,7 @@ impl Default for SessionPolicy {
             access_token_ttl: Duration::hours(1),
             refresh_token_ttl: Duration::days(14),
             reuse_grace: Duration::seconds(10),
+            session_max_age: Duration::days(30),
         }
     }
 }
@@ -29,6 +35,7 @@ impl Default for SessionPolicy {
 pub struct Ports {
     pub users: Arc<dyn UserRepository>,
     pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    pub sessions: Arc<dyn SessionRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub access_tokens: Arc<dyn AccessTokenCodec>,
     pub clock: Arc<dyn Clock>,

@@ -5,10 +5,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use latchkey_domain::{
     ports::{
         MockAccessTokenCodec, MockClock, MockPasswordHasher, MockRandomSource,
-        MockRefreshTokenRepository, MockUserRepository,
+        MockRefreshTokenRepository, MockSessionRepository, MockUserRepository,
     },
-    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, User,
-    UserId,
+    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
+    SessionRecord, User, UserId,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -39,6 +39,20 @@ pub fn active_record(secret: &RefreshTokenSecret, owner: &User, family: u8) -> R
         issued_at: t0() - chrono::Duration::minutes(5),
         expires_at: t0() + chrono::Duration::days(1),
         rotated_at: None,
+    }
+}
+
+pub fn family(n: u8) -> FamilyId {
+    FamilyId::from_uuid(fixed_uuid(n))
+}
+
+/// A session of `owner` started a day before `t0`, ending 29 days after it.
+pub fn active_session(owner: &User, family_n: u8) -> SessionRecord {
+    SessionRecord {
+        id: family(family_n),
+        user_id: owner.id,
+        created_at: t0() - chrono::Duration::days(1),
+        expires_at: t0() + chrono::Duration::days(29),
         revoked_at: None,
     }
 }
@@ -46,6 +60,7 @@ pub fn active_record(secret: &RefreshTokenSecret, owner: &User, family: u8) -> R
 pub struct Mocks {
     pub users: MockUserRepository,
     pub refresh_tokens: MockRefreshTokenRepository,
+    pub sessions: MockSessionRepository,
     pub hasher: MockPasswordHasher,
     pub access_tokens: MockAccessTokenCodec,
     pub clock: MockClock,
@@ -60,6 +75,7 @@ impl Mocks {
         Self {
             users: MockUserRepository::new(),
             refresh_tokens: MockRefreshTokenRepository::new(),
+            sessions: MockSessionRepository::new(),
             hasher: MockPasswordHasher::new(),
             access_tokens: MockAccessTokenCodec::new(),
             clock,
@@ -68,16 +84,21 @@ impl Mocks {
     }
 
     pub fn service(self) -> AuthService {
+        self.service_with(SessionPolicy::default())
+    }
+
+    pub fn service_with(self, policy: SessionPolicy) -> AuthService {
         AuthService::new(
             Ports {
                 users: Arc::new(self.users),
                 refresh_tokens: Arc::new(self.refresh_tokens),
+                sessions: Arc::new(self.sessions),
                 hasher: Arc::new(self.hasher),
                 access_tokens: Arc::new(self.access_tokens),
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
             },
-            SessionPolicy::default(),
+            policy,
         )
     }
 }

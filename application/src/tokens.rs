@@ -1,7 +1,7 @@
 use crate::AuthService;
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
-    AccessClaims, FamilyId, RefreshTokenRecord, RefreshTokenSecret, User,
+    AccessClaims, RefreshTokenRecord, RefreshTokenSecret, SessionRecord, User,
 };
 
 /// What a client receives after login or refresh.
@@ -22,38 +22,43 @@ pub(crate) enum IssueError {
 }
 
 impl AuthService {
-    /// Stores a fresh refresh token in `family` and signs an access token for the same session.
+    /// Stores a fresh refresh token in `session` and signs an access token for it. Neither
+    /// outlives the session's absolute end.
+    ///
+    /// The refresh token is stored before anyone learns its value, so a failure at any later
+    /// point leaves at most an unusable record behind (its secret was never revealed).
     pub(crate) async fn issue_tokens(
         &self,
         user: &User,
-        family: FamilyId,
+        session: &SessionRecord,
     ) -> Result<TokenPair, IssueError> {
         let now = self.ports.clock.now();
+        let refresh_expires_at = (now + self.policy.refresh_token_ttl).min(session.expires_at);
+        let access_expires_at = (now + self.policy.access_token_ttl).min(session.expires_at);
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let record = RefreshTokenRecord {
             token_hash: refresh_token.hash(),
             user_id: user.id,
-            family_id: family,
+            family_id: session.id,
             issued_at: now,
-            expires_at: now + self.policy.refresh_token_ttl,
+            expires_at: refresh_expires_at,
             rotated_at: None,
-            revoked_at: None,
         };
         self.ports.refresh_tokens.insert(&record).await?;
         let claims = AccessClaims {
             subject: user.id,
             roles: user.roles.clone(),
-            session: family,
+            session: session.id,
             token_id: self.ports.random.uuid(),
             issued_at: now,
-            expires_at: now + self.policy.access_token_ttl,
+            expires_at: access_expires_at,
         };
         let access_token = self.ports.access_tokens.encode(&claims)?;
         Ok(TokenPair {
             access_token,
-            access_expires_in_secs: self.policy.access_token_ttl.num_seconds(),
+            access_expires_in_secs: (access_expires_at - now).num_seconds(),
             refresh_token,
-            refresh_expires_in_secs: self.policy.refresh_token_ttl.num_seconds(),
+            refresh_expires_in_secs: (refresh_expires_at - now).num_seconds(),
         })
     }
 }

@@ -22,7 +22,14 @@ pub const VARIABLES: &[&str] = &[
     "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS",
     "ARGON2_PARALLELISM",
-    "HASH_CONCURRENCY",
+    "HASH_WORKERS",
+    "HASH_QUEUE",
+    "SESSION_MAX_AGE",
+    "JWT_LEEWAY",
+    "STORE_TIMEOUT",
+    "HEADER_READ_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "HSTS_MAX_AGE",
     "MAX_BODY_BYTES",
     "SITE_DIR",
 ];
@@ -67,6 +74,18 @@ pub struct Config {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub refresh_reuse_grace_secs: u64,
+    /// Absolute session lifetime; no refresh past it.
+    pub session_max_age_secs: u64,
+    /// Clock skew tolerated on access tokens' `exp` and `nbf`.
+    pub jwt_leeway_secs: u64,
+    /// Every store call fails as unavailable (503) after this long.
+    pub store_timeout_secs: u64,
+    /// A client must send a request's headers within this long (slowloris defence).
+    pub header_read_timeout_secs: u64,
+    /// A connection with no traffic at all for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// `Strict-Transport-Security` max-age; unset means no HSTS header (plain-HTTP setups).
+    pub hsts_max_age_secs: Option<u64>,
     pub argon2: Argon2Settings,
     pub max_body_bytes: usize,
     /// The built web site (`scripts/build-site.sh`), served at `/`.
@@ -90,6 +109,12 @@ impl fmt::Debug for Config {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("refresh_reuse_grace_secs", &self.refresh_reuse_grace_secs)
+            .field("session_max_age_secs", &self.session_max_age_secs)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("store_timeout_secs", &self.store_timeout_secs)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("hsts_max_age_secs", &self.hsts_max_age_secs)
             .field("argon2", &self.argon2)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("site_dir", &self.site_dir)
@@ -143,8 +168,21 @@ struct Raw {
     argon2_iterations: u32,
     #[serde(default = "defaults::argon2_parallelism")]
     argon2_parallelism: u32,
-    #[serde(default = "defaults::hash_concurrency")]
-    hash_concurrency: usize,
+    #[serde(default = "latchkey_crypto::default_workers")]
+    hash_workers: usize,
+    #[serde(default = "defaults::hash_queue")]
+    hash_queue: usize,
+    #[serde(default = "defaults::session_max_age")]
+    session_max_age: u64,
+    #[serde(default = "defaults::jwt_leeway")]
+    jwt_leeway: u64,
+    #[serde(default = "defaults::store_timeout")]
+    store_timeout: u64,
+    #[serde(default = "defaults::header_read_timeout")]
+    header_read_timeout: u64,
+    #[serde(default = "defaults::idle_timeout")]
+    idle_timeout: u64,
+    hsts_max_age: Option<u64>,
     #[serde(default = "defaults::max_body_bytes")]
     max_body_bytes: usize,
     #[serde(default = "defaults::site_dir")]
@@ -186,8 +224,23 @@ mod defaults {
     pub fn argon2_parallelism() -> u32 {
         1
     }
-    pub fn hash_concurrency() -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    pub fn hash_queue() -> usize {
+        128
+    }
+    pub fn session_max_age() -> u64 {
+        30 * 24 * 3600
+    }
+    pub fn jwt_leeway() -> u64 {
+        30
+    }
+    pub fn store_timeout() -> u64 {
+        5
+    }
+    pub fn header_read_timeout() -> u64 {
+        10
+    }
+    pub fn idle_timeout() -> u64 {
+        60
     }
     pub fn max_body_bytes() -> usize {
         64 * 1024
@@ -283,9 +336,26 @@ impl Config {
         if raw.refresh_reuse_grace > 300 {
             return Err(bad("REFRESH_REUSE_GRACE", "must be at most 300 seconds"));
         }
-        if raw.hash_concurrency == 0 {
-            return Err(bad("HASH_CONCURRENCY", "must be at least 1"));
+        if raw.hash_workers == 0 {
+            return Err(bad("HASH_WORKERS", "must be at least 1"));
         }
+        if raw.hash_queue == 0 {
+            return Err(bad("HASH_QUEUE", "must be at least 1"));
+        }
+        let session_max_age_secs = positive("SESSION_MAX_AGE", raw.session_max_age)?;
+        if access_token_ttl_secs > session_max_age_secs {
+            return Err(bad("JWT_EXPIRY", "must not be longer than SESSION_MAX_AGE"));
+        }
+        if raw.jwt_leeway > 300 {
+            return Err(bad("JWT_LEEWAY", "must be at most 300 seconds"));
+        }
+        let store_timeout_secs = positive("STORE_TIMEOUT", raw.store_timeout)?;
+        let header_read_timeout_secs = positive("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
+        let idle_timeout_secs = positive("IDLE_TIMEOUT", raw.idle_timeout)?;
+        let hsts_max_age_secs = match raw.hsts_max_age {
+            Some(0) => None,
+            other => other,
+        };
         if raw.max_body_bytes < 1024 {
             return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
         }
@@ -301,7 +371,8 @@ impl Config {
             memory_kib: raw.argon2_memory_kib,
             iterations: raw.argon2_iterations,
             parallelism: raw.argon2_parallelism,
-            max_concurrent: raw.hash_concurrency,
+            workers: raw.hash_workers,
+            queue_capacity: raw.hash_queue,
         };
         Ok(Self {
             app_env: raw.app_env,
@@ -314,6 +385,12 @@ impl Config {
             access_token_ttl_secs,
             refresh_token_ttl_secs,
             refresh_reuse_grace_secs: raw.refresh_reuse_grace,
+            session_max_age_secs,
+            jwt_leeway_secs: raw.jwt_leeway,
+            store_timeout_secs,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+            hsts_max_age_secs,
             argon2,
             max_body_bytes: raw.max_body_bytes,
             site_dir: raw.site_dir,
@@ -355,6 +432,11 @@ mod tests {
             assert_eq!(config.refresh_token_ttl_secs, 14 * 24 * 3600);
             assert_eq!(config.refresh_reuse_grace_secs, 10);
             assert_eq!(config.argon2.memory_kib, 19_456);
+            assert_eq!(config.session_max_age_secs, 30 * 24 * 3600);
+            assert_eq!(config.header_read_timeout_secs, 10);
+            assert_eq!(config.hsts_max_age_secs, None);
+            assert!(config.argon2.workers >= 1);
+            assert!(config.argon2.workers <= latchkey_crypto::default_workers());
             assert_eq!(
                 config.jwt_secret_origin,
                 SecretOrigin::GeneratedForThisProcess
@@ -383,7 +465,14 @@ mod tests {
                     ("ARGON2_MEMORY_KIB", "1024"),
                     ("ARGON2_ITERATIONS", "3"),
                     ("ARGON2_PARALLELISM", "2"),
-                    ("HASH_CONCURRENCY", "5"),
+                    ("HASH_WORKERS", "5"),
+                    ("HASH_QUEUE", "7"),
+                    ("SESSION_MAX_AGE", "600"),
+                    ("JWT_LEEWAY", "4"),
+                    ("STORE_TIMEOUT", "2"),
+                    ("HEADER_READ_TIMEOUT", "3"),
+                    ("IDLE_TIMEOUT", "30"),
+                    ("HSTS_MAX_AGE", "31536000"),
                     ("MAX_BODY_BYTES", "2048"),
                     ("SITE_DIR", "/srv/site"),
                     ("APP_ENV", "production"),
@@ -414,9 +503,16 @@ mod tests {
                     memory_kib: 1024,
                     iterations: 3,
                     parallelism: 2,
-                    max_concurrent: 5
+                    workers: 5,
+                    queue_capacity: 7,
                 }
             );
+            assert_eq!(config.session_max_age_secs, 600);
+            assert_eq!(config.jwt_leeway_secs, 4);
+            assert_eq!(config.store_timeout_secs, 2);
+            assert_eq!(config.header_read_timeout_secs, 3);
+            assert_eq!(config.idle_timeout_secs, 30);
+            assert_eq!(config.hsts_max_age_secs, Some(31_536_000));
             assert_eq!(config.max_body_bytes, 2048);
             assert_eq!(config.site_dir, PathBuf::from("/srv/site"));
             assert_eq!(config.app_env, AppEnv::Production);

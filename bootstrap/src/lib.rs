@@ -2,8 +2,10 @@
 //! The only crate that knows every concrete type.
 
 pub mod config;
+mod server;
 mod wiring;
 
 pub use config::{AppEnv, Config, ConfigError, StoreConfig};
 pub use latchkey_http::openapi_json;
-pub use wiring::{assemble, build, App};
+pub use server::{serve, ServeSettings};
+pub use wiring::{assemble, build, App, Stores};

@@ -1,7 +1,7 @@
 use anyhow::Context;
-use latchkey_bootstrap::{build, openapi_json, Config};
-use poem::{listener::TcpListener, Server};
-use std::process::ExitCode;
+use latchkey_bootstrap::{build, openapi_json, serve as serve_http, Config, ServeSettings};
+use std::{process::ExitCode, time::Duration};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: latchkey [serve | openapi]
@@ -47,12 +47,19 @@ async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     tracing::debug!(?config, "configuration loaded");
     let app = build(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
     tracing::info!(
         "latchkey listening on http://{0} (API docs at http://{0}/api/docs)",
         config.listen
     );
-    Server::new(TcpListener::bind(config.listen))
-        .run_with_graceful_shutdown(app.endpoint, shutdown_signal(), None)
+    let settings = ServeSettings {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(10),
+    };
+    serve_http(listener, app.endpoint, settings, shutdown_signal())
         .await
         .with_context(|| format!("could not serve on {}", config.listen))
 }

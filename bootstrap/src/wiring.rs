@@ -3,11 +3,11 @@ use anyhow::Context;
 use chrono::Duration;
 use latchkey_application::{AuthService, Ports, SessionPolicy};
 use latchkey_crypto::{Argon2Hasher, JwtCodec, JwtSettings, OsRandom, SystemClock};
-use latchkey_domain::ports::{RefreshTokenRepository, UserRepository};
+use latchkey_domain::ports::{RefreshTokenRepository, SessionRepository, UserRepository};
 use latchkey_http::HttpSettings;
-use latchkey_memory::{InMemoryRefreshTokens, InMemoryUsers};
+use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryUsers};
 use latchkey_mongo::MongoStore;
-use poem::{endpoint::BoxEndpoint, endpoint::StaticFilesEndpoint, EndpointExt, Response, Route};
+use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use std::{path::Path, sync::Arc};
 
 /// A fully wired server, ready to be served or called in tests.
@@ -16,35 +16,58 @@ pub struct App {
     pub service: AuthService,
 }
 
+/// The repositories of one store.
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserRepository>,
+    pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    pub sessions: Arc<dyn SessionRepository>,
+}
+
+impl Stores {
+    pub fn in_memory() -> Self {
+        Self {
+            users: Arc::new(InMemoryUsers::default()),
+            refresh_tokens: Arc::new(InMemoryRefreshTokens::default()),
+            sessions: Arc::new(InMemorySessions::default()),
+        }
+    }
+
+    pub fn mongo(store: &MongoStore) -> Self {
+        Self {
+            users: Arc::new(store.users()),
+            refresh_tokens: Arc::new(store.refresh_tokens()),
+            sessions: Arc::new(store.sessions()),
+        }
+    }
+}
+
 /// Chooses the adapters the configuration asks for and builds the HTTP endpoint, with the web
 /// site at `/` when it has been built.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let (users, refresh_tokens) = open_store(config).await?;
-    assemble(config, users, refresh_tokens).await
+    let stores = open_store(config).await?;
+    assemble(config, stores).await
 }
 
-async fn open_store(
-    config: &Config,
-) -> anyhow::Result<(Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>)> {
-    let stores: (Arc<dyn UserRepository>, Arc<dyn RefreshTokenRepository>) = match &config.store {
+async fn open_store(config: &Config) -> anyhow::Result<Stores> {
+    let stores = match &config.store {
         StoreConfig::Memory => {
             tracing::warn!(
                 "DB_URI is not set: using the in-memory store. NOTHING PERSISTS; every \
                      user and session is lost when the server stops"
             );
-            (
-                Arc::new(InMemoryUsers::default()),
-                Arc::new(InMemoryRefreshTokens::default()),
-            )
+            Stores::in_memory()
         }
         StoreConfig::Mongo { uri, database } => {
-            let store = MongoStore::connect(uri, database.as_deref()).await?;
+            let store = MongoStore::connect(uri, database.as_deref())
+                .await?
+                .with_operation_timeout(std::time::Duration::from_secs(config.store_timeout_secs));
             store
                 .ensure_indexes()
                 .await
                 .context("MongoDB is not reachable at DB_URI")?;
             tracing::info!(database = store.database().name(), "using MongoDB");
-            (Arc::new(store.users()), Arc::new(store.refresh_tokens()))
+            Stores::mongo(&store)
         }
     };
     Ok(stores)
@@ -52,11 +75,7 @@ async fn open_store(
 
 /// Wires everything but the store around the given repositories. `build` uses it after
 /// opening the configured store; tests use it to put the server on a store of their choosing.
-pub async fn assemble(
-    config: &Config,
-    users: Arc<dyn UserRepository>,
-    refresh_tokens: Arc<dyn RefreshTokenRepository>,
-) -> anyhow::Result<App> {
+pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
     if config.jwt_secret_origin == SecretOrigin::GeneratedForThisProcess {
         tracing::warn!(
             "JWT_SECRET is not set: signing with a random secret generated for this process; \
@@ -72,16 +91,19 @@ pub async fn assemble(
         secret: config.jwt_secret.clone(),
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
+        leeway_secs: config.jwt_leeway_secs,
     });
     let policy = SessionPolicy {
         access_token_ttl: seconds(config.access_token_ttl_secs)?,
         refresh_token_ttl: seconds(config.refresh_token_ttl_secs)?,
         reuse_grace: seconds(config.refresh_reuse_grace_secs)?,
+        session_max_age: seconds(config.session_max_age_secs)?,
     };
     let service = AuthService::new(
         Ports {
-            users,
-            refresh_tokens,
+            users: stores.users,
+            refresh_tokens: stores.refresh_tokens,
+            sessions: stores.sessions,
             hasher: Arc::new(hasher),
             access_tokens: Arc::new(codec),
             clock: Arc::new(SystemClock),
@@ -93,6 +115,7 @@ pub async fn assemble(
         service.clone(),
         HttpSettings {
             max_body_bytes: config.max_body_bytes,
+            hsts_max_age_secs: config.hsts_max_age_secs,
         },
         site(&config.site_dir),
     );
@@ -102,17 +125,30 @@ pub async fn assemble(
     })
 }
 
-/// The static export of the Perseus site; the API alone when it has not been built.
-fn site(dir: &Path) -> Option<Route> {
-    if !dir.join("index.html").is_file() {
-        tracing::warn!(
-            site_dir = %dir.display(),
-            "no web site found: serving the API only (build the site with scripts/build-site.sh)"
-        );
-        return None;
+/// The static export of the Perseus site, loaded into memory and compressed once; the API
+/// alone when it has not been built or cannot be read.
+fn site(dir: &Path) -> Option<BoxEndpoint<'static, Response>> {
+    match latchkey_http::site_endpoint(dir) {
+        Ok(Some(site)) => {
+            tracing::info!(site_dir = %dir.display(), "serving the web site at /");
+            Some(site)
+        }
+        Ok(None) => {
+            tracing::warn!(
+                site_dir = %dir.display(),
+                "no web site found: serving the API only (build the site with scripts/build-site.sh)"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(
+                site_dir = %dir.display(),
+                %error,
+                "the web site cannot be read: serving the API only"
+            );
+            None
+        }
     }
-    tracing::info!(site_dir = %dir.display(), "serving the web site at /");
-    Some(Route::new().nest("/", StaticFilesEndpoint::new(dir).index_file("index.html")))
 }
 
 fn seconds(secs: u64) -> anyhow::Result<Duration> {

@@ -12,6 +12,6 @@ pub use email::{EmailAddress, EmailError};
 pub use password::{Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
-    TokenRejection,
+    SessionRecord, TokenRejection,
 };
 pub use user::{Role, User, UserId};

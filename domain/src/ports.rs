@@ -2,7 +2,7 @@
 
 use crate::{
     AccessClaims, EmailAddress, FamilyId, Password, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, TokenRejection, User, UserId,
+    RefreshTokenRecord, SessionRecord, TokenRejection, User, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,20 +41,35 @@ pub trait RefreshTokenRepository: Send + Sync {
         &self,
         hash: &RefreshTokenHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
-    /// Compare-and-swap: marks the token rotated only if it is neither rotated nor revoked yet.
+    /// Compare-and-swap: marks the token rotated only if it was not rotated yet.
     /// Returns `true` for exactly one of any number of concurrent callers.
     async fn mark_rotated(
         &self,
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Revokes every not-yet-revoked token of the family; returns how many changed.
-    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    async fn insert(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The session, revoked or not; `None` once it is unknown or purged after expiry.
+    async fn find(&self, id: FamilyId) -> Result<Option<SessionRecord>, StoreError>;
+    /// Sets `revoked_at` if it is not set yet (revocation is permanent and keeps its first
+    /// time). Returns `true` for the call that revoked it.
+    async fn revoke(&self, id: FamilyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashingError(pub String);
+pub enum HashingError {
+    /// Every hashing worker is busy and the queue is full: shed load instead of queueing
+    /// without bound. Retrying shortly may succeed.
+    #[error("password hashing is overloaded")]
+    Overloaded,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]

@@ -95,15 +95,36 @@ pub struct RefreshTokenRecord {
     pub family_id: FamilyId,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    /// Set once, when this token was exchanged for its successor.
+    /// Set once, by the first exchange of this token for a successor. Whether the token still
+    /// works is decided by its session (see [`SessionRecord`]), never by this record alone.
     pub rotated_at: Option<DateTime<Utc>>,
-    /// Set when the family was revoked (logout or reuse detected).
-    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl RefreshTokenRecord {
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         now >= self.expires_at
+    }
+}
+
+/// One login: the single source of truth for whether its tokens still work.
+///
+/// Revocation is one write to this record, and every use of a refresh *or* access token reads
+/// it, so a successor minted by a refresh that raced a logout is dead on arrival: there is no
+/// window in which a revoked session comes back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: FamilyId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    /// Absolute end (`SESSION_MAX_AGE` after login), however often the session rotated.
+    pub expires_at: DateTime<Utc>,
+    /// Set once, when the session ended before its time (logout, reuse detected, ...).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl SessionRecord {
+    pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::mongo::TestDatabase;
 use figment::Figment;
-use latchkey_bootstrap::{build, Config, StoreConfig};
+use latchkey_bootstrap::{assemble, build, Config, StoreConfig, Stores};
 use latchkey_crypto::Argon2Settings;
 use poem::{endpoint::BoxEndpoint, http::StatusCode, test::TestClient, Response};
 use secrecy::SecretString;
@@ -31,9 +31,12 @@ pub fn test_config() -> Config {
         memory_kib: 256,
         iterations: 1,
         parallelism: 1,
-        max_concurrent: 4,
+        workers: 2,
+        queue_capacity: 64,
     };
     config.refresh_reuse_grace_secs = 0;
+    // Tests move the clock by seconds; a skew allowance would blur every expiry check.
+    config.jwt_leeway_secs = 0;
     config
 }
 
@@ -52,6 +55,29 @@ pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Te
         }
     };
     let app = build(&config).await.expect("app builds");
+    TestApp {
+        client: TestClient::new(app.endpoint),
+        _database: database,
+    }
+}
+
+/// Like `spawn_app`, but the repositories pass through `wrap` first, so a test can put a
+/// wrapper (pauses, injected failures) between the use cases and a real store.
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+    wrap: impl FnOnce(Stores) -> Stores,
+) -> TestApp {
+    let mut config = test_config();
+    adjust(&mut config);
+    let (stores, database) = match backend {
+        Backend::Memory => (Stores::in_memory(), None),
+        Backend::Mongo => {
+            let database = TestDatabase::create().await;
+            (Stores::mongo(&database.store), Some(database))
+        }
+    };
+    let app = assemble(&config, wrap(stores)).await.expect("app builds");
     TestApp {
         client: TestClient::new(app.endpoint),
         _database: database,
@@ -156,6 +182,19 @@ impl TestApp {
         .await
     }
 
+    pub async fn logout(&self, refresh_token: &str) -> Reply {
+        self.post(
+            "/api/auth/logout",
+            serde_json::json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    pub async fn session(&self, access_token: &str) -> Reply {
+        self.get("/api/auth/session", Some(&format!("Bearer {access_token}")))
+            .await
+    }
+
     pub async fn me(&self, access_token: &str) -> Reply {
         self.get("/api/users/me", Some(&format!("Bearer {access_token}")))
             .await
@@ -183,7 +222,8 @@ macro_rules! for_each_backend {
     ($($scenario:ident),+ $(,)?) => {
         mod memory {
             $(
-                #[tokio::test]
+                // Multi-threaded, so concurrent requests really run at once.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
                     super::$scenario($crate::http::Backend::Memory).await;
                 }
@@ -191,7 +231,7 @@ macro_rules! for_each_backend {
         }
         mod mongo {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
                     super::$scenario($crate::http::Backend::Mongo).await;
                 }

@@ -2,4 +2,5 @@
 //! server on either store.
 
 pub mod http;
+pub mod interleave;
 pub mod mongo;

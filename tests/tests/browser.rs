@@ -4,8 +4,8 @@
 //! Needs the built site (`scripts/build-site.sh`) and Debian's `chromium` + `chromium-driver`;
 //! `scripts/test.sh` provides both. Screenshots go to `target/screenshots/`.
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use latchkey_application::LogoutCommand;
+use fantoccini::{wd::WindowHandle, Client, ClientBuilder, Locator};
+use latchkey_application::{LogoutCommand, RefreshCommand, RegisterCommand};
 use latchkey_bootstrap::{build, Config};
 use poem::{listener::Acceptor, listener::Listener, EndpointExt, Server};
 use serde_json::json;
@@ -41,6 +41,12 @@ struct Site {
     base: String,
     refreshes: Arc<AtomicUsize>,
     service: latchkey_application::AuthService,
+}
+
+impl Site {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
 }
 
 async fn start_site() -> Site {
@@ -215,15 +221,20 @@ impl Browser {
         element.attr(name).await.ok().flatten()
     }
 
-    /// Fills in and submits the credentials form once the page is live.
-    async fn submit_credentials(&self, email: &str, password: &str) {
+    /// Waits until the log-in or register page is live (and following the other tabs).
+    async fn wait_until_hydrated(&self) {
         eventually("the form to hydrate", || async {
             match self.attribute("main", "data-hydrated").await.as_deref() {
                 Some("true") => Ok(()),
                 other => Err(format!("data-hydrated = {other:?}")),
             }
         })
-        .await;
+        .await
+    }
+
+    /// Fills in and submits the credentials form once the page is live.
+    async fn submit_credentials(&self, email: &str, password: &str) {
+        self.wait_until_hydrated().await;
         for (css, value) in [("#email", email), ("#password", password)] {
             let field = self.client.find(Locator::Css(css)).await.unwrap();
             field.clear().await.unwrap();
@@ -257,6 +268,19 @@ impl Browser {
             .unwrap_or(0)
     }
 
+    /// Waits until the signed-in page has loaded the account again, after `before` loads.
+    async fn wait_for_another_load(&self, before: u32) {
+        eventually("the page to load again", || async {
+            let loads = self.loads().await;
+            if loads > before {
+                Ok(())
+            } else {
+                Err(format!("loads = {loads}, at {}", self.path().await))
+            }
+        })
+        .await
+    }
+
     async fn click(&self, css: &str) {
         eventually(&format!("{css} to be clickable"), || async {
             self.client
@@ -274,6 +298,106 @@ impl Browser {
         let png = self.client.screenshot().await.unwrap();
         std::fs::create_dir_all(screenshots_dir()).unwrap();
         std::fs::write(screenshots_dir().join(name), png).unwrap();
+    }
+
+    /// Registers `email` on the server, then logs in on the log-in page, which lands on the
+    /// signed-in page.
+    async fn sign_in(&self, site: &Site, email: &str) {
+        site.service
+            .register(RegisterCommand {
+                email: email.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .expect("the user registers");
+        self.client.goto(&site.url("/login")).await.unwrap();
+        self.submit_credentials(email, PASSWORD).await;
+        self.wait_for_path("/").await;
+        assert_eq!(self.text_of("#user-email").await, email);
+    }
+
+    /// Signs in, then opens a second window of the same profile on the signed-in page. To the
+    /// site that is another tab (same local storage, own session storage); a window rather
+    /// than a tab because Chromium throttles the timers of a tab in the background.
+    async fn sign_in_with_two_tabs(&self, site: &Site, email: &str) -> [WindowHandle; 2] {
+        self.sign_in(site, email).await;
+        let first = self.client.window().await.unwrap();
+        let second = self.client.new_window(false).await.unwrap().handle;
+        self.switch_to(&second).await;
+        self.client.goto(&site.url("/")).await.unwrap();
+        assert_eq!(self.text_of("#user-email").await, email);
+        [first, second]
+    }
+
+    async fn switch_to(&self, tab: &WindowHandle) {
+        self.client.switch_to_window(tab.clone()).await.unwrap();
+    }
+
+    /// Clicks "Check again" in every tab at one instant of the browser's clock, so their
+    /// requests really race (WebDriver drives one window at a time: clicking in turn would let
+    /// the first tab finish before the second starts), then waits for every page to load again.
+    async fn reload_at_once(&self, tabs: &[WindowHandle]) {
+        let at = self
+            .client
+            .execute("return Date.now() + 500;", vec![])
+            .await
+            .unwrap();
+        let mut loads_before = Vec::new();
+        for tab in tabs {
+            self.switch_to(tab).await;
+            loads_before.push(self.loads().await);
+            self.client
+                .execute(
+                    "const at = arguments[0];
+                     setTimeout(() => document.getElementById('reload').click(), at - Date.now());",
+                    vec![at.clone()],
+                )
+                .await
+                .unwrap();
+        }
+        for (tab, before) in tabs.iter().zip(loads_before) {
+            self.switch_to(tab).await;
+            self.wait_for_another_load(before).await;
+        }
+    }
+
+    /// Every tab still shows the account on the signed-in page, and the tokens they share
+    /// still work on the server.
+    async fn assert_signed_in_everywhere(&self, site: &Site, tabs: &[WindowHandle], email: &str) {
+        for tab in tabs {
+            self.switch_to(tab).await;
+            assert_eq!(self.path().await, "/");
+            assert_eq!(self.text_of("#user-email").await, email);
+        }
+        assert!(self.stored("latchkey.access_token").await.is_some());
+        let refresh_token = self
+            .stored("latchkey.refresh_token")
+            .await
+            .expect("a stored refresh token");
+        site.service
+            .refresh(RefreshCommand { refresh_token })
+            .await
+            .expect("the stored refresh token works");
+    }
+
+    /// Makes the page's requests fail as they do offline (the site's API client goes through
+    /// `window.fetch`), or work again.
+    async fn set_online(&self, online: bool) {
+        self.client
+            .execute(
+                "const online = arguments[0];
+                 window.onlineFetch = window.onlineFetch || window.fetch;
+                 window.fetch = online
+                     ? window.onlineFetch
+                     : () => Promise.reject(new TypeError('Failed to fetch'));",
+                vec![json!(online)],
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn close(&self) {
+        self.client.clone().close().await.unwrap();
     }
 }
 
@@ -310,15 +434,7 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
     tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
     let loads_before = browser.loads().await;
     browser.click("#reload").await;
-    eventually("the page to load again", || async {
-        let loads = browser.loads().await;
-        if loads > loads_before {
-            Ok(())
-        } else {
-            Err(format!("loads = {loads}"))
-        }
-    })
-    .await;
+    browser.wait_for_another_load(loads_before).await;
     assert_eq!(
         site.refreshes.load(Ordering::SeqCst),
         1,
@@ -331,22 +447,23 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
         "the rotated refresh token is stored"
     );
 
-    // Revoke the session on the server; once the access token expires the next call cannot
-    // refresh, so the page clears the tokens and goes to the log-in page.
+    // Revoke the session on the server: its access token stops working at once, and the
+    // page's next call cannot refresh, so the page clears the tokens and goes to log in.
     let access = browser.stored("latchkey.access_token").await.unwrap();
-    let claims = site
-        .service
+    site.service
         .authenticate(&access)
+        .await
         .expect("a valid access token");
     site.service
         .logout(LogoutCommand {
-            caller: claims.subject,
-            session: claims.session,
             refresh_token: rotated,
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+    assert!(
+        site.service.authenticate(&access).await.is_err(),
+        "logging out ends the session's access tokens at once"
+    );
     browser.click("#reload").await;
     browser.wait_for_path("/login").await;
     assert_eq!(browser.stored("latchkey.access_token").await, None);
@@ -359,16 +476,18 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
     browser.wait_for_path("/").await;
     assert_eq!(browser.text_of("#user-email").await, email);
 
-    // Log out from the page: tokens gone, refresh token revoked, back to the log-in page.
+    // Log out from the page: tokens gone, session over on the server, back to the log-in page.
+    let access = browser.stored("latchkey.access_token").await.unwrap();
     let refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
     browser.click("#logout").await;
     browser.wait_for_path("/login").await;
     assert_eq!(browser.stored("latchkey.refresh_token").await, None);
-    let refused = site
-        .service
-        .refresh(latchkey_application::RefreshCommand { refresh_token })
-        .await;
+    let refused = site.service.refresh(RefreshCommand { refresh_token }).await;
     assert!(refused.is_err(), "logging out revokes the session");
+    assert!(
+        site.service.authenticate(&access).await.is_err(),
+        "and its access tokens"
+    );
 
     // The same page on a phone-sized screen.
     browser.client.set_window_size(390, 844).await.unwrap();
@@ -377,4 +496,101 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
     browser.screenshot("register-phone.png").await;
 
     browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_refreshing_at_once_both_stay_signed_in() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let email = "bea@example.com";
+    let tabs = browser.sign_in_with_two_tabs(&site, email).await;
+
+    // Both tabs find the access token expired at the same moment and refresh with the same
+    // refresh token (or one uses what the other stored): neither may sign the other out.
+    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+    browser.reload_at_once(&tabs).await;
+
+    browser
+        .assert_signed_in_everywhere(&site, &tabs, email)
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_stay_signed_in_when_their_refresh_token_was_rotated_moments_earlier() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let email = "cal@example.com";
+    let tabs = browser.sign_in_with_two_tabs(&site, email).await;
+
+    // Rotated behind the tabs' backs, as by a refresh whose answer was lost: inside the reuse
+    // grace window the server still honours the token the tabs hold.
+    let stored = browser.stored("latchkey.refresh_token").await.unwrap();
+    site.service
+        .refresh(RefreshCommand {
+            refresh_token: stored,
+        })
+        .await
+        .expect("the stored refresh token rotates");
+    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+    browser.reload_at_once(&tabs).await;
+
+    browser
+        .assert_signed_in_everywhere(&site, &tabs, email)
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_after_the_access_token_expired_ends_the_session_on_the_server() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    browser.sign_in(&site, "dee@example.com").await;
+    let refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+
+    // When the server cannot be told, the page says so and keeps the user signed in.
+    browser.set_online(false).await;
+    browser.click("#logout").await;
+    let problem = browser.text_of("#logout-error").await;
+    assert!(problem.contains("still signed in"), "{problem}");
+    assert_eq!(browser.path().await, "/");
+    assert_eq!(
+        browser.stored("latchkey.refresh_token").await.as_ref(),
+        Some(&refresh_token)
+    );
+
+    // Trying again works without a valid access token, and the session is over on the server.
+    browser.set_online(true).await;
+    browser.click("#logout").await;
+    browser.wait_for_path("/login").await;
+    assert_eq!(browser.stored("latchkey.refresh_token").await, None);
+    let refused = site.service.refresh(RefreshCommand { refresh_token }).await;
+    assert!(refused.is_err(), "the session is over: {refused:?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_follow_each_others_log_out_and_log_in() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let email = "eve@example.com";
+    let [first, second] = browser.sign_in_with_two_tabs(&site, email).await;
+
+    // Logging out in one tab takes the other to the log-in page, without a click there.
+    browser.switch_to(&first).await;
+    browser.click("#logout").await;
+    browser.wait_for_path("/login").await;
+    browser.switch_to(&second).await;
+    browser.wait_for_path("/login").await;
+    browser.wait_until_hydrated().await;
+
+    // Logging in in one tab takes the other, waiting on the log-in page, to the account.
+    browser.switch_to(&first).await;
+    browser.submit_credentials(email, PASSWORD).await;
+    browser.wait_for_path("/").await;
+    browser.switch_to(&second).await;
+    browser.wait_for_path("/").await;
+    assert_eq!(browser.text_of("#user-email").await, email);
+    browser.close().await;
 }

@@ -20,6 +20,7 @@ fn every_operation_has_an_operation_id_and_protected_ones_name_the_bearer_scheme
         "/auth/register",
         "/auth/login",
         "/auth/refresh",
+        "/auth/logout",
         "/health/live",
         "/health/ready",
     ];

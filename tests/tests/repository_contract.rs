@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use latchkey_domain::{
-    ports::{InsertUserError, RefreshTokenRepository, UserRepository},
-    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, User,
-    UserId,
+    ports::{InsertUserError, RefreshTokenRepository, SessionRepository, UserRepository},
+    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
+    SessionRecord, User, UserId,
 };
 use latchkey_tests::mongo::TestDatabase;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 struct Stores {
     users: Arc<dyn UserRepository>,
     tokens: Arc<dyn RefreshTokenRepository>,
+    sessions: Arc<dyn SessionRepository>,
     _database: Option<TestDatabase>,
 }
 
@@ -22,6 +23,7 @@ async fn memory() -> Stores {
     Stores {
         users: Arc::new(latchkey_memory::InMemoryUsers::default()),
         tokens: Arc::new(latchkey_memory::InMemoryRefreshTokens::default()),
+        sessions: Arc::new(latchkey_memory::InMemorySessions::default()),
         _database: None,
     }
 }
@@ -31,6 +33,7 @@ async fn mongo() -> Stores {
     Stores {
         users: Arc::new(database.store.users()),
         tokens: Arc::new(database.store.refresh_tokens()),
+        sessions: Arc::new(database.store.sessions()),
         _database: Some(database),
     }
 }
@@ -62,9 +65,18 @@ fn new_token(owner: &User, family: FamilyId) -> (RefreshTokenSecret, RefreshToke
         issued_at: now(),
         expires_at: now() + Duration::days(1),
         rotated_at: None,
-        revoked_at: None,
     };
     (secret, record)
+}
+
+fn new_session(owner: &User) -> SessionRecord {
+    SessionRecord {
+        id: new_family(),
+        user_id: owner.id,
+        created_at: now(),
+        expires_at: now() + Duration::days(30),
+        revoked_at: None,
+    }
 }
 
 /// The record of a token that must exist.
@@ -181,7 +193,6 @@ async fn rotation_succeeds_once_and_records_when(stores: Stores) {
 
     let stored = stored(&stores, &secret).await;
     assert_eq!(stored.rotated_at, Some(at));
-    assert_eq!(stored.revoked_at, None);
 }
 
 async fn concurrent_rotations_of_one_token_have_exactly_one_winner(stores: Stores) {
@@ -189,10 +200,17 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner(stores: Store
     let (secret, record) = new_token(&owner, new_family());
     stores.tokens.insert(&record).await.unwrap();
 
+    // All attempts are released together on a multi-threaded runtime, so they really run at
+    // once (the in-memory store never yields; on one thread they would simply take turns).
     let hash = secret.hash();
+    let start = Arc::new(tokio::sync::Barrier::new(16));
     let attempts = (0..16).map(|_| {
         let tokens = stores.tokens.clone();
-        tokio::spawn(async move { tokens.mark_rotated(&hash, now()).await.unwrap() })
+        let start = start.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            tokens.mark_rotated(&hash, now()).await.unwrap()
+        })
     });
     let winners = futures::future::join_all(attempts)
         .await
@@ -203,19 +221,9 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner(stores: Store
     assert_eq!(winners, 1);
 }
 
-async fn unknown_or_revoked_tokens_cannot_be_rotated(stores: Stores) {
+async fn unknown_tokens_cannot_be_rotated(stores: Stores) {
     let owner = new_user("ann@example.com");
-    let family = new_family();
-    let (secret, record) = new_token(&owner, family);
-    stores.tokens.insert(&record).await.unwrap();
-    stores.tokens.revoke_family(family, now()).await.unwrap();
-
-    assert!(!stores
-        .tokens
-        .mark_rotated(&secret.hash(), now())
-        .await
-        .unwrap());
-    let (unknown, _) = new_token(&owner, family);
+    let (unknown, _) = new_token(&owner, new_family());
     assert!(!stores
         .tokens
         .mark_rotated(&unknown.hash(), now())
@@ -223,37 +231,71 @@ async fn unknown_or_revoked_tokens_cannot_be_rotated(stores: Stores) {
         .unwrap());
 }
 
-async fn revoking_a_family_revokes_all_of_it_and_nothing_else(stores: Stores) {
+async fn a_session_round_trips_by_id(stores: Stores) {
     let owner = new_user("ann@example.com");
-    let (family, other_family) = (new_family(), new_family());
-    let (first, first_record) = new_token(&owner, family);
-    let (second, second_record) = new_token(&owner, family);
-    let (bystander, bystander_record) = new_token(&owner, other_family);
-    for record in [&first_record, &second_record, &bystander_record] {
-        stores.tokens.insert(record).await.unwrap();
-    }
+    let session = new_session(&owner);
+    stores.sessions.insert(&session).await.unwrap();
+
+    assert_eq!(
+        stores.sessions.find(session.id).await.unwrap(),
+        Some(session)
+    );
+    assert_eq!(stores.sessions.find(new_family()).await.unwrap(), None);
+}
+
+async fn revoking_a_session_succeeds_once_keeps_its_first_time_and_touches_no_other(
+    stores: Stores,
+) {
+    let owner = new_user("ann@example.com");
+    let (session, bystander) = (new_session(&owner), new_session(&owner));
+    stores.sessions.insert(&session).await.unwrap();
+    stores.sessions.insert(&bystander).await.unwrap();
     let at = now();
 
-    assert_eq!(stores.tokens.revoke_family(family, at).await.unwrap(), 2);
-    assert_eq!(stores.tokens.revoke_family(family, now()).await.unwrap(), 0);
+    assert!(stores.sessions.revoke(session.id, at).await.unwrap());
+    assert!(!stores
+        .sessions
+        .revoke(session.id, at + Duration::seconds(5))
+        .await
+        .unwrap());
+    assert!(!stores.sessions.revoke(new_family(), at).await.unwrap());
 
-    for secret in [&first, &second] {
-        let stored = stored(&stores, secret).await;
-        assert_eq!(
-            stored.revoked_at,
-            Some(at),
-            "revocation time is kept, not overwritten"
-        );
-    }
-    let untouched = stored(&stores, &bystander).await;
+    let revoked = stores.sessions.find(session.id).await.unwrap().unwrap();
+    assert_eq!(
+        revoked.revoked_at,
+        Some(at),
+        "revocation is never moved or undone"
+    );
+    let untouched = stores.sessions.find(bystander.id).await.unwrap().unwrap();
     assert_eq!(untouched.revoked_at, None);
+}
+
+async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let session = new_session(&owner);
+    stores.sessions.insert(&session).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let attempts = (0..8).map(|_| {
+        let sessions = stores.sessions.clone();
+        let start = start.clone();
+        tokio::spawn(async move {
+            start.wait().await;
+            sessions.revoke(session.id, now()).await.unwrap()
+        })
+    });
+    let winners = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|won| *won.as_ref().unwrap())
+        .count();
+    assert_eq!(winners, 1);
 }
 
 macro_rules! contract {
     ($($case:ident),+ $(,)?) => {
         mod memory_store {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::$case(super::memory().await).await;
                 }
@@ -261,7 +303,7 @@ macro_rules! contract {
         }
         mod mongo_store {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::$case(super::mongo().await).await;
                 }
@@ -279,6 +321,8 @@ contract!(
     a_refresh_token_round_trips_by_hash,
     rotation_succeeds_once_and_records_when,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
-    unknown_or_revoked_tokens_cannot_be_rotated,
-    revoking_a_family_revokes_all_of_it_and_nothing_else,
+    unknown_tokens_cannot_be_rotated,
+    a_session_round_trips_by_id,
+    revoking_a_session_succeeds_once_keeps_its_first_time_and_touches_no_other,
+    concurrent_revocations_of_one_session_have_exactly_one_winner,
 );

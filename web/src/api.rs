@@ -3,14 +3,16 @@
 //! Pages call the functions at the bottom. Every authenticated call goes through
 //! [`latchkey_web_session::Session`], which attaches the access token, refreshes once on a 401
 //! (one refresh for any number of calls failing together) and retries once; when the session is
-//! over, the user is sent to the log-in page and brought back afterwards.
+//! over, the user is sent to the log-in page and brought back afterwards. Tabs follow each
+//! other's sign-out and sign-in ([`follow_other_tabs`]).
 
 use futures::future::{FutureExt, LocalBoxFuture};
 use latchkey_web_session::{
     Attempt, CallError, RefreshFailure, Refresher, Session, TokenStore, Tokens,
 };
 use progenitor_client::{Error as ClientError, ResponseValue};
-use std::future::Future;
+use std::{cell::Cell, future::Future};
+use wasm_bindgen::{closure::Closure, JsCast};
 
 /// Written by `latchkey-client-gen` from `openapi/openapi.json` when the site is built.
 #[allow(dead_code, unused_imports, clippy::all)]
@@ -161,6 +163,11 @@ where
         Err(CallError::Failed(message)) | Err(CallError::RefreshUnavailable(message)) => {
             Err(message)
         }
+        Err(CallError::SignedOut) if session().is_signed_in() => {
+            // Refused, but another tab has stored other tokens meanwhile: start over with them.
+            let _ = window().location().reload();
+            Err("Your session changed in another tab. Reloading…".into())
+        }
         Err(CallError::SignedOut) => {
             go_to_login();
             Err("Your session has ended. Please log in again.".into())
@@ -235,13 +242,67 @@ pub async fn current_session() -> Result<types::SessionView, String> {
     authenticated(|api| async move { api.get_session().await }).await
 }
 
-/// Ends the session on the server (best effort) and locally.
-pub async fn logout() {
-    if let Some(tokens) = LocalStorageTokens.load() {
-        let body = types::RefreshRequest {
-            refresh_token: tokens.refresh_token,
-        };
-        let _ = client(Some(&tokens.access_token)).logout(&body).await;
+/// Ends the session on the server, then forgets the tokens. The refresh token is the
+/// credential (RFC 7009), so this works after the access token expired. When the server could
+/// not be told, the tokens are kept for another try: forgetting them would leave a session
+/// running that nobody can end any more.
+pub async fn logout() -> Result<(), String> {
+    let Some(tokens) = LocalStorageTokens.load() else {
+        return Ok(());
+    };
+    let body = types::RefreshRequest {
+        refresh_token: tokens.refresh_token,
+    };
+    match client(None).logout(&body).await {
+        Ok(_) => {}
+        // A refusal would not change on another try.
+        Err(e) if status(&e).is_some_and(|code| code < 500) => {}
+        Err(e) => {
+            return Err(format!(
+                "Logging out failed, so you are still signed in. {}",
+                describe(e)
+            ))
+        }
     }
     session().sign_out();
+    Ok(())
+}
+
+/// Keeps this tab in step with the others: a `storage` event fires here when another tab of
+/// the site changes local storage. When that tab signs out, a signed-in page goes to log in;
+/// when it signs in, a log-in or register page goes on to where the user was headed. Installed
+/// once per page load, since navigating inside the site keeps the window and its listeners.
+pub fn follow_other_tabs() {
+    thread_local! {
+        static FOLLOWING: Cell<bool> = const { Cell::new(false) };
+    }
+    if FOLLOWING.with(|following| following.replace(true)) {
+        return;
+    }
+    let mut leaving = false;
+    let on_storage =
+        Closure::<dyn FnMut(web_sys::StorageEvent)>::new(move |event: web_sys::StorageEvent| {
+            // No key: another tab cleared all of local storage.
+            let ours = event
+                .key()
+                .is_none_or(|key| key == ACCESS_TOKEN_KEY || key == REFRESH_TOKEN_KEY);
+            if leaving || !ours {
+                return;
+            }
+            // Signing in or out writes two keys, so two events: what counts is what is stored
+            // now, not what this one event changed.
+            let signed_in = LocalStorageTokens.load().is_some();
+            let path = window().location().pathname().unwrap_or_default();
+            let on_sign_in_page = matches!(path.trim_end_matches('/'), "/login" | "/register");
+            match (signed_in, on_sign_in_page) {
+                (false, false) => go_to_login(),
+                (true, true) => go_to(&take_return_to()),
+                _ => return,
+            }
+            leaving = true;
+        });
+    let _ =
+        window().add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+    // The listener lives as long as the page.
+    on_storage.forget();
 }

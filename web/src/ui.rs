@@ -32,10 +32,14 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
     let password = create_signal(cx, String::new());
     let error = create_signal(cx, Option::<String>::None);
     let busy = create_signal(cx, false);
-    // "true" once the page is live in the browser (tests wait for it before typing).
+    // "true" once the page is live in the browser and following the other tabs (tests wait for
+    // it before typing, or before signing in elsewhere).
     let hydrated = create_signal(cx, false);
     #[cfg(client)]
-    hydrated.set(true);
+    {
+        crate::api::follow_other_tabs();
+        hydrated.set(true);
+    }
 
     let on_submit = move |event: sycamore::rt::Event| {
         event.prevent_default();

@@ -1,6 +1,16 @@
+//! argon2id on a fixed pool of hashing threads with a bounded queue.
+//!
+//! Why not tokio's blocking pool: a request whose client disconnects drops its future, but a
+//! `spawn_blocking` job keeps running, so abandoned logins could run any number of hashes at
+//! once; and every freshly spawned thread allocates its own 19 MiB in its own malloc arena,
+//! which the process keeps. Here a fixed number of workers each own one memory buffer for their
+//! whole life, so hashing memory is `workers x memory` however the load looks. A job whose
+//! requester went away is skipped before it starts; when the queue is full the caller is told at
+//! once (`Overloaded`, a 503 with `Retry-After`) instead of waiting without bound.
+
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHasher as _, PasswordVerifier as _, SaltString},
-    Algorithm, Argon2, Params, Version,
+    password_hash::{rand_core::OsRng, Output, ParamsString, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
 };
 use async_trait::async_trait;
 use latchkey_domain::{
@@ -8,18 +18,24 @@ use latchkey_domain::{
     Password, PasswordHash,
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+    mpsc::{sync_channel, Receiver, SyncSender, TrySendError},
+    Arc, Mutex,
+};
+use tokio::sync::oneshot;
 
-/// Argon2id cost. `Default` is OWASP's recommendation (m=19 MiB, t=2, p=1).
+/// Argon2id cost and the pool that runs it. `Default` is OWASP's recommendation
+/// (m=19 MiB, t=2, p=1) on one worker per core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Argon2Settings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
-    /// How many hashes may run at once; the rest wait, so a login burst cannot occupy every
-    /// blocking thread and memory stays bounded (memory_kib x this).
-    pub max_concurrent: usize,
+    /// Hashing threads; each keeps `memory_kib` for its lifetime.
+    pub workers: usize,
+    /// Hash requests that may wait for a worker; beyond that, `Overloaded`.
+    pub queue_capacity: usize,
 }
 
 impl Default for Argon2Settings {
@@ -28,31 +44,82 @@ impl Default for Argon2Settings {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
-            max_concurrent: 4,
+            workers: default_workers(),
+            queue_capacity: 128,
         }
     }
 }
+
+/// One worker per core: hashing is CPU-bound, so more workers only add memory, and the async
+/// workers need little CPU for the rest of a request.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Stored hashes carry their own cost; refuse to allocate more than this for one (a corrupt or
+/// hostile stored hash must not take the process's memory).
+const MAX_VERIFY_MEMORY_KIB: u32 = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HasherSetupError {
     #[error("invalid argon2 parameters: {0}")]
     InvalidParams(String),
-    #[error("argon2 max_concurrent must be at least 1")]
-    NoConcurrency,
+    #[error("the hashing pool needs at least one worker")]
+    NoWorkers,
+    #[error("could not start a hashing thread: {0}")]
+    Spawn(String),
 }
 
-/// argon2id on tokio's blocking pool, behind a semaphore.
+/// What the pool has done so far; for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashPoolStats {
+    /// Workers hashing right now.
+    pub busy: usize,
+    /// The most workers ever hashing at the same moment.
+    pub max_busy: usize,
+    pub completed: u64,
+    /// Jobs dropped unstarted because whoever asked had gone away.
+    pub skipped_cancelled: u64,
+    /// Requests refused because the queue was full.
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    busy: AtomicUsize,
+    max_busy: AtomicUsize,
+    completed: AtomicU64,
+    skipped_cancelled: AtomicU64,
+    rejected: AtomicU64,
+}
+
+enum Work {
+    Hash(SecretString),
+    Verify(SecretString, String),
+}
+
+enum Outcome {
+    Hashed(PasswordHash),
+    Verified(bool),
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<Outcome, HashingError>>,
+    span: tracing::Span,
+}
+
 pub struct Argon2Hasher {
-    argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
+    counters: Arc<Counters>,
     dummy: PasswordHash,
 }
 
 impl Argon2Hasher {
-    /// Computes the dummy hash once, with the same cost as real hashes.
+    /// Starts the workers and computes the dummy hash once, with the same cost as real hashes.
     pub fn new(settings: Argon2Settings) -> Result<Self, HasherSetupError> {
-        if settings.max_concurrent == 0 {
-            return Err(HasherSetupError::NoConcurrency);
+        if settings.workers == 0 {
+            return Err(HasherSetupError::NoWorkers);
         }
         let params = Params::new(
             settings.memory_kib,
@@ -61,66 +128,213 @@ impl Argon2Hasher {
             None,
         )
         .map_err(|e| HasherSetupError::InvalidParams(e.to_string()))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut memory = Vec::new();
         let dummy_secret = SaltString::generate(&mut OsRng);
-        let dummy = hash_blocking(&argon2, dummy_secret.as_str())
-            .map_err(|e| HasherSetupError::InvalidParams(e.0))?;
+        let dummy = hash(&params, dummy_secret.as_str(), &mut memory)
+            .map_err(|e| HasherSetupError::InvalidParams(e.to_string()))?;
+        drop(memory);
+        let (jobs, queue) = sync_channel(settings.queue_capacity);
+        let queue = Arc::new(Mutex::new(queue));
+        let counters = Arc::new(Counters::default());
+        for index in 0..settings.workers {
+            let worker = Worker {
+                queue: queue.clone(),
+                counters: counters.clone(),
+                params: params.clone(),
+                memory: Vec::new(),
+            };
+            std::thread::Builder::new()
+                .name(format!("latchkey-hash-{index}"))
+                .spawn(move || worker.run())
+                .map_err(|e| HasherSetupError::Spawn(e.to_string()))?;
+        }
         Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+            jobs,
+            counters,
             dummy,
         })
     }
 
-    async fn run_blocking<T, F>(&self, work: F) -> Result<T, HashingError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Argon2<'static>) -> Result<T, HashingError> + Send + 'static,
-    {
-        let _permit = self
-            .permits
-            .acquire()
+    pub fn stats(&self) -> HashPoolStats {
+        let c = &self.counters;
+        HashPoolStats {
+            busy: c.busy.load(Ordering::SeqCst),
+            max_busy: c.max_busy.load(Ordering::SeqCst),
+            completed: c.completed.load(Ordering::SeqCst),
+            skipped_cancelled: c.skipped_cancelled.load(Ordering::SeqCst),
+            rejected: c.rejected.load(Ordering::SeqCst),
+        }
+    }
+
+    async fn submit(&self, work: Work) -> Result<Outcome, HashingError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            work,
+            reply,
+            span: tracing::Span::current(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.counters.rejected.fetch_add(1, Ordering::SeqCst);
+                return Err(HashingError::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(HashingError::Failed("the hashing pool has stopped".into()))
+            }
+        }
+        outcome
             .await
-            .map_err(|_| HashingError("hasher shut down".into()))?;
-        let argon2 = self.argon2.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| work(argon2)))
-            .await
-            .map_err(|e| HashingError(format!("hashing task failed: {e}")))?
+            .map_err(|_| HashingError::Failed("a hashing worker stopped".into()))?
     }
 }
 
-fn hash_blocking(argon2: &Argon2<'_>, password: &str) -> Result<PasswordHash, HashingError> {
+struct Worker {
+    queue: Arc<Mutex<Receiver<Job>>>,
+    counters: Arc<Counters>,
+    params: Params,
+    /// Reused for every hash this worker computes, so its memory is allocated once.
+    memory: Vec<Block>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            let next = {
+                let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                queue.recv()
+            };
+            // The sender is gone: the hasher was dropped.
+            let Ok(job) = next else { return };
+            if job.reply.is_closed() {
+                self.counters
+                    .skipped_cancelled
+                    .fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let busy = self.counters.busy.fetch_add(1, Ordering::SeqCst) + 1;
+            self.counters.max_busy.fetch_max(busy, Ordering::SeqCst);
+            let outcome = job.span.in_scope(|| self.perform(job.work));
+            self.counters.busy.fetch_sub(1, Ordering::SeqCst);
+            self.counters.completed.fetch_add(1, Ordering::SeqCst);
+            let _ = job.reply.send(outcome);
+        }
+    }
+
+    fn perform(&mut self, work: Work) -> Result<Outcome, HashingError> {
+        match work {
+            Work::Hash(password) => {
+                hash(&self.params, password.expose_secret(), &mut self.memory).map(Outcome::Hashed)
+            }
+            Work::Verify(password, phc) => {
+                verify(password.expose_secret(), &phc, &mut self.memory).map(Outcome::Verified)
+            }
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> HashingError {
+    HashingError::Failed(e.to_string())
+}
+
+/// The first `blocks` blocks of `memory`, growing it (once) when a cost needs more.
+fn blocks(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    &mut memory[..blocks]
+}
+
+fn hash(
+    params: &Params,
+    password: &str,
+    memory: &mut Vec<Block>,
+) -> Result<PasswordHash, HashingError> {
     let salt = SaltString::generate(&mut OsRng);
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buffer)
+        .map_err(failed)?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     argon2
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| PasswordHash::new(hash.to_string()))
-        .map_err(|e| HashingError(e.to_string()))
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut output,
+            blocks(memory, params.block_count()),
+        )
+        .map_err(failed)?;
+    let phc = argon2::PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(failed)?),
+    };
+    Ok(PasswordHash::new(phc.to_string()))
+}
+
+/// Recomputes the stored hash with its own parameters (so raising the cost later keeps old
+/// hashes verifiable) and compares in constant time (`Output`'s equality).
+fn verify(password: &str, phc: &str, memory: &mut Vec<Block>) -> Result<bool, HashingError> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| HashingError::Failed(format!("stored hash is unreadable: {e}"));
+    let parsed = argon2::PasswordHash::new(phc).map_err(|e| unreadable(&e))?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| unreadable(&e))?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| unreadable(&e))?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
+    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
+        return Err(unreadable(
+            &"its memory cost is beyond what this server allows",
+        ));
+    }
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(unreadable(&"salt or hash missing"));
+    };
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_buffer)
+        .map_err(|e| unreadable(&e))?;
+    let mut output = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut output,
+            blocks(memory, params.block_count()),
+        )
+        .map_err(failed)?;
+    Ok(Output::new(&output).map_err(failed)? == expected)
 }
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashingError> {
-        let password = SecretString::from(password.expose());
-        self.run_blocking(move |argon2| hash_blocking(&argon2, password.expose_secret()))
-            .await
+        match self
+            .submit(Work::Hash(SecretString::from(password.expose())))
+            .await?
+        {
+            Outcome::Hashed(hash) => Ok(hash),
+            Outcome::Verified(_) => Err(failed("hashing worker answered the wrong job")),
+        }
     }
 
     async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashingError> {
-        let password = SecretString::from(password.expose());
-        let phc = hash.as_str().to_owned();
-        self.run_blocking(move |argon2| {
-            let parsed = argon2::PasswordHash::new(&phc)
-                .map_err(|e| HashingError(format!("stored hash is unreadable: {e}")))?;
-            // The stored hash carries its own parameters, so raising the cost later keeps old
-            // hashes verifiable.
-            match argon2.verify_password(password.expose_secret().as_bytes(), &parsed) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::Password) => Ok(false),
-                Err(e) => Err(HashingError(e.to_string())),
-            }
-        })
-        .await
+        let work = Work::Verify(
+            SecretString::from(password.expose()),
+            hash.as_str().to_owned(),
+        );
+        match self.submit(work).await? {
+            Outcome::Verified(ok) => Ok(ok),
+            Outcome::Hashed(_) => Err(failed("hashing worker answered the wrong job")),
+        }
     }
 
     fn dummy_hash(&self) -> PasswordHash {
@@ -131,13 +345,16 @@ impl PasswordHasher for Argon2Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::{PasswordHasher as _, PasswordVerifier as _};
+    use std::time::Duration;
 
-    fn cheap() -> Argon2Hasher {
+    fn cheap(workers: usize, queue_capacity: usize) -> Argon2Hasher {
         Argon2Hasher::new(Argon2Settings {
             memory_kib: 256,
             iterations: 1,
             parallelism: 1,
-            max_concurrent: 2,
+            workers,
+            queue_capacity,
         })
         .unwrap()
     }
@@ -146,9 +363,32 @@ mod tests {
         Password::for_login(raw.into()).unwrap()
     }
 
+    /// Expensive enough that jobs pile up behind a worker.
+    fn slow(workers: usize, queue_capacity: usize) -> Argon2Hasher {
+        Argon2Hasher::new(Argon2Settings {
+            memory_kib: 8 * 1024,
+            iterations: 3,
+            parallelism: 1,
+            workers,
+            queue_capacity,
+        })
+        .unwrap()
+    }
+
+    async fn until_idle(hasher: &Argon2Hasher, jobs: u64) -> HashPoolStats {
+        for _ in 0..600 {
+            let stats = hasher.stats();
+            if stats.completed + stats.skipped_cancelled >= jobs && stats.busy == 0 {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the pool never went idle: {:?}", hasher.stats());
+    }
+
     #[tokio::test]
     async fn hashes_are_salted_argon2id_and_verify_only_the_right_password() {
-        let hasher = cheap();
+        let hasher = cheap(2, 8);
         let first = hasher.hash(&password("correct horse")).await.unwrap();
         let second = hasher.hash(&password("correct horse")).await.unwrap();
         assert!(first.as_str().starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
@@ -161,6 +401,28 @@ mod tests {
             .verify(&password("correct horsf"), &first)
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_reference_implementation() {
+        let hasher = cheap(1, 8);
+        let ours = hasher.hash(&password("correct horse")).await.unwrap();
+        let parsed = argon2::PasswordHash::new(ours.as_str()).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        // A hash made elsewhere, with another cost, verifies here (its own parameters win).
+        let params = Params::new(512, 2, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        let theirs = PasswordHash::new(theirs);
+        assert!(hasher
+            .verify(&password("correct horse"), &theirs)
+            .await
+            .unwrap());
+        assert!(!hasher.verify(&password("wrong"), &theirs).await.unwrap());
     }
 
     #[tokio::test]
@@ -177,27 +439,88 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_corrupt_stored_hash_is_an_error_not_a_mismatch() {
-        let hasher = cheap();
-        let err = hasher
-            .verify(
-                &password("x"),
-                &PasswordHash::new("not a phc string".into()),
-            )
-            .await
-            .unwrap_err();
-        assert!(err.0.contains("unreadable"));
+    async fn a_corrupt_or_oversized_stored_hash_is_an_error_not_a_mismatch() {
+        let hasher = cheap(1, 8);
+        for stored in [
+            "not a phc string",
+            "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+        ] {
+            let err = hasher
+                .verify(&password("x"), &PasswordHash::new(stored.into()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, HashingError::Failed(m) if m.contains("unreadable")),
+                "{stored}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_instead_of_waiting() {
+        let hasher = Arc::new(slow(1, 1));
+        let hash = hasher.dummy_hash();
+        let mut waiting = Vec::new();
+        for _ in 0..4 {
+            let (hasher, hash) = (hasher.clone(), hash.clone());
+            waiting.push(tokio::spawn(async move {
+                hasher.verify(&password("guess"), &hash).await
+            }));
+        }
+        let results: Vec<_> = futures_join(waiting).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(HashingError::Overloaded)))
+            .count();
+        assert!(
+            refused >= 2,
+            "one runs, one waits, the rest are refused: {results:?}"
+        );
+        assert_eq!(hasher.stats().rejected, refused as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn abandoned_requests_never_run_more_hashes_than_there_are_workers() {
+        let hasher = Arc::new(slow(2, 64));
+        let hash = hasher.dummy_hash();
+        let mut requests = Vec::new();
+        for _ in 0..40 {
+            let (hasher, hash) = (hasher.clone(), hash.clone());
+            requests.push(tokio::spawn(async move {
+                hasher.verify(&password("guess"), &hash).await
+            }));
+        }
+        // Every client hangs up while its login waits (a dropped connection drops the future).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for request in &requests {
+            request.abort();
+        }
+        let stats = until_idle(&hasher, 40).await;
+        assert!(stats.max_busy <= 2, "{stats:?}");
+        assert!(
+            stats.skipped_cancelled > 0,
+            "queued jobs of departed clients are dropped unstarted: {stats:?}"
+        );
+        assert!(stats.completed < 40, "{stats:?}");
+    }
+
+    async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await.unwrap());
+        }
+        out
     }
 
     #[test]
-    fn zero_concurrency_is_refused() {
+    fn a_pool_without_workers_is_refused() {
         let settings = Argon2Settings {
-            max_concurrent: 0,
+            workers: 0,
             ..Argon2Settings::default()
         };
         assert!(matches!(
             Argon2Hasher::new(settings),
-            Err(HasherSetupError::NoConcurrency)
+            Err(HasherSetupError::NoWorkers)
         ));
     }
 }

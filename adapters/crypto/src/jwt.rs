@@ -14,10 +14,20 @@ use uuid::Uuid;
 /// key cannot be replayed as an access token.
 const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+/// RFC 9068 §4 allows the full media type too; media types compare case-insensitively.
+fn is_access_token_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| {
+        typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case("application/at+jwt")
+    })
+}
+
 pub struct JwtSettings {
     pub secret: SecretString,
     pub issuer: String,
     pub audience: String,
+    /// Tolerated clock skew between the instance that signed a token and the one checking it,
+    /// applied to `exp` and `nbf`.
+    pub leeway_secs: u64,
 }
 
 /// HS256 access tokens. Validation pins the algorithm and checks exp, nbf, iss, aud and typ.
@@ -27,6 +37,7 @@ pub struct JwtCodec {
     validation: Validation,
     issuer: String,
     audience: String,
+    leeway_secs: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +70,7 @@ impl JwtCodec {
             validation,
             issuer: settings.issuer,
             audience: settings.audience,
+            leeway_secs: i64::try_from(settings.leeway_secs).unwrap_or(i64::MAX),
         }
     }
 }
@@ -89,15 +101,15 @@ impl AccessTokenCodec for JwtCodec {
                 _ => TokenRejection::Invalid,
             }
         })?;
-        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
+        if !is_access_token_typ(data.header.typ.as_deref()) {
             return Err(TokenRejection::Invalid);
         }
         let claims = data.claims;
         let now = now.timestamp();
-        if now >= claims.exp {
+        if now >= claims.exp.saturating_add(self.leeway_secs) {
             return Err(TokenRejection::Expired);
         }
-        if now < claims.nbf {
+        if now.saturating_add(self.leeway_secs) < claims.nbf {
             return Err(TokenRejection::NotYetValid);
         }
         let timestamp =
@@ -132,7 +144,34 @@ mod tests {
             secret: SecretString::from(secret),
             issuer: issuer.into(),
             audience: audience.into(),
+            leeway_secs: 0,
         })
+    }
+
+    fn codec_with_leeway(leeway_secs: u64) -> JwtCodec {
+        JwtCodec::new(JwtSettings {
+            secret: SecretString::from(SECRET),
+            issuer: "latchkey".into(),
+            audience: "latchkey-api".into(),
+            leeway_secs,
+        })
+    }
+
+    /// Signs `payload` with our secret under any header, as an attacker who knows a token's
+    /// shape (but not, for HS384/HS512, a different key) could.
+    fn signed(header: Header, payload: &serde_json::Value) -> String {
+        encode(
+            &header,
+            payload,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn typed(algorithm: Algorithm, typ: &str) -> Header {
+        let mut header = Header::new(algorithm);
+        header.typ = Some(typ.into());
+        header
     }
 
     fn codec() -> JwtCodec {
@@ -240,6 +279,83 @@ mod tests {
         )
         .unwrap();
         assert_eq!(codec().decode(&token, t0()), Err(TokenRejection::Invalid));
+    }
+
+    #[test]
+    fn both_spellings_of_the_access_token_type_are_accepted_in_any_case() {
+        let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
+        for typ in [
+            "at+jwt",
+            "application/at+jwt",
+            "AT+JWT",
+            "Application/At+Jwt",
+        ] {
+            let token = signed(typed(Algorithm::HS256, typ), &payload);
+            assert_eq!(codec().decode(&token, t0()), Ok(claims()), "typ {typ}");
+        }
+        for typ in ["JWT", "jwt", "at+jwt ", "application/jwt", "id+jwt"] {
+            let token = signed(typed(Algorithm::HS256, typ), &payload);
+            assert_eq!(
+                codec().decode(&token, t0()),
+                Err(TokenRejection::Invalid),
+                "typ {typ}"
+            );
+        }
+        let mut untyped = Header::new(Algorithm::HS256);
+        untyped.typ = None;
+        assert_eq!(
+            codec().decode(&signed(untyped, &payload), t0()),
+            Err(TokenRejection::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_algorithm_is_pinned_to_hs256_even_with_the_same_secret() {
+        let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let token = signed(typed(algorithm, "at+jwt"), &payload);
+            assert_eq!(
+                codec().decode(&token, t0()),
+                Err(TokenRejection::Invalid),
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_missing_any_claim_is_invalid() {
+        let (_, payload) = header_and_payload(&codec().encode(&claims()).unwrap());
+        for claim in [
+            "sub", "iat", "nbf", "exp", "iss", "aud", "jti", "roles", "sid",
+        ] {
+            let mut partial = payload.clone();
+            partial.as_object_mut().unwrap().remove(claim);
+            let token = signed(typed(Algorithm::HS256, "at+jwt"), &partial);
+            assert_eq!(
+                codec().decode(&token, t0()),
+                Err(TokenRejection::Invalid),
+                "without {claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_leeway_tolerates_small_clock_skew_and_no_more() {
+        let token = codec().encode(&claims()).unwrap();
+        let skewed = codec_with_leeway(30);
+        let expiry = t0() + Duration::hours(1);
+        assert!(skewed
+            .decode(&token, expiry + Duration::seconds(29))
+            .is_ok());
+        assert_eq!(
+            skewed.decode(&token, expiry + Duration::seconds(30)),
+            Err(TokenRejection::Expired)
+        );
+        assert!(skewed.decode(&token, t0() - Duration::seconds(30)).is_ok());
+        assert_eq!(
+            skewed.decode(&token, t0() - Duration::seconds(31)),
+            Err(TokenRejection::NotYetValid)
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ mod argon2_hasher;
 mod jwt;
 mod system;
 
-pub use argon2_hasher::{Argon2Hasher, Argon2Settings, HasherSetupError};
+pub use argon2_hasher::{
+    default_workers, Argon2Hasher, Argon2Settings, HashPoolStats, HasherSetupError,
+};
 pub use jwt::{JwtCodec, JwtSettings};
 pub use system::{OsRandom, SystemClock};

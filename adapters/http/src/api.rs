@@ -13,12 +13,15 @@ use poem_openapi::{payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 #[derive(Clone, Copy, Debug)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// `Strict-Transport-Security` max-age on every response; `None` sends no HSTS header.
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            hsts_max_age_secs: None,
         }
     }
 }
@@ -58,7 +61,7 @@ impl TokenResponse {
 
 #[derive(ApiResponse)]
 enum LogoutResponse {
-    /// The session is over; its refresh tokens no longer work.
+    /// The session is over; none of its tokens work any more.
     #[oai(status = 204)]
     LoggedOut,
 }
@@ -141,20 +144,19 @@ impl AuthApi {
         Ok(SessionResponse::Current(Json(auth.0.into())))
     }
 
-    /// End the current session: its refresh tokens are revoked.
+    /// End the session a refresh token belongs to.
     ///
-    /// Access tokens already issued stay valid until they expire (at most `JWT_EXPIRY`).
+    /// The refresh token is the credential (as in RFC 7009), so no bearer token is needed and
+    /// logging out works after the access token expired. Every refresh token and access token
+    /// of the session stops working at once. Unknown tokens also get 204.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
         service: Data<&AuthService>,
-        auth: BearerAuth,
         body: Json<RefreshRequest>,
     ) -> Result<LogoutResponse, ApiError> {
         service
             .logout(LogoutCommand {
-                caller: auth.0.subject,
-                session: auth.0.session,
                 refresh_token: body.0.refresh_token,
             })
             .await?;
@@ -214,12 +216,13 @@ pub fn openapi_json() -> String {
     api_service().spec()
 }
 
-/// Everything under `/api`, with JSON errors, body limits and request tracing. `extra` is
-/// mounted at `/` (the web site, or nothing).
+/// Everything under `/api`, with JSON errors, body limits and request tracing. `site` is
+/// mounted at `/` (the web site, or nothing). Outermost, [`crate::harden`]: security headers
+/// on every response (errors included) and a JSON 500 for a panicking handler.
 pub fn routes(
     service: AuthService,
     settings: HttpSettings,
-    site: Option<Route>,
+    site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let max_body_bytes = settings.max_body_bytes;
@@ -230,9 +233,16 @@ pub fn routes(
     if let Some(site) = site {
         root = root.nest("/", site);
     }
-    root.around(move |next, req| limit_body(next, req, max_body_bytes))
+    let endpoint = root
+        .around(move |next, req| limit_body(next, req, max_body_bytes))
         .data(service)
         .with(Tracing)
         .catch_all_error(framework_error_to_json)
-        .into_endpoint()
+        .into_endpoint();
+    crate::edge::harden(
+        endpoint,
+        crate::edge::EdgeSettings {
+            hsts_max_age_secs: settings.hsts_max_age_secs,
+        },
+    )
 }

@@ -4,7 +4,7 @@ use latchkey_application::{
     AuthenticateError, CurrentUserError, LoginError, LogoutError, NotReady, RefreshError,
     RegisterError,
 };
-use latchkey_domain::TokenRejection;
+use latchkey_domain::{ports::HashingError, TokenRejection};
 use poem::{http::StatusCode, IntoResponse, Response};
 use poem_openapi::{payload::Json, ApiResponse, Object};
 
@@ -26,6 +26,9 @@ fn body(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
 
 const WWW_AUTHENTICATE_BEARER: &str = "Bearer realm=\"latchkey\"";
 
+/// A full hashing queue drains in well under a second at the default cost.
+const RETRY_AFTER_BUSY_SECS: &str = "1";
+
 #[derive(ApiResponse, Debug)]
 pub enum ApiError {
     /// The request is malformed: not JSON, wrong types or missing fields.
@@ -46,9 +49,13 @@ pub enum ApiError {
     /// An unexpected server fault; details are in the server log, not here.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The backing store cannot be reached; retrying later may succeed.
+    /// The backing store cannot be reached, or the server is at capacity; retry after the
+    /// `Retry-After` seconds when given.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
 }
 
 impl ApiError {
@@ -66,10 +73,29 @@ impl ApiError {
 
     fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "store unavailable");
-        Self::Unavailable(body(
-            "service_unavailable",
-            "the service cannot reach its data store; try again shortly",
-        ))
+        Self::Unavailable(
+            body(
+                "service_unavailable",
+                "the service cannot reach its data store; try again shortly",
+            ),
+            None,
+        )
+    }
+
+    fn hashing(e: HashingError) -> Self {
+        match e {
+            HashingError::Overloaded => {
+                tracing::warn!("password hashing queue full; request shed with 503");
+                Self::Unavailable(
+                    body(
+                        "server_busy",
+                        "the server is handling too many logins right now; retry in a second",
+                    ),
+                    Some(RETRY_AFTER_BUSY_SECS.to_owned()),
+                )
+            }
+            HashingError::Failed(e) => Self::internal(&e),
+        }
     }
 
     fn internal(cause: &dyn std::fmt::Display) -> Self {
@@ -91,7 +117,7 @@ impl From<RegisterError> for ApiError {
                 Self::Conflict(body("email_taken", "a user with this email already exists"))
             }
             RegisterError::Store(e) => Self::unavailable(&e),
-            RegisterError::Hashing(e) => Self::internal(&e),
+            RegisterError::Hashing(e) => Self::hashing(e),
         }
     }
 }
@@ -109,7 +135,7 @@ impl From<LoginError> for ApiError {
                 Self::unauthorized("invalid_credentials", "invalid email or password")
             }
             LoginError::Store(e) => Self::unavailable(&e),
-            LoginError::Hashing(e) => Self::internal(&e),
+            LoginError::Hashing(e) => Self::hashing(e),
             LoginError::Signing(e) => Self::internal(&e),
         }
     }
@@ -153,11 +179,17 @@ impl From<CurrentUserError> for ApiError {
 
 impl From<AuthenticateError> for ApiError {
     fn from(e: AuthenticateError) -> Self {
-        Self::invalid_token(match e.0 {
-            TokenRejection::Expired => "access token has expired",
-            TokenRejection::NotYetValid => "access token is not valid yet",
-            TokenRejection::Invalid => "access token is invalid",
-        })
+        match e {
+            AuthenticateError::Token(rejection) => Self::invalid_token(match rejection {
+                TokenRejection::Expired => "access token has expired",
+                TokenRejection::NotYetValid => "access token is not valid yet",
+                TokenRejection::Invalid => "access token is invalid",
+            }),
+            AuthenticateError::SessionEnded => {
+                Self::invalid_token("the session of this access token has ended")
+            }
+            AuthenticateError::Store(e) => Self::unavailable(&e),
+        }
     }
 }
 

@@ -3,10 +3,14 @@
 
 mod api;
 mod body_limit;
+mod edge;
 mod error;
 mod security;
+mod site;
 mod views;
 
 pub use api::{openapi_json, routes, HttpSettings};
+pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ErrorBody};
 pub use security::BearerAuth;
+pub use site::{site_endpoint, SiteSettings};

@@ -24,5 +24,6 @@ async fn verify_access_token(req: &Request, bearer: Bearer) -> poem::Result<Acce
     })?;
     service
         .authenticate(&bearer.token)
+        .await
         .map_err(|e| ApiError::from(e).into())
 }

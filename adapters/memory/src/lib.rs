@@ -6,8 +6,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
-    ports::{InsertUserError, RefreshTokenRepository, StoreError, UserRepository},
-    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, User, UserId,
+    ports::{
+        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
+    },
+    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
 };
 use std::{
     collections::HashMap,
@@ -99,22 +101,49 @@ impl RefreshTokenRepository for InMemoryRefreshTokens {
     ) -> Result<bool, StoreError> {
         let mut tokens = self.lock();
         match tokens.get_mut(hash) {
-            Some(t) if t.rotated_at.is_none() && t.revoked_at.is_none() => {
+            Some(t) if t.rotated_at.is_none() => {
                 t.rotated_at = Some(at);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
+}
 
-    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut revoked = 0;
-        for token in self.lock().values_mut() {
-            if token.family_id == family && token.revoked_at.is_none() {
-                token.revoked_at = Some(at);
-                revoked += 1;
+#[derive(Default)]
+pub struct InMemorySessions {
+    sessions: Mutex<HashMap<FamilyId, SessionRecord>>,
+}
+
+impl InMemorySessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<FamilyId, SessionRecord>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl SessionRepository for InMemorySessions {
+    async fn insert(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let mut sessions = self.lock();
+        let now = Utc::now();
+        sessions.retain(|_, s| now < s.expires_at);
+        sessions.insert(session.id, session.clone());
+        Ok(())
+    }
+
+    async fn find(&self, id: FamilyId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.lock().get(&id).cloned())
+    }
+
+    async fn revoke(&self, id: FamilyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        match self.lock().get_mut(&id) {
+            Some(s) if s.revoked_at.is_none() => {
+                s.revoked_at = Some(at);
+                Ok(true)
             }
+            _ => Ok(false),
         }
-        Ok(revoked)
     }
 }

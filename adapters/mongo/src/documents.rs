@@ -4,7 +4,7 @@
 use bson::DateTime as BsonDateTime;
 use latchkey_domain::{
     ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
-    Role, User, UserId,
+    Role, SessionRecord, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -32,6 +32,17 @@ pub struct RefreshTokenDocument {
     /// A TTL index on this field removes the document once the token has expired.
     expires_at: BsonDateTime,
     rotated_at: Option<BsonDateTime>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SessionDocument {
+    /// The session (token family) id.
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    created_at: BsonDateTime,
+    /// The absolute end; a TTL index removes the document afterwards.
+    expires_at: BsonDateTime,
     revoked_at: Option<BsonDateTime>,
 }
 
@@ -84,7 +95,6 @@ impl From<&RefreshTokenRecord> for RefreshTokenDocument {
             issued_at: BsonDateTime::from_chrono(record.issued_at),
             expires_at: BsonDateTime::from_chrono(record.expires_at),
             rotated_at: record.rotated_at.map(BsonDateTime::from_chrono),
-            revoked_at: record.revoked_at.map(BsonDateTime::from_chrono),
         }
     }
 }
@@ -102,6 +112,31 @@ impl TryFrom<RefreshTokenDocument> for RefreshTokenRecord {
             issued_at: doc.issued_at.to_chrono(),
             expires_at: doc.expires_at.to_chrono(),
             rotated_at: doc.rotated_at.map(BsonDateTime::to_chrono),
+        })
+    }
+}
+
+impl From<&SessionRecord> for SessionDocument {
+    fn from(session: &SessionRecord) -> Self {
+        Self {
+            id: session.id.to_string(),
+            user_id: session.user_id.to_string(),
+            created_at: BsonDateTime::from_chrono(session.created_at),
+            expires_at: BsonDateTime::from_chrono(session.expires_at),
+            revoked_at: session.revoked_at.map(BsonDateTime::from_chrono),
+        }
+    }
+}
+
+impl TryFrom<SessionDocument> for SessionRecord {
+    type Error = StoreError;
+
+    fn try_from(doc: SessionDocument) -> Result<Self, StoreError> {
+        Ok(SessionRecord {
+            id: FamilyId::from_uuid(parse_uuid(&doc.id, "session", &doc.id)?),
+            user_id: UserId::from_uuid(parse_uuid(&doc.user_id, "session", &doc.id)?),
+            created_at: doc.created_at.to_chrono(),
+            expires_at: doc.expires_at.to_chrono(),
             revoked_at: doc.revoked_at.map(BsonDateTime::to_chrono),
         })
     }

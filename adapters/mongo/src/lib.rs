@@ -3,26 +3,38 @@
 //! Uniqueness of emails and single-winner token rotation are enforced by the server (a unique
 //! index and a conditional update), never by read-then-write in this process. No multi-document
 //! transaction is used, so a standalone `mongod` works as well as a replica set.
+//!
+//! Users, sessions and refresh tokens are written with write concern `majority` and read from
+//! the primary, set here in code rather than left to the connection string: a failover must
+//! never undo a revocation or resurrect a rotated token. Every call is bounded by an operation
+//! timeout so a hung server becomes a 503, never a hung request.
 
 mod documents;
 
 use async_trait::async_trait;
 use bson::doc;
 use chrono::{DateTime, Utc};
-use documents::{RefreshTokenDocument, UserDocument};
+use documents::{RefreshTokenDocument, SessionDocument, UserDocument};
 use latchkey_domain::{
-    ports::{InsertUserError, RefreshTokenRepository, StoreError, UserRepository},
-    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, User, UserId,
+    ports::{
+        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
+    },
+    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
-    options::{ClientOptions, IndexOptions},
+    options::{
+        ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria,
+        WriteConcern,
+    },
     Client, Collection, Database, IndexModel,
 };
-use std::time::Duration;
+use std::{future::IntoFuture, time::Duration};
 
 const USERS: &str = "users";
 const REFRESH_TOKENS: &str = "refresh_tokens";
+const SESSIONS: &str = "sessions";
+const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const DUPLICATE_KEY: i32 = 11000;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +49,7 @@ pub enum MongoSetupError {
 #[derive(Clone)]
 pub struct MongoStore {
     database: Database,
+    operation_timeout: Duration,
 }
 
 impl MongoStore {
@@ -50,7 +63,10 @@ impl MongoStore {
         // Fail a request with 503 in seconds instead of the driver's 30 s default.
         options
             .server_selection_timeout
-            .get_or_insert(Duration::from_secs(5));
+            .get_or_insert(DEFAULT_OPERATION_TIMEOUT);
+        options
+            .connect_timeout
+            .get_or_insert(DEFAULT_OPERATION_TIMEOUT);
         let name = database
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
@@ -59,7 +75,14 @@ impl MongoStore {
             .map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
         Ok(Self {
             database: client.database(&name),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         })
+    }
+
+    /// Bounds every repository call (`STORE_TIMEOUT`); past it the call fails as unavailable.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
     }
 
     pub fn database(&self) -> &Database {
@@ -107,32 +130,93 @@ impl MongoStore {
             )
             .await
             .map_err(fail)?;
+        let sessions = self.sessions_collection();
+        sessions
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "expires_at": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("expires_at_ttl".to_owned())
+                            .expire_after(Duration::ZERO)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(fail)?;
+        sessions
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "user_id": 1 })
+                    .options(IndexOptions::builder().name("user_id".to_owned()).build())
+                    .build(),
+            )
+            .await
+            .map_err(fail)?;
         Ok(())
     }
 
     pub fn users(&self) -> MongoUsers {
         MongoUsers {
             collection: self.users_collection(),
+            timeout: self.operation_timeout,
         }
     }
 
     pub fn refresh_tokens(&self) -> MongoRefreshTokens {
         MongoRefreshTokens {
             collection: self.tokens_collection(),
+            timeout: self.operation_timeout,
         }
     }
 
+    pub fn sessions(&self) -> MongoSessions {
+        MongoSessions {
+            collection: self.sessions_collection(),
+            timeout: self.operation_timeout,
+        }
+    }
+
+    fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.database.collection_with_options(
+            name,
+            CollectionOptions::builder()
+                .write_concern(WriteConcern::majority())
+                .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+                .build(),
+        )
+    }
+
     fn users_collection(&self) -> Collection<UserDocument> {
-        self.database.collection(USERS)
+        self.collection(USERS)
     }
 
     fn tokens_collection(&self) -> Collection<RefreshTokenDocument> {
-        self.database.collection(REFRESH_TOKENS)
+        self.collection(REFRESH_TOKENS)
+    }
+
+    fn sessions_collection(&self) -> Collection<SessionDocument> {
+        self.collection(SESSIONS)
     }
 }
 
 fn store_error(e: mongodb::error::Error) -> StoreError {
     StoreError(e.to_string())
+}
+
+/// Runs one store call under the operation timeout.
+async fn timed<T>(
+    timeout: Duration,
+    call: impl IntoFuture<Output = Result<T, mongodb::error::Error>>,
+) -> Result<T, mongodb::error::Error> {
+    match tokio::time::timeout(timeout, call.into_future()).await {
+        Ok(result) => result,
+        Err(_) => Err(mongodb::error::Error::custom(format!(
+            "MongoDB did not answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
@@ -145,12 +229,18 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 #[derive(Clone)]
 pub struct MongoUsers {
     collection: Collection<UserDocument>,
+    timeout: Duration,
 }
 
 #[async_trait]
 impl UserRepository for MongoUsers {
     async fn insert(&self, user: &User) -> Result<(), InsertUserError> {
-        match self.collection.insert_one(UserDocument::from(user)).await {
+        match timed(
+            self.timeout,
+            self.collection.insert_one(UserDocument::from(user)),
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_duplicate_key(&e) => Err(InsertUserError::EmailTaken),
             Err(e) => Err(InsertUserError::Store(store_error(e))),
@@ -158,28 +248,31 @@ impl UserRepository for MongoUsers {
     }
 
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
-        self.collection
-            .find_one(doc! { "email_normalized": email.normalized() })
-            .await
-            .map_err(store_error)?
-            .map(User::try_from)
-            .transpose()
+        timed(
+            self.timeout,
+            self.collection
+                .find_one(doc! { "email_normalized": email.normalized() }),
+        )
+        .await
+        .map_err(store_error)?
+        .map(User::try_from)
+        .transpose()
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.collection
-            .find_one(doc! { "_id": id.to_string() })
-            .await
-            .map_err(store_error)?
-            .map(User::try_from)
-            .transpose()
+        timed(
+            self.timeout,
+            self.collection.find_one(doc! { "_id": id.to_string() }),
+        )
+        .await
+        .map_err(store_error)?
+        .map(User::try_from)
+        .transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.collection
-            .client()
-            .database("admin")
-            .run_command(doc! { "ping": 1 })
+        let admin = self.collection.client().database("admin");
+        timed(self.timeout, admin.run_command(doc! { "ping": 1 }))
             .await
             .map(|_| ())
             .map_err(store_error)
@@ -189,28 +282,34 @@ impl UserRepository for MongoUsers {
 #[derive(Clone)]
 pub struct MongoRefreshTokens {
     collection: Collection<RefreshTokenDocument>,
+    timeout: Duration,
 }
 
 #[async_trait]
 impl RefreshTokenRepository for MongoRefreshTokens {
     async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
-        self.collection
-            .insert_one(RefreshTokenDocument::from(record))
-            .await
-            .map(|_| ())
-            .map_err(store_error)
+        timed(
+            self.timeout,
+            self.collection
+                .insert_one(RefreshTokenDocument::from(record)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
     }
 
     async fn find_by_hash(
         &self,
         hash: &RefreshTokenHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        self.collection
-            .find_one(doc! { "_id": hash.to_hex() })
-            .await
-            .map_err(store_error)?
-            .map(RefreshTokenRecord::try_from)
-            .transpose()
+        timed(
+            self.timeout,
+            self.collection.find_one(doc! { "_id": hash.to_hex() }),
+        )
+        .await
+        .map_err(store_error)?
+        .map(RefreshTokenRecord::try_from)
+        .transpose()
     }
 
     async fn mark_rotated(
@@ -219,26 +318,58 @@ impl RefreshTokenRepository for MongoRefreshTokens {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // A single-document conditional update is atomic: exactly one caller matches.
-        let result = self
-            .collection
-            .update_one(
-                doc! { "_id": hash.to_hex(), "rotated_at": null, "revoked_at": null },
+        let result = timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! { "_id": hash.to_hex(), "rotated_at": null },
                 doc! { "$set": { "rotated_at": bson::DateTime::from_chrono(at) } },
-            )
-            .await
-            .map_err(store_error)?;
+            ),
+        )
+        .await
+        .map_err(store_error)?;
         Ok(result.modified_count == 1)
     }
+}
 
-    async fn revoke_family(&self, family: FamilyId, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = self
-            .collection
-            .update_many(
-                doc! { "family_id": family.to_string(), "revoked_at": null },
+#[derive(Clone)]
+pub struct MongoSessions {
+    collection: Collection<SessionDocument>,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl SessionRepository for MongoSessions {
+    async fn insert(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection.insert_one(SessionDocument::from(session)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+
+    async fn find(&self, id: FamilyId) -> Result<Option<SessionRecord>, StoreError> {
+        timed(
+            self.timeout,
+            self.collection.find_one(doc! { "_id": id.to_string() }),
+        )
+        .await
+        .map_err(store_error)?
+        .map(SessionRecord::try_from)
+        .transpose()
+    }
+
+    async fn revoke(&self, id: FamilyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! { "_id": id.to_string(), "revoked_at": null },
                 doc! { "$set": { "revoked_at": bson::DateTime::from_chrono(at) } },
-            )
-            .await
-            .map_err(store_error)?;
-        Ok(result.modified_count)
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.modified_count == 1)
     }
 }

@@ -4,6 +4,10 @@
 //! refreshes once and retries once; if the refresh fails it clears the tokens and reports
 //! [`CallError::SignedOut`] so the page can send the user to the log-in screen. Calls that fail
 //! together share one refresh request ("single flight").
+//!
+//! Every tab of the site shares the stored tokens, so a tab only ever clears the tokens the
+//! server refused: when another tab has stored different ones meanwhile (it refreshed, or signed
+//! in again), those are good, and the call is retried with them instead.
 
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::{cell::RefCell, future::Future, rc::Rc};
@@ -50,7 +54,8 @@ pub enum Attempt<T, E> {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallError<E> {
-    /// No valid session any more; tokens were cleared. Go to the log-in page.
+    /// The session this call used is over and its tokens were cleared. If another tab stored
+    /// other tokens meanwhile, those were kept: [`Session::is_signed_in`] tells which it is.
     SignedOut,
     /// The refresh could not be attempted or completed for a reason other than rejection.
     RefreshUnavailable(String),
@@ -58,7 +63,21 @@ pub enum CallError<E> {
     Failed(E),
 }
 
-type RefreshFlight = Shared<LocalBoxFuture<'static, Result<(), RefreshFailure>>>;
+/// How a shared refresh ended, for every call waiting on it.
+#[derive(Clone, Debug)]
+enum Flight {
+    /// The server gave new tokens (stored unless another tab changed the store meanwhile).
+    Refreshed,
+    /// Nothing was stored to refresh with: another tab signed out.
+    NoTokens,
+    /// The server refused this refresh token.
+    Rejected {
+        refresh_token: String,
+    },
+    Unavailable(String),
+}
+
+type RefreshFlight = Shared<LocalBoxFuture<'static, Flight>>;
 
 /// Cheap to clone; clones share the in-flight refresh.
 pub struct Session<S, R> {
@@ -107,7 +126,7 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
     }
 
     /// Runs `attempt` with the current access token; on a 401, refreshes (once, shared with
-    /// any concurrent caller) and retries once with the new token.
+    /// any concurrent caller) and retries once with the newest stored token.
     pub async fn call<T, E, F, Fut>(&self, attempt: F) -> Result<T, CallError<E>>
     where
         F: Fn(String) -> Fut,
@@ -121,35 +140,48 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
             Attempt::Failed(e) => return Err(CallError::Failed(e)),
             Attempt::Unauthorized => {}
         }
-        self.refresh_after_rejection(&before).await?;
-        let Some(after) = self.inner.store.load() else {
-            return Err(CallError::SignedOut);
-        };
-        match attempt(after.access_token).await {
+        let retry = self.tokens_after_rejection(&before).await?;
+        match attempt(retry.access_token.clone()).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Failed(e) => Err(CallError::Failed(e)),
             Attempt::Unauthorized => {
-                self.inner.store.clear();
+                self.clear_if(|stored| stored.access_token == retry.access_token);
                 Err(CallError::SignedOut)
             }
         }
     }
 
-    /// Makes sure the stored tokens are newer than `rejected`, refreshing if nobody else has.
-    async fn refresh_after_rejection<E>(&self, rejected: &Tokens) -> Result<(), CallError<E>> {
-        // Another call or another tab may have refreshed while ours was in the air.
-        if let Some(current) = self.inner.store.load() {
-            if current.access_token != rejected.access_token {
-                return Ok(());
-            }
+    /// The tokens to retry with after `rejected` got a 401: newer ones if another call or tab
+    /// stored them while ours was in the air, otherwise the outcome of a refresh.
+    async fn tokens_after_rejection<E>(&self, rejected: &Tokens) -> Result<Tokens, CallError<E>> {
+        match self.inner.store.load() {
+            None => return Err(CallError::SignedOut),
+            Some(current) if current.access_token != rejected.access_token => return Ok(current),
+            Some(_) => {}
         }
         match self.join_or_start_refresh().await {
-            Ok(()) => Ok(()),
-            Err(RefreshFailure::Rejected) => {
-                self.inner.store.clear();
-                Err(CallError::SignedOut)
+            Flight::Refreshed | Flight::NoTokens => {}
+            Flight::Rejected { refresh_token } => {
+                // Another tab may have refreshed or signed in again while ours was in the air:
+                // what it stored is good, and clearing it would sign every tab out.
+                self.clear_if(|stored| stored.refresh_token == refresh_token);
             }
-            Err(RefreshFailure::Unavailable(why)) => Err(CallError::RefreshUnavailable(why)),
+            Flight::Unavailable(why) => return Err(CallError::RefreshUnavailable(why)),
+        }
+        // Ours, or newer ones from another tab, or none if the session is over.
+        self.inner.store.load().ok_or(CallError::SignedOut)
+    }
+
+    /// Clears the stored tokens only if they are still the ones the server refused, never
+    /// tokens another tab stored since.
+    fn clear_if(&self, refused: impl Fn(&Tokens) -> bool) {
+        if self
+            .inner
+            .store
+            .load()
+            .is_some_and(|stored| refused(&stored))
+        {
+            self.inner.store.clear();
         }
     }
 
@@ -160,13 +192,20 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
         let inner = self.inner.clone();
         let flight = async move {
             let outcome = match inner.store.load() {
-                None => Err(RefreshFailure::Rejected),
-                Some(tokens) => match inner.refresher.refresh(tokens.refresh_token).await {
+                None => Flight::NoTokens,
+                Some(tokens) => match inner.refresher.refresh(tokens.refresh_token.clone()).await {
                     Ok(new_tokens) => {
-                        inner.store.save(&new_tokens);
-                        Ok(())
+                        // Unless another tab changed them meanwhile: its sign-out must not be
+                        // undone, and tokens it stored are as fresh as ours.
+                        if inner.store.load().as_ref() == Some(&tokens) {
+                            inner.store.save(&new_tokens);
+                        }
+                        Flight::Refreshed
                     }
-                    Err(failure) => Err(failure),
+                    Err(RefreshFailure::Rejected) => Flight::Rejected {
+                        refresh_token: tokens.refresh_token,
+                    },
+                    Err(RefreshFailure::Unavailable(why)) => Flight::Unavailable(why),
                 },
             };
             // The next 401 after this one is a new problem and deserves a new refresh.

@@ -86,6 +86,31 @@ fn signed_in(server: &FakeServer) -> Session<MemoryStore, FakeServer> {
     session
 }
 
+/// What another tab stores when it refreshes or signs in.
+fn other_tabs_tokens() -> Tokens {
+    Tokens {
+        access_token: "from-other-tab".into(),
+        refresh_token: "refresh-x".into(),
+    }
+}
+
+/// Runs `calls`, holding their refresh in the air while `other_tab` does its thing, as another
+/// tab sharing the store would, then lets the server answer.
+fn while_refreshing<T>(
+    server: &FakeServer,
+    calls: impl Future<Output = T>,
+    other_tab: impl FnOnce(),
+) -> T {
+    let (open_gate, gate) = oneshot::channel();
+    *server.gate.borrow_mut() = Some(gate);
+    let meanwhile = async move {
+        assert_eq!(server.refreshes.get(), 1, "a refresh is in the air");
+        other_tab();
+        open_gate.send(()).unwrap();
+    };
+    block_on(futures::future::join(calls, meanwhile)).0
+}
+
 #[test]
 fn a_call_with_a_valid_token_does_not_refresh() {
     let server = FakeServer::new("access-0");
@@ -249,4 +274,98 @@ fn other_failures_are_passed_through_without_refreshing() {
     let result = block_on(session.call(|_| async { Attempt::<(), _>::Failed("409 email_taken") }));
     assert_eq!(result, Err(CallError::Failed("409 email_taken")));
     assert_eq!(server.refreshes.get(), 0);
+}
+
+#[test]
+fn a_refresh_rejected_after_another_tab_stored_new_tokens_keeps_them_and_retries_with_them() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    *server.refresh_result.borrow_mut() = Err(RefreshFailure::Rejected);
+    let other_tab = session.store().clone();
+
+    let results = while_refreshing(
+        &server,
+        join_all((0..2).map(|_| session.call(|t| server.protected(t)))),
+        || {
+            *server.valid_access.borrow_mut() = "from-other-tab".into();
+            other_tab.save(&other_tabs_tokens());
+        },
+    );
+
+    assert_eq!(
+        server.refreshes.get(),
+        1,
+        "still one refresh for both calls"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r == &Ok("from-other-tab".to_owned())),
+        "{results:?}"
+    );
+    assert_eq!(session.store().load(), Some(other_tabs_tokens()));
+}
+
+#[test]
+fn a_refused_retry_keeps_the_tokens_another_tab_stored_meanwhile() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    let other_tab = session.store().clone();
+
+    let result = block_on(session.call(|t| {
+        if t == "access-1" {
+            // While the retry is in the air, the other tab logs out (ending this session) and
+            // signs in again.
+            server.expire_access_token();
+            other_tab.save(&other_tabs_tokens());
+        }
+        server.protected(t)
+    }));
+
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert_eq!(session.store().load(), Some(other_tabs_tokens()));
+    assert!(session.is_signed_in());
+}
+
+#[test]
+fn a_call_is_retried_only_once_even_with_another_tabs_tokens() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    *server.refresh_result.borrow_mut() = Err(RefreshFailure::Rejected);
+    let other_tab = session.store().clone();
+    let attempts = Cell::new(0);
+
+    let result = while_refreshing(
+        &server,
+        session.call(|_| {
+            attempts.set(attempts.get() + 1);
+            async { Attempt::<(), ()>::Unauthorized }
+        }),
+        || other_tab.save(&other_tabs_tokens()),
+    );
+
+    assert_eq!(attempts.get(), 2);
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert_eq!(
+        session.store().load(),
+        None,
+        "the other tab's tokens were refused too, so they are cleared"
+    );
+}
+
+#[test]
+fn a_refresh_answered_after_another_tab_signed_out_does_not_sign_back_in() {
+    let server = FakeServer::new("access-0");
+    let session = signed_in(&server);
+    server.expire_access_token();
+    let other_tab = session.store().clone();
+
+    let result = while_refreshing(&server, session.call(|t| server.protected(t)), || {
+        other_tab.clear()
+    });
+
+    assert_eq!(result, Err(CallError::SignedOut));
+    assert_eq!(session.store().load(), None);
 }

@@ -18,6 +18,8 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
     let error = create_signal(cx, Option::<String>::None);
     let busy = create_signal(cx, false);
     let loads = create_signal(cx, 0u32);
+    let logging_out = create_signal(cx, false);
+    let logout_error = create_signal(cx, Option::<String>::None);
 
     let load = move || {
         #[cfg(client)]
@@ -52,6 +54,7 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
 
     #[cfg(client)]
     {
+        crate::api::follow_other_tabs();
         if crate::api::session().is_signed_in() {
             load();
         } else {
@@ -61,11 +64,24 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
 
     let on_reload = move |_| load();
     let on_logout = move |_| {
+        if *logging_out.get() {
+            return;
+        }
         #[cfg(client)]
-        spawn_local_scoped(cx, async move {
-            crate::api::logout().await;
-            crate::api::go_to("/login");
-        });
+        {
+            logging_out.set(true);
+            logout_error.set(None);
+            spawn_local_scoped(cx, async move {
+                match crate::api::logout().await {
+                    Ok(()) => crate::api::go_to("/login"),
+                    // Still signed in: say so, and leave the button ready for another try.
+                    Err(message) => {
+                        logout_error.set(Some(message));
+                        logging_out.set(false);
+                    }
+                }
+            });
+        }
     };
 
     view! { cx,
@@ -89,11 +105,18 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                     Some(message) => view! { cx, p(class = "alert", role = "alert", id = "page-error") { (message) } },
                     None => view! { cx, },
                 })
+                (match (*logout_error.get()).clone() {
+                    Some(message) => view! { cx, p(class = "alert", role = "alert", id = "logout-error") { (message) } },
+                    None => view! { cx, },
+                })
                 div(class = "actions") {
                     button(class = "secondary", id = "reload", on:click = on_reload, disabled = *busy.get()) {
                         (if *busy.get() { "Checking…" } else { "Check again" })
                     }
-                    button(id = "logout", on:click = on_logout) { "Log out" }
+                    button(id = "logout", on:click = on_logout, disabled = *logging_out.get(),
+                        aria-busy = logging_out.get().to_string()) {
+                        (if *logging_out.get() { "Logging out…" } else { "Log out" })
+                    }
                 }
             }
         }

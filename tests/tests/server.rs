@@ -1,0 +1,104 @@
+//! The real HTTP server loop on a socket: slow or silent clients are cut off, normal ones served.
+
+use latchkey_bootstrap::{build, serve, ServeSettings};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(header_read_timeout: Duration, idle_timeout: Duration) -> Running {
+    let app = build(&latchkey_tests::http::test_config())
+        .await
+        .expect("app builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopping) = oneshot::channel::<()>();
+    let settings = ServeSettings {
+        header_read_timeout,
+        idle_timeout,
+        shutdown_grace: Duration::from_secs(2),
+    };
+    let stopped = tokio::spawn(serve(listener, app.endpoint, settings, async {
+        let _ = stopping.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        stopped,
+    }
+}
+
+/// Reads until the server closes the connection; returns what it sent and when it closed.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+            Err(_) => panic!("the server kept the connection open for {limit:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (_, after) = until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed() {
+    let server = start(Duration::from_secs(1), Duration::from_secs(2)).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let (_, after) = until_closed(&mut silent, Duration::from_secs(6)).await;
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_requests_are_served_over_keep_alive_and_shutdown_is_graceful() {
+    let mut server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 2048];
+        let n = client.read(&mut buffer).await.unwrap();
+        let response = String::from_utf8_lossy(&buffer[..n]);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"status\":\"ok\""), "{response}");
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), &mut server.stopped)
+        .await
+        .expect("serve returns after the shutdown signal")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "no longer accepting"
+    );
+}
