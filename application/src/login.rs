@@ -1,7 +1,7 @@
 use crate::{tokens::IssueError, AuthService, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    EmailAddress, EmailError, FamilyId, Password, PasswordError, SessionRecord,
+    EmailAddress, EmailError, FamilyId, Password, PasswordError, RefreshTokenSecret, SessionRecord,
 };
 
 #[derive(Debug)]
@@ -67,7 +67,8 @@ impl AuthService {
             revoked_at: None,
         };
         self.ports.sessions.insert(&session).await?;
-        let tokens = self.issue_tokens(&user, &session).await?;
+        let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
+        let tokens = self.issue_tokens(&user, &session, refresh_token).await?;
         tracing::info!(user_id = %user.id, session = %session.id, "user logged in");
         Ok(tokens)
     }

@@ -1,4 +1,5 @@
 use crate::{tokens::IssueError, AuthService, TokenPair};
+use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
     RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
@@ -38,9 +39,13 @@ impl AuthService {
     ///
     /// Linearizable against revocation because the session record decides: a pair minted
     /// while a logout lands is refused on its first use, and nothing ever clears `revoked_at`.
-    /// The successor is stored *before* the presented token is marked rotated, so a failure
-    /// or a lost response at any step leaves the presented token usable: either not rotated
-    /// at all, or rotated moments ago, which the grace window answers with a fresh pair.
+    ///
+    /// The successor is derived from the presented token, so exchanging one token always
+    /// yields the same successor, and it is stored *before* the presented token is marked
+    /// rotated. A failure or a lost response at any step therefore leaves a retry with the same
+    /// token able to finish the job: either nothing was rotated yet, or it was rotated moments
+    /// ago and the grace window hands out that same successor again. Racing tabs share one
+    /// chain instead of each growing their own.
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
         let presented = RefreshTokenSecret::from_presented(command.refresh_token);
         let hash = presented.hash();
@@ -56,17 +61,17 @@ impl AuthService {
             if !self.within_grace(rotated_at, now) {
                 return Err(self.revoke_on_reuse(&record, now).await);
             }
-            let pair = self.mint_successor(&session).await?;
+            let pair = self.issue_successor(&presented, &session).await?;
             tracing::info!(
                 user_id = %record.user_id,
                 session = %record.family_id,
-                "rotated refresh token presented again within the grace window; issued a new pair"
+                "rotated refresh token presented again within the grace window; same successor issued"
             );
             return Ok(pair);
         }
-        let pair = self.mint_successor(&session).await?;
-        // Only the caller that wins this compare-and-swap rotates the token; a loser raced a
-        // concurrent refresh of the same token a moment ago, which is what the grace covers.
+        let pair = self.issue_successor(&presented, &session).await?;
+        // Only one caller rotates the token; a loser raced a concurrent refresh of the same
+        // token a moment ago, which is what the grace window covers.
         if self.ports.refresh_tokens.mark_rotated(&hash, now).await? {
             return Ok(pair);
         }
@@ -78,7 +83,7 @@ impl AuthService {
                 tracing::info!(
                     user_id = %record.user_id,
                     session = %record.family_id,
-                    "concurrent refresh of one token within the grace window; issued a new pair"
+                    "concurrent refresh of one token within the grace window; same successor issued"
                 );
                 Ok(pair)
             }
@@ -86,11 +91,7 @@ impl AuthService {
         }
     }
 
-    fn within_grace(
-        &self,
-        rotated_at: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> bool {
+    fn within_grace(&self, rotated_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         now - rotated_at < self.policy.reuse_grace
     }
 
@@ -98,7 +99,7 @@ impl AuthService {
     async fn live_session(
         &self,
         record: &RefreshTokenRecord,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<SessionRecord, RefreshError> {
         match self.ports.sessions.find(record.family_id).await? {
             Some(session) if session.user_id == record.user_id && session.is_active_at(now) => {
@@ -111,7 +112,7 @@ impl AuthService {
     async fn revoke_on_reuse(
         &self,
         record: &RefreshTokenRecord,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> RefreshError {
         match self.ports.sessions.revoke(record.family_id, now).await {
             Ok(_) => {
@@ -126,7 +127,11 @@ impl AuthService {
         }
     }
 
-    async fn mint_successor(&self, session: &SessionRecord) -> Result<TokenPair, RefreshError> {
+    async fn issue_successor(
+        &self,
+        presented: &RefreshTokenSecret,
+        session: &SessionRecord,
+    ) -> Result<TokenPair, RefreshError> {
         let Some(user) = self.ports.users.find_by_id(session.user_id).await? else {
             self.ports
                 .sessions
@@ -134,7 +139,8 @@ impl AuthService {
                 .await?;
             return Err(RefreshError::InvalidToken);
         };
-        Ok(self.issue_tokens(&user, session).await?)
+        let successor = self.ports.successors.successor(presented);
+        Ok(self.issue_tokens(&user, session, successor).await?)
     }
 }
 
@@ -181,7 +187,11 @@ mod tests {
             .users
             .expect_find_by_id()
             .returning(|_| Ok(Some(user(1))));
-        mocks.random.expect_secret_bytes().return_const([3u8; 32]);
+        mocks
+            .successors
+            .expect_successor()
+            .withf(|p| p.hash() == presented().hash())
+            .returning(|_| successor());
         mocks.random.expect_uuid().return_const(fixed_uuid(50));
         mocks
             .access_tokens
@@ -190,11 +200,19 @@ mod tests {
             .returning(|_| Ok("new.jwt".into()));
     }
 
+    fn successor() -> RefreshTokenSecret {
+        RefreshTokenSecret::from_random_bytes([3u8; 32])
+    }
+
     fn expect_successor_stored(mocks: &mut Mocks) {
         mocks
             .refresh_tokens
             .expect_insert()
-            .withf(|r| r.family_id == family(7) && r.rotated_at.is_none())
+            .withf(|r| {
+                r.family_id == family(7)
+                    && r.rotated_at.is_none()
+                    && r.token_hash == successor().hash()
+            })
             .times(1)
             .returning(|_| Ok(()));
     }
@@ -219,7 +237,7 @@ mod tests {
         let pair = mocks.service().refresh(command()).await.unwrap();
 
         assert_eq!(pair.access_token, "new.jwt");
-        assert_ne!(pair.refresh_token.hash(), presented().hash());
+        assert_eq!(pair.refresh_token.hash(), successor().hash());
         assert_eq!(pair.refresh_expires_in_secs, 14 * 24 * 3600);
     }
 
@@ -343,7 +361,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reuse_within_the_grace_window_issues_a_fresh_pair_in_the_same_session() {
+    async fn reuse_within_the_grace_window_issues_the_same_successor_in_the_same_session() {
         let mut mocks = Mocks::new();
         let mut record = active_record(&presented(), &user(1), 7);
         record.rotated_at = Some(t0() - Duration::seconds(9));
@@ -353,6 +371,7 @@ mod tests {
         mocks.refresh_tokens.expect_mark_rotated().never();
         let pair = mocks.service().refresh(command()).await.unwrap();
         assert_eq!(pair.access_token, "new.jwt");
+        assert_eq!(pair.refresh_token.hash(), successor().hash());
     }
 
     fn race_lost_to(mocks: &mut Mocks) {

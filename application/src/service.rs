@@ -1,7 +1,7 @@
 use chrono::Duration;
 use latchkey_domain::ports::{
     AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
-    SessionRepository, UserRepository,
+    SessionRepository, SuccessorDerivation, UserRepository,
 };
 use std::sync::Arc;
 
@@ -40,6 +40,7 @@ pub struct Ports {
     pub access_tokens: Arc<dyn AccessTokenCodec>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
+    pub successors: Arc<dyn SuccessorDerivation>,
 }
 
 /// Entry point to every use case. Cheap to clone.

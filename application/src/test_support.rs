@@ -5,7 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use latchkey_domain::{
     ports::{
         MockAccessTokenCodec, MockClock, MockPasswordHasher, MockRandomSource,
-        MockRefreshTokenRepository, MockSessionRepository, MockUserRepository,
+        MockRefreshTokenRepository, MockSessionRepository, MockSuccessorDerivation,
+        MockUserRepository,
     },
     EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
     SessionRecord, User, UserId,
@@ -65,6 +66,7 @@ pub struct Mocks {
     pub access_tokens: MockAccessTokenCodec,
     pub clock: MockClock,
     pub random: MockRandomSource,
+    pub successors: MockSuccessorDerivation,
 }
 
 impl Mocks {
@@ -80,6 +82,7 @@ impl Mocks {
             access_tokens: MockAccessTokenCodec::new(),
             clock,
             random: MockRandomSource::new(),
+            successors: MockSuccessorDerivation::new(),
         }
     }
 
@@ -97,6 +100,7 @@ impl Mocks {
                 access_tokens: Arc::new(self.access_tokens),
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
+                successors: Arc::new(self.successors),
             },
             policy,
         )

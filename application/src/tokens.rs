@@ -22,8 +22,8 @@ pub(crate) enum IssueError {
 }
 
 impl AuthService {
-    /// Stores a fresh refresh token in `session` and signs an access token for it. Neither
-    /// outlives the session's absolute end.
+    /// Stores `refresh_token` in `session` and signs an access token for it. Neither outlives
+    /// the session's absolute end.
     ///
     /// The refresh token is stored before anyone learns its value, so a failure at any later
     /// point leaves at most an unusable record behind (its secret was never revealed).
@@ -31,11 +31,11 @@ impl AuthService {
         &self,
         user: &User,
         session: &SessionRecord,
+        refresh_token: RefreshTokenSecret,
     ) -> Result<TokenPair, IssueError> {
         let now = self.ports.clock.now();
         let refresh_expires_at = (now + self.policy.refresh_token_ttl).min(session.expires_at);
         let access_expires_at = (now + self.policy.access_token_ttl).min(session.expires_at);
-        let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let record = RefreshTokenRecord {
             token_hash: refresh_token.hash(),
             user_id: user.id,

@@ -4,6 +4,10 @@
 //! client that sends half a request line and waits would hold a connection (and a task) forever
 //! (slowloris). Here every connection gets hyper's header-read timeout and an idle timeout, and
 //! shutdown stops accepting at once and lets in-flight requests finish within a grace period.
+//!
+//! HTTP/1.1 only: hyper's header-read timeout does not cover cleartext HTTP/2 (h2c), which a
+//! login service behind a TLS-terminating proxy has no use for. Slow request bodies are bounded
+//! by the HTTP layer's body-read timeout.
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -46,12 +50,12 @@ pub async fn serve(
 ) -> io::Result<()> {
     let endpoint = Arc::new(endpoint);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let local = listener.local_addr()?;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -66,12 +70,15 @@ pub async fn serve(
                 }
             },
         };
-        let local = stream.local_addr()?;
         let endpoint = endpoint.clone();
+        let activity = Activity::new();
+        let in_service = activity.clone();
         let service =
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let endpoint = endpoint.clone();
+                let busy = in_service.request_started();
                 async move {
+                    let _busy = busy;
                     let req = poem::Request::from((
                         req,
                         LocalAddr(local.into()),
@@ -82,16 +89,11 @@ pub async fn serve(
                     Ok::<_, Infallible>(response)
                 }
             });
-        let activity = Activity::new();
         let io = TokioIo::new(Tracked {
             inner: stream,
             activity: activity.clone(),
         });
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned(),
-        );
+        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
         let idle_timeout = settings.idle_timeout;
         tokio::spawn(async move {
             tokio::select! {
@@ -112,11 +114,23 @@ pub async fn serve(
     Ok(())
 }
 
-/// When a connection last moved a byte, shared between its I/O and its watchdog.
+/// When a connection last moved a byte, and how many of its requests are being handled,
+/// shared between its I/O, its service and its watchdog.
 #[derive(Clone)]
 struct Activity {
     started: Instant,
     last_millis: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
+}
+
+/// Marks a request as being handled until dropped (also when the handler is cancelled).
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.touch();
+    }
 }
 
 impl Activity {
@@ -124,7 +138,13 @@ impl Activity {
         Self {
             started: Instant::now(),
             last_millis: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    fn request_started(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
     }
 
     fn touch(&self) {
@@ -132,13 +152,18 @@ impl Activity {
         self.last_millis.store(now, Ordering::Relaxed);
     }
 
-    /// Completes once nothing has moved for `limit`.
+    /// Completes once nothing has moved for `limit` while no request was being handled: a
+    /// request waiting on a busy hashing pool or a slow store is not idleness.
     async fn idle_for(&self, limit: Duration) {
         loop {
             let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
             let deadline = self.started + last + limit;
             if Instant::now() >= deadline {
-                return;
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                tokio::time::sleep(limit).await;
+                continue;
             }
             tokio::time::sleep_until(deadline.into()).await;
         }

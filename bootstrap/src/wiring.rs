@@ -2,12 +2,13 @@ use crate::config::{Config, SecretOrigin, StoreConfig};
 use anyhow::Context;
 use chrono::Duration;
 use latchkey_application::{AuthService, Ports, SessionPolicy};
-use latchkey_crypto::{Argon2Hasher, JwtCodec, JwtSettings, OsRandom, SystemClock};
+use latchkey_crypto::{Argon2Hasher, HmacSuccessors, JwtCodec, JwtSettings, OsRandom, SystemClock};
 use latchkey_domain::ports::{RefreshTokenRepository, SessionRepository, UserRepository};
 use latchkey_http::HttpSettings;
 use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryUsers};
 use latchkey_mongo::MongoStore;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
+use secrecy::ExposeSecret;
 use std::{path::Path, sync::Arc};
 
 /// A fully wired server, ready to be served or called in tests.
@@ -108,6 +109,10 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             access_tokens: Arc::new(codec),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
+            successors: Arc::new(HmacSuccessors::new(&HmacSuccessors::derive_key(
+                config.jwt_secret.expose_secret().as_bytes(),
+                "latchkey refresh-token successor v1",
+            ))),
         },
         policy,
     );
@@ -115,6 +120,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         service.clone(),
         HttpSettings {
             max_body_bytes: config.max_body_bytes,
+            body_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_secs),
             hsts_max_age_secs: config.hsts_max_age_secs,
         },
         site(&config.site_dir),

@@ -2,7 +2,7 @@
 
 use crate::{
     AccessClaims, EmailAddress, FamilyId, Password, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, SessionRecord, TokenRejection, User, UserId,
+    RefreshTokenRecord, RefreshTokenSecret, SessionRecord, TokenRejection, User, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,6 +36,8 @@ pub trait UserRepository: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait RefreshTokenRepository: Send + Sync {
+    /// Idempotent: when a record with the same hash exists, it is kept as it is and `Ok`
+    /// returned (a successor is derived, not random, so retries insert it again).
     async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError>;
     async fn find_by_hash(
         &self,
@@ -91,6 +93,16 @@ pub trait AccessTokenCodec: Send + Sync {
     fn encode(&self, claims: &AccessClaims) -> Result<String, TokenSigningError>;
     /// Time comes from the caller (a `Clock`), so expiry is testable.
     fn decode(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenRejection>;
+}
+
+/// Derives the refresh token that succeeds a presented one.
+///
+/// Deterministic (a keyed MAC of the presented secret), so every exchange of one token yields
+/// the same successor: racing tabs, a client retrying after a lost response and a thief all
+/// land on one chain, where reuse detection sees them, and retries store nothing new.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait SuccessorDerivation: Send + Sync {
+    fn successor(&self, presented: &RefreshTokenSecret) -> RefreshTokenSecret;
 }
 
 #[cfg_attr(feature = "mocks", mockall::automock)]

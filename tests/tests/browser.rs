@@ -7,7 +7,7 @@
 use fantoccini::{wd::WindowHandle, Client, ClientBuilder, Locator};
 use latchkey_application::{LogoutCommand, RefreshCommand, RegisterCommand};
 use latchkey_bootstrap::{build, Config};
-use poem::{listener::Acceptor, listener::Listener, EndpointExt, Server};
+use poem::EndpointExt;
 use serde_json::json;
 use std::{
     future::Future,
@@ -67,14 +67,22 @@ async fn start_site() -> Site {
         }
         async move { next.call(req).await }
     });
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
+    // The production server loop (timeouts and all), not poem's.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a local port");
-    let addr: SocketAddr = *acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("a TCP address");
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
+    let addr: SocketAddr = listener.local_addr().expect("a TCP address");
+    let settings = latchkey_bootstrap::ServeSettings {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    tokio::spawn(latchkey_bootstrap::serve(
+        listener,
+        endpoint.boxed(),
+        settings,
+        std::future::pending(),
+    ));
     Site {
         base: format!("http://{addr}"),
         refreshes,

@@ -222,9 +222,10 @@ async fn reuse_within_the_grace_window_gets_a_working_pair_in_the_same_session(b
 
     let second_tab = app.refresh(&login.str("refresh_token")).await;
     assert_eq!(second_tab.status, StatusCode::OK, "{}", second_tab.body);
-    assert_ne!(
+    assert_eq!(
         second_tab.str("refresh_token"),
-        first_tab.str("refresh_token")
+        first_tab.str("refresh_token"),
+        "one chain: the same successor, not a second live token"
     );
 
     for tab in [&first_tab, &second_tab] {
@@ -299,6 +300,7 @@ async fn concurrent_refreshes_within_the_grace_window_all_stay_signed_in(backend
             app.me(&reply.str("access_token")).await.status,
             StatusCode::OK
         );
+        assert_eq!(reply.str("refresh_token"), replies[0].str("refresh_token"));
     }
 }
 

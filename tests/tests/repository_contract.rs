@@ -174,6 +174,30 @@ async fn a_refresh_token_round_trips_by_hash(stores: Stores) {
     );
 }
 
+async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let (secret, record) = new_token(&owner, new_family());
+    stores.tokens.insert(&record).await.unwrap();
+    let at = now();
+    stores
+        .tokens
+        .mark_rotated(&secret.hash(), at)
+        .await
+        .unwrap();
+
+    let mut again = record.clone();
+    again.expires_at = record.expires_at + Duration::days(1);
+    stores.tokens.insert(&again).await.unwrap();
+
+    let kept = stored(&stores, &secret).await;
+    assert_eq!(kept.expires_at, record.expires_at);
+    assert_eq!(
+        kept.rotated_at,
+        Some(at),
+        "a retry never un-rotates a token"
+    );
+}
+
 async fn rotation_succeeds_once_and_records_when(stores: Stores) {
     let owner = new_user("ann@example.com");
     let (secret, record) = new_token(&owner, new_family());
@@ -319,6 +343,7 @@ contract!(
     concurrent_registrations_of_one_email_let_exactly_one_through,
     the_store_answers_a_ping,
     a_refresh_token_round_trips_by_hash,
+    storing_a_token_again_keeps_the_first_record,
     rotation_succeeds_once_and_records_when,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
     unknown_tokens_cannot_be_rotated,

@@ -18,9 +18,9 @@ struct Running {
 }
 
 async fn start(header_read_timeout: Duration, idle_timeout: Duration) -> Running {
-    let app = build(&latchkey_tests::http::test_config())
-        .await
-        .expect("app builds");
+    let mut config = latchkey_tests::http::test_config();
+    config.header_read_timeout_secs = header_read_timeout.as_secs();
+    let app = build(&config).await.expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopping) = oneshot::channel::<()>();
@@ -66,6 +66,37 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         .unwrap();
     let (_, after) = until_closed(&mut slow, Duration::from_secs(5)).await;
     assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_body_gets_408_and_is_cut_off() {
+    let server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em",
+    )
+    .await
+    .unwrap();
+    let (response, after) = until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("request_timeout"), "{response}");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_http2_is_not_spoken() {
+    let server = start(Duration::from_secs(1), Duration::from_secs(2)).await;
+    let mut h2 = TcpStream::connect(server.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, after) = until_closed(&mut h2, Duration::from_secs(6)).await;
+    // An HTTP/2 server would answer the preface with a SETTINGS frame (type 4).
+    assert!(
+        response.is_empty() || response.starts_with("HTTP/1.1"),
+        "{response:?}"
+    );
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

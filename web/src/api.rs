@@ -255,8 +255,8 @@ pub async fn logout() -> Result<(), String> {
     };
     match client(None).logout(&body).await {
         Ok(_) => {}
-        // A refusal would not change on another try.
-        Err(e) if status(&e).is_some_and(|code| code < 500) => {}
+        // A refusal would not change on another try; a timeout or rate limit might.
+        Err(e) if status(&e).is_some_and(|code| code < 500 && code != 408 && code != 429) => {}
         Err(e) => {
             return Err(format!(
                 "Logging out failed, so you are still signed in. {}",

@@ -56,9 +56,12 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Stored hashes carry their own cost; refuse to allocate more than this for one (a corrupt or
-/// hostile stored hash must not take the process's memory).
+/// Stored hashes carry their own cost (so raising it later keeps old hashes verifiable), but a
+/// corrupt or hostile stored hash must not take the process's memory or pin a worker: refuse
+/// costs beyond these.
 const MAX_VERIFY_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_VERIFY_ITERATIONS: u32 = 16;
+const MAX_VERIFY_PARALLELISM: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HasherSetupError {
@@ -214,10 +217,27 @@ impl Worker {
             }
             let busy = self.counters.busy.fetch_add(1, Ordering::SeqCst) + 1;
             self.counters.max_busy.fetch_max(busy, Ordering::SeqCst);
-            let outcome = job.span.in_scope(|| self.perform(job.work));
+            let work = job.work;
+            // A panic must neither kill this worker (the pool would shrink for good) nor leave
+            // the caller waiting.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.span.in_scope(|| self.perform(work))
+            }))
+            .unwrap_or_else(|_| Err(failed("a hashing worker panicked")));
+            self.release_oversized_memory();
             self.counters.busy.fetch_sub(1, Ordering::SeqCst);
             self.counters.completed.fetch_add(1, Ordering::SeqCst);
             let _ = job.reply.send(outcome);
+        }
+    }
+
+    /// A stored hash with a higher cost than configured grew the buffer; give that back, so
+    /// the steady state stays at `workers x memory`.
+    fn release_oversized_memory(&mut self) {
+        let configured = self.params.block_count();
+        if self.memory.len() > configured {
+            self.memory.truncate(configured);
+            self.memory.shrink_to_fit();
         }
     }
 
@@ -290,10 +310,11 @@ fn verify(password: &str, phc: &str, memory: &mut Vec<Block>) -> Result<bool, Ha
         .map_err(|e| unreadable(&e))?
         .unwrap_or_default();
     let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
-    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
-        return Err(unreadable(
-            &"its memory cost is beyond what this server allows",
-        ));
+    if params.m_cost() > MAX_VERIFY_MEMORY_KIB
+        || params.t_cost() > MAX_VERIFY_ITERATIONS
+        || params.p_cost() > MAX_VERIFY_PARALLELISM
+    {
+        return Err(unreadable(&"its cost is beyond what this server allows"));
     }
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         return Err(unreadable(&"salt or hash missing"));
@@ -444,6 +465,8 @@ mod tests {
         for stored in [
             "not a phc string",
             "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=256,t=100000,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=256,t=1,p=255$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
         ] {
             let err = hasher
                 .verify(&password("x"), &PasswordHash::new(stored.into()))

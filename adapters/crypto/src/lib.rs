@@ -2,10 +2,12 @@
 
 mod argon2_hasher;
 mod jwt;
+mod successor;
 mod system;
 
 pub use argon2_hasher::{
     default_workers, Argon2Hasher, Argon2Settings, HashPoolStats, HasherSetupError,
 };
 pub use jwt::{JwtCodec, JwtSettings};
+pub use successor::HmacSuccessors;
 pub use system::{OsRandom, SystemClock};

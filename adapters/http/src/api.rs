@@ -13,6 +13,9 @@ use poem_openapi::{payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 #[derive(Clone, Copy, Debug)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// A request body must arrive within this long (else 408), so slow bodies cannot hold
+    /// connections.
+    pub body_read_timeout: std::time::Duration,
     /// `Strict-Transport-Security` max-age on every response; `None` sends no HSTS header.
     pub hsts_max_age_secs: Option<u64>,
 }
@@ -21,6 +24,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            body_read_timeout: std::time::Duration::from_secs(10),
             hsts_max_age_secs: None,
         }
     }
@@ -226,6 +230,7 @@ pub fn routes(
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let max_body_bytes = settings.max_body_bytes;
+    let body_read_timeout = settings.body_read_timeout;
     let mut root = Route::new()
         .at("/api/openapi.json", api.spec_endpoint())
         .nest("/api/docs", api.swagger_ui())
@@ -234,7 +239,7 @@ pub fn routes(
         root = root.nest("/", site);
     }
     let endpoint = root
-        .around(move |next, req| limit_body(next, req, max_body_bytes))
+        .around(move |next, req| limit_body(next, req, max_body_bytes, body_read_timeout))
         .data(service)
         .with(Tracing)
         .catch_all_error(framework_error_to_json)

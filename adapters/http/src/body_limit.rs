@@ -4,10 +4,14 @@ use poem::{error::ReadBodyError, Endpoint, IntoResponse, Request, Response, Resu
 /// Caps request bodies, with or without a `Content-Length`, so an oversized or endless body
 /// gets a 413 instead of filling memory. (poem's own `SizeLimit` refuses requests that have no
 /// `Content-Length` at all, which includes ordinary GETs.)
+///
+/// The body must also arrive within `read_timeout`: a client trickling a body one byte at a time
+/// would otherwise hold its connection and task for as long as it likes.
 pub(crate) async fn limit_body<E: Endpoint>(
     next: E,
     mut req: Request,
     max_bytes: usize,
+    read_timeout: std::time::Duration,
 ) -> Result<Response> {
     let declared = req
         .headers()
@@ -17,16 +21,32 @@ pub(crate) async fn limit_body<E: Endpoint>(
     if declared.is_some_and(|len| len > max_bytes as u64) {
         return Err(too_large(max_bytes));
     }
-    let body = req
-        .take_body()
-        .into_bytes_limit(max_bytes)
+    let body = tokio::time::timeout(read_timeout, req.take_body().into_bytes_limit(max_bytes))
         .await
+        .map_err(|_| too_slow(read_timeout))?
         .map_err(|e| match e {
             ReadBodyError::PayloadTooLarge => too_large(max_bytes),
             other => poem::Error::from(other),
         })?;
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+fn too_slow(read_timeout: std::time::Duration) -> poem::Error {
+    let mut response = poem_openapi::payload::Json(crate::ErrorBody {
+        error: "request_timeout".into(),
+        message: format!(
+            "the request body did not arrive within {} seconds",
+            read_timeout.as_secs()
+        ),
+    })
+    .into_response();
+    response.set_status(poem::http::StatusCode::REQUEST_TIMEOUT);
+    response.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    poem::Error::from_response(response)
 }
 
 fn too_large(max_bytes: usize) -> poem::Error {

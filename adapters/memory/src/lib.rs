@@ -83,7 +83,9 @@ impl RefreshTokenRepository for InMemoryRefreshTokens {
         // a long-running demo server does not grow without bound.
         let now = Utc::now();
         tokens.retain(|_, t| !t.is_expired_at(now));
-        tokens.insert(record.token_hash, record.clone());
+        tokens
+            .entry(record.token_hash)
+            .or_insert_with(|| record.clone());
         Ok(())
     }
 

@@ -288,14 +288,17 @@ pub struct MongoRefreshTokens {
 #[async_trait]
 impl RefreshTokenRepository for MongoRefreshTokens {
     async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
-        timed(
+        let inserted = timed(
             self.timeout,
             self.collection
                 .insert_one(RefreshTokenDocument::from(record)),
         )
-        .await
-        .map(|_| ())
-        .map_err(store_error)
+        .await;
+        match inserted {
+            // The same successor, stored by an earlier attempt of the same exchange.
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            other => other.map(|_| ()).map_err(store_error),
+        }
     }
 
     async fn find_by_hash(
