@@ -92,7 +92,9 @@ impl AuthService {
     }
 
     fn within_grace(&self, rotated_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        now - rotated_at < self.policy.reuse_grace
+        // A concurrent winner may have stamped the rotation a moment *after* this request
+        // read the clock; that is no time elapsed, never negative time (a zero grace means none).
+        (now - rotated_at).max(chrono::Duration::zero()) < self.policy.reuse_grace
     }
 
     /// The token's session, if it may still be refreshed.
@@ -397,6 +399,30 @@ mod tests {
         let mut mocks = Mocks::new();
         race_lost_to(&mut mocks);
         assert!(mocks.service().refresh(command()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_stamped_after_this_requests_clock_is_no_grace_when_there_is_none() {
+        let mut mocks = Mocks::new();
+        let record = active_record(&presented(), &user(1), 7);
+        let mut rotated_later = record.clone();
+        rotated_later.rotated_at = Some(t0() + Duration::milliseconds(5));
+        given_reads(
+            &mut mocks,
+            vec![record, rotated_later],
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(&mut mocks);
+        mocks
+            .refresh_tokens
+            .expect_mark_rotated()
+            .returning(|_, _| Ok(false));
+        let service = mocks.service_with(SessionPolicy {
+            reuse_grace: Duration::zero(),
+            ..SessionPolicy::default()
+        });
+        let err = service.refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::InvalidToken));
     }
 
     #[tokio::test]
