@@ -32,6 +32,10 @@ impl From<IssueError> for LoginError {
         match e {
             IssueError::Store(e) => Self::Store(e),
             IssueError::Signing(e) => Self::Signing(e),
+            // 256 random bits colliding with a stored token: not a case worth a variant.
+            IssueError::AlreadyExchanged => Self::Store(StoreError(
+                "a new refresh token collided with a stored one".into(),
+            )),
         }
     }
 }
@@ -128,7 +132,7 @@ mod tests {
                     && r.rotated_at.is_none()
             })
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_| Ok(None));
         mocks
             .access_tokens
             .expect_encode()

@@ -30,6 +30,7 @@ impl From<IssueError> for RefreshError {
         match e {
             IssueError::Store(e) => Self::Store(e),
             IssueError::Signing(e) => Self::Signing(e),
+            IssueError::AlreadyExchanged => Self::InvalidToken,
         }
     }
 }
@@ -216,7 +217,7 @@ mod tests {
                     && r.token_hash == successor().hash()
             })
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_| Ok(None));
     }
 
     #[tokio::test]
@@ -258,7 +259,7 @@ mod tests {
             .expect_insert()
             .withf(|r| r.expires_at == t0() + Duration::minutes(30))
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_| Ok(None));
         mocks
             .refresh_tokens
             .expect_mark_rotated()
@@ -435,6 +436,48 @@ mod tests {
         });
         let err = service.refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
+    }
+
+    #[tokio::test]
+    async fn in_grace_reuse_never_hands_out_a_successor_that_was_exchanged_since() {
+        let mut mocks = Mocks::new();
+        let mut record = active_record(&presented(), &user(1), 7);
+        record.rotated_at = Some(t0() - Duration::seconds(5));
+        given(&mut mocks, record, active_session(&user(1), 7));
+        let mut spent = active_record(&successor(), &user(1), 7);
+        spent.rotated_at = Some(t0() - Duration::seconds(2));
+        mocks
+            .refresh_tokens
+            .expect_insert()
+            .returning(move |_| Ok(Some(spent.clone())));
+        mocks.access_tokens.checkpoint();
+        mocks.access_tokens.expect_encode().never();
+        mocks.sessions.expect_revoke().never();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::InvalidToken));
+    }
+
+    #[tokio::test]
+    async fn a_retry_reports_the_lifetime_of_the_successor_stored_first() {
+        let mut mocks = Mocks::new();
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            active_session(&user(1), 7),
+        );
+        let mut stored_earlier = active_record(&successor(), &user(1), 7);
+        stored_earlier.expires_at = t0() + Duration::days(3);
+        mocks
+            .refresh_tokens
+            .expect_insert()
+            .returning(move |_| Ok(Some(stored_earlier.clone())));
+        mocks
+            .refresh_tokens
+            .expect_mark_rotated()
+            .returning(|_, _| Ok(true));
+        let pair = mocks.service().refresh(command()).await.unwrap();
+        assert_eq!(pair.refresh_token.hash(), successor().hash());
+        assert_eq!(pair.refresh_expires_in_secs, 3 * 24 * 3600);
     }
 
     #[tokio::test]

@@ -19,6 +19,10 @@ pub(crate) enum IssueError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Signing(#[from] TokenSigningError),
+    /// The refresh token was stored before and has been exchanged since: handing it out again
+    /// would give the client a token that is already spent.
+    #[error("this refresh token has already been exchanged")]
+    AlreadyExchanged,
 }
 
 impl AuthService {
@@ -44,7 +48,15 @@ impl AuthService {
             expires_at: refresh_expires_at,
             rotated_at: None,
         };
-        self.ports.refresh_tokens.insert(&record).await?;
+        // A retry or a racing tab stores the same (derived) successor again: what counts is
+        // the record stored first, including how long it lives.
+        let refresh_expires_at = match self.ports.refresh_tokens.insert(&record).await? {
+            None => refresh_expires_at,
+            Some(existing) if existing.rotated_at.is_none() && existing.family_id == session.id => {
+                existing.expires_at
+            }
+            Some(_) => return Err(IssueError::AlreadyExchanged),
+        };
         let claims = AccessClaims {
             subject: user.id,
             roles: user.roles.clone(),

@@ -36,9 +36,13 @@ pub trait UserRepository: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait RefreshTokenRepository: Send + Sync {
-    /// Idempotent: when a record with the same hash exists, it is kept as it is and `Ok`
-    /// returned (a successor is derived, not random, so retries insert it again).
-    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Idempotent: when a record with the same hash exists, it is kept as it is and returned
+    /// (a successor is derived, not random, so a retry stores it again); `None` means `record`
+    /// was stored.
+    async fn insert(
+        &self,
+        record: &RefreshTokenRecord,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
     async fn find_by_hash(
         &self,
         hash: &RefreshTokenHash,

@@ -158,16 +158,19 @@ impl Interleaved {
 
 #[async_trait]
 impl RefreshTokenRepository for Interleaved {
-    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        record: &RefreshTokenRecord,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
         self.pass(Step::Insert).await;
         if Self::take(&self.failures.instead, Step::Insert) {
             return Err(Self::failure("insert refused"));
         }
-        self.inner.insert(record).await?;
+        let existing = self.inner.insert(record).await?;
         if Self::take(&self.failures.after, Step::Insert) {
             return Err(Self::failure("insert response lost"));
         }
-        Ok(())
+        Ok(existing)
     }
 
     async fn find_by_hash(

@@ -177,7 +177,7 @@ async fn a_refresh_token_round_trips_by_hash(stores: Stores) {
 async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
     let owner = new_user("ann@example.com");
     let (secret, record) = new_token(&owner, new_family());
-    stores.tokens.insert(&record).await.unwrap();
+    assert_eq!(stores.tokens.insert(&record).await.unwrap(), None);
     let at = now();
     stores
         .tokens
@@ -187,7 +187,15 @@ async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
 
     let mut again = record.clone();
     again.expires_at = record.expires_at + Duration::days(1);
-    stores.tokens.insert(&again).await.unwrap();
+    let existing = stores.tokens.insert(&again).await.unwrap();
+    assert_eq!(
+        existing,
+        Some(RefreshTokenRecord {
+            rotated_at: Some(at),
+            ..record.clone()
+        }),
+        "the stored record is reported, as stored"
+    );
 
     let kept = stored(&stores, &secret).await;
     assert_eq!(kept.expires_at, record.expires_at);

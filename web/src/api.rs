@@ -84,10 +84,20 @@ impl Refresher for ApiRefresher {
     ) -> LocalBoxFuture<'static, Result<Tokens, RefreshFailure>> {
         async move {
             let body = types::RefreshRequest { refresh_token };
-            match client(None).refresh(&body).await {
-                Ok(pair) => Ok(tokens_of(pair.into_inner())),
-                Err(e) if status(&e) == Some(401) => Err(RefreshFailure::Rejected),
-                Err(e) => Err(RefreshFailure::Unavailable(describe(e))),
+            // A refresh whose answer was lost may have rotated the token on the server. Trying
+            // again at once lands inside the server's grace window, which answers with the same
+            // successor; trying much later would look like reuse and end the session.
+            let mut attempts_left = 3;
+            loop {
+                attempts_left -= 1;
+                match client(None).refresh(&body).await {
+                    Ok(pair) => return Ok(tokens_of(pair.into_inner())),
+                    Err(e) if status(&e) == Some(401) => return Err(RefreshFailure::Rejected),
+                    Err(e) if attempts_left == 0 => {
+                        return Err(RefreshFailure::Unavailable(describe(e)))
+                    }
+                    Err(_) => {}
+                }
             }
         }
         .boxed_local()
@@ -264,7 +274,13 @@ pub async fn logout() -> Result<(), String> {
             ))
         }
     }
-    session().sign_out();
+    // Only the tokens of the session just ended: another tab may have signed in meanwhile.
+    if LocalStorageTokens
+        .load()
+        .is_some_and(|stored| stored.refresh_token == body.refresh_token)
+    {
+        session().sign_out();
+    }
     Ok(())
 }
 

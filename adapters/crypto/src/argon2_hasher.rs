@@ -59,8 +59,9 @@ pub fn default_workers() -> usize {
 /// Stored hashes carry their own cost (so raising it later keeps old hashes verifiable), but a
 /// corrupt or hostile stored hash must not take the process's memory or pin a worker: refuse
 /// costs beyond these.
-const MAX_VERIFY_MEMORY_KIB: u32 = 256 * 1024;
-const MAX_VERIFY_ITERATIONS: u32 = 16;
+/// A stored hash may cost up to this many times the configured cost (in memory, and in memory
+/// x iterations), which leaves room to lower the cost later without locking anyone out.
+const MAX_STORED_COST_FACTOR: u64 = 4;
 const MAX_VERIFY_PARALLELISM: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
@@ -246,9 +247,13 @@ impl Worker {
             Work::Hash(password) => {
                 hash(&self.params, password.expose_secret(), &mut self.memory).map(Outcome::Hashed)
             }
-            Work::Verify(password, phc) => {
-                verify(password.expose_secret(), &phc, &mut self.memory).map(Outcome::Verified)
-            }
+            Work::Verify(password, phc) => verify(
+                &self.params,
+                password.expose_secret(),
+                &phc,
+                &mut self.memory,
+            )
+            .map(Outcome::Verified),
         }
     }
 }
@@ -298,7 +303,12 @@ fn hash(
 
 /// Recomputes the stored hash with its own parameters (so raising the cost later keeps old
 /// hashes verifiable) and compares in constant time (`Output`'s equality).
-fn verify(password: &str, phc: &str, memory: &mut Vec<Block>) -> Result<bool, HashingError> {
+fn verify(
+    configured: &Params,
+    password: &str,
+    phc: &str,
+    memory: &mut Vec<Block>,
+) -> Result<bool, HashingError> {
     let unreadable =
         |e: &dyn std::fmt::Display| HashingError::Failed(format!("stored hash is unreadable: {e}"));
     let parsed = argon2::PasswordHash::new(phc).map_err(|e| unreadable(&e))?;
@@ -310,8 +320,9 @@ fn verify(password: &str, phc: &str, memory: &mut Vec<Block>) -> Result<bool, Ha
         .map_err(|e| unreadable(&e))?
         .unwrap_or_default();
     let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
-    if params.m_cost() > MAX_VERIFY_MEMORY_KIB
-        || params.t_cost() > MAX_VERIFY_ITERATIONS
+    let cost = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
+    if u64::from(params.m_cost()) > MAX_STORED_COST_FACTOR * u64::from(configured.m_cost())
+        || cost(&params) > MAX_STORED_COST_FACTOR * cost(configured)
         || params.p_cost() > MAX_VERIFY_PARALLELISM
     {
         return Err(unreadable(&"its cost is beyond what this server allows"));
@@ -466,6 +477,7 @@ mod tests {
             "not a phc string",
             "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
             "$argon2id$v=19$m=256,t=100000,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            "$argon2id$v=19$m=2048,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
             "$argon2id$v=19$m=256,t=1,p=255$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
         ] {
             let err = hasher

@@ -14,7 +14,35 @@ use latchkey_domain::{
 use std::{
     collections::HashMap,
     sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
+
+/// Expired records are dropped as new ones arrive (a stand-in for MongoDB's TTL index), but at
+/// most once a minute: a scan on every insert would make each login cost O(stored records).
+struct Purge {
+    last: Mutex<Option<Instant>>,
+}
+
+impl Default for Purge {
+    fn default() -> Self {
+        Self {
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Purge {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= Self::EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
 
 #[derive(Default)]
 pub struct InMemoryUsers {
@@ -65,6 +93,7 @@ impl UserRepository for InMemoryUsers {
 #[derive(Default)]
 pub struct InMemoryRefreshTokens {
     tokens: Mutex<HashMap<RefreshTokenHash, RefreshTokenRecord>>,
+    purge: Purge,
 }
 
 impl InMemoryRefreshTokens {
@@ -77,16 +106,22 @@ impl InMemoryRefreshTokens {
 
 #[async_trait]
 impl RefreshTokenRepository for InMemoryRefreshTokens {
-    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        record: &RefreshTokenRecord,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let mut tokens = self.lock();
         // Stand-in for MongoDB's TTL index: expired tokens are dropped as new ones arrive, so
         // a long-running demo server does not grow without bound.
-        let now = Utc::now();
-        tokens.retain(|_, t| !t.is_expired_at(now));
-        tokens
-            .entry(record.token_hash)
-            .or_insert_with(|| record.clone());
-        Ok(())
+        if self.purge.due() {
+            let now = Utc::now();
+            tokens.retain(|_, t| !t.is_expired_at(now));
+        }
+        if let Some(existing) = tokens.get(&record.token_hash) {
+            return Ok(Some(existing.clone()));
+        }
+        tokens.insert(record.token_hash, record.clone());
+        Ok(None)
     }
 
     async fn find_by_hash(
@@ -115,6 +150,7 @@ impl RefreshTokenRepository for InMemoryRefreshTokens {
 #[derive(Default)]
 pub struct InMemorySessions {
     sessions: Mutex<HashMap<FamilyId, SessionRecord>>,
+    purge: Purge,
 }
 
 impl InMemorySessions {
@@ -129,8 +165,10 @@ impl InMemorySessions {
 impl SessionRepository for InMemorySessions {
     async fn insert(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let mut sessions = self.lock();
-        let now = Utc::now();
-        sessions.retain(|_, s| now < s.expires_at);
+        if self.purge.due() {
+            let now = Utc::now();
+            sessions.retain(|_, s| now < s.expires_at);
+        }
         sessions.insert(session.id, session.clone());
         Ok(())
     }

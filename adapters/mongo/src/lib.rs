@@ -287,7 +287,10 @@ pub struct MongoRefreshTokens {
 
 #[async_trait]
 impl RefreshTokenRepository for MongoRefreshTokens {
-    async fn insert(&self, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        record: &RefreshTokenRecord,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let inserted = timed(
             self.timeout,
             self.collection
@@ -295,9 +298,14 @@ impl RefreshTokenRepository for MongoRefreshTokens {
         )
         .await;
         match inserted {
+            Ok(_) => Ok(None),
             // The same successor, stored by an earlier attempt of the same exchange.
-            Err(e) if is_duplicate_key(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(store_error),
+            Err(e) if is_duplicate_key(&e) => match self.find_by_hash(&record.token_hash).await? {
+                Some(existing) => Ok(Some(existing)),
+                // Purged by the TTL index in between: as good as gone.
+                None => Err(StoreError("refresh token vanished while storing it".into())),
+            },
+            Err(e) => Err(store_error(e)),
         }
     }
 
