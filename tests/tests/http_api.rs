@@ -710,6 +710,51 @@ async fn a_store_outage_while_running_is_a_503_not_a_500() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_accepts_but_never_answers_is_a_503_within_the_store_timeout() {
+    // A "MongoDB" that takes connections and then says nothing, as a hung server would.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let store = latchkey_mongo::MongoStore::connect(
+        &format!(
+            "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=60000&connectTimeoutMS=60000"
+        ),
+        Some("silent"),
+    )
+    .await
+    .unwrap()
+    .with_operation_timeout(Duration::from_secs(1));
+    let app = latchkey_bootstrap::assemble(
+        &latchkey_tests::http::test_config(),
+        latchkey_bootstrap::Stores::mongo(&store),
+    )
+    .await
+    .unwrap();
+    let client = poem::test::TestClient::new(app.endpoint);
+
+    let started = std::time::Instant::now();
+    let login = Reply::from(
+        client
+            .post("/api/auth/login")
+            .body_json(&json!({ "email": "ann@example.com", "password": "correct horse battery" }))
+            .send()
+            .await,
+    )
+    .await;
+    login.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}, not after the driver's own 60 s",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn the_api_documents_itself() {
     let app = app(Backend::Memory).await;
