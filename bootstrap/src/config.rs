@@ -34,6 +34,9 @@ pub const VARIABLES: &[&str] = &[
     "SITE_DIR",
 ];
 
+/// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
+pub const LOG_FILTER_VARIABLE: &str = "RUST_LOG";
+
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 

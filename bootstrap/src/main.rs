@@ -44,7 +44,8 @@ async fn serve() -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env(latchkey_bootstrap::config::LOG_FILTER_VARIABLE)
+                .unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
     let config = Config::from_env()?;
