@@ -8,7 +8,7 @@
 #   4. runs the tests crate with MONGODB_URI unset, so every MongoDB suite starts its servers
 #      through testcontainers, and reports how many containers were started and removed.
 # On a machine with Docker and registry access none of this is needed: `cargo test` pulls the
-# official mongo image by itself (see the README).
+# official mongo image by itself (see docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
