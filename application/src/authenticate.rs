@@ -49,7 +49,9 @@ mod tests {
         }
     }
 
-    fn with_session(session: Option<SessionRecord>) -> Result<AccessClaims, AuthenticateError> {
+    async fn with_session(
+        session: Option<SessionRecord>,
+    ) -> Result<AccessClaims, AuthenticateError> {
         let mut mocks = Mocks::new();
         mocks
             .access_tokens
@@ -62,52 +64,47 @@ mod tests {
             .withf(|id| *id == family(7))
             .times(1)
             .returning(move |_| Ok(session.clone()));
-        block_on(mocks.service().authenticate("valid.jwt"))
+        mocks.service().authenticate("valid.jwt").await
     }
 
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    #[test]
-    fn a_valid_token_of_a_live_session_is_accepted() {
+    #[tokio::test]
+    async fn a_valid_token_of_a_live_session_is_accepted() {
         assert_eq!(
-            with_session(Some(active_session(&user(1), 7))).unwrap(),
+            with_session(Some(active_session(&user(1), 7)))
+                .await
+                .unwrap(),
             claims()
         );
     }
 
-    #[test]
-    fn a_token_of_a_revoked_session_is_refused() {
+    #[tokio::test]
+    async fn a_token_of_a_revoked_session_is_refused() {
         let mut session = active_session(&user(1), 7);
         session.revoked_at = Some(t0() - chrono::Duration::seconds(1));
         assert!(matches!(
-            with_session(Some(session)),
+            with_session(Some(session)).await,
             Err(AuthenticateError::SessionEnded)
         ));
     }
 
-    #[test]
-    fn a_token_past_its_sessions_absolute_end_is_refused() {
+    #[tokio::test]
+    async fn a_token_past_its_sessions_absolute_end_is_refused() {
         let mut session = active_session(&user(1), 7);
         session.expires_at = t0();
         assert!(matches!(
-            with_session(Some(session)),
+            with_session(Some(session)).await,
             Err(AuthenticateError::SessionEnded)
         ));
     }
 
-    #[test]
-    fn a_token_whose_session_is_unknown_or_someone_elses_is_refused() {
+    #[tokio::test]
+    async fn a_token_whose_session_is_unknown_or_someone_elses_is_refused() {
         assert!(matches!(
-            with_session(None),
+            with_session(None).await,
             Err(AuthenticateError::SessionEnded)
         ));
         assert!(matches!(
-            with_session(Some(active_session(&user(2), 7))),
+            with_session(Some(active_session(&user(2), 7))).await,
             Err(AuthenticateError::SessionEnded)
         ));
     }

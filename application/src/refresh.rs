@@ -402,6 +402,13 @@ mod tests {
         assert!(mocks.service().refresh(command()).await.is_ok());
     }
 
+    fn without_grace(mocks: Mocks) -> AuthService {
+        mocks.service_with(SessionPolicy {
+            reuse_grace: Duration::zero(),
+            ..SessionPolicy::default()
+        })
+    }
+
     #[tokio::test]
     async fn a_rotation_stamped_after_this_requests_clock_is_no_grace_when_there_is_none() {
         let mut mocks = Mocks::new();
@@ -418,11 +425,7 @@ mod tests {
             .refresh_tokens
             .expect_mark_rotated()
             .returning(|_, _| Ok(false));
-        let service = mocks.service_with(SessionPolicy {
-            reuse_grace: Duration::zero(),
-            ..SessionPolicy::default()
-        });
-        let err = service.refresh(command()).await.unwrap_err();
+        let err = without_grace(mocks).refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
 
@@ -430,11 +433,7 @@ mod tests {
     async fn losing_the_rotation_race_without_a_grace_window_is_invalid() {
         let mut mocks = Mocks::new();
         race_lost_to(&mut mocks);
-        let service = mocks.service_with(SessionPolicy {
-            reuse_grace: Duration::zero(),
-            ..SessionPolicy::default()
-        });
-        let err = service.refresh(command()).await.unwrap_err();
+        let err = without_grace(mocks).refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
 

@@ -227,28 +227,41 @@ async fn rotation_succeeds_once_and_records_when(stores: Stores) {
     assert_eq!(stored.rotated_at, Some(at));
 }
 
+/// Runs `attempts` calls released together on the multi-threaded runtime, so they really run at
+/// once (the in-memory store never yields; on one thread they would simply take turns), and
+/// counts those that report a win.
+async fn winners_of_simultaneous<F, Fut>(attempts: usize, attempt: F) -> usize
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(attempts));
+    let running = (0..attempts).map(|_| {
+        let (start, call) = (start.clone(), attempt());
+        tokio::spawn(async move {
+            start.wait().await;
+            call.await
+        })
+    });
+    futures::future::join_all(running)
+        .await
+        .into_iter()
+        .filter(|won| *won.as_ref().unwrap())
+        .count()
+}
+
 async fn concurrent_rotations_of_one_token_have_exactly_one_winner(stores: Stores) {
     let owner = new_user("ann@example.com");
     let (secret, record) = new_token(&owner, new_family());
     stores.tokens.insert(&record).await.unwrap();
 
-    // All attempts are released together on a multi-threaded runtime, so they really run at
-    // once (the in-memory store never yields; on one thread they would simply take turns).
     let hash = secret.hash();
-    let start = Arc::new(tokio::sync::Barrier::new(16));
-    let attempts = (0..16).map(|_| {
-        let tokens = stores.tokens.clone();
-        let start = start.clone();
-        tokio::spawn(async move {
-            start.wait().await;
-            tokens.mark_rotated(&hash, now()).await.unwrap()
-        })
-    });
-    let winners = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .filter(|won| *won.as_ref().unwrap())
-        .count();
+    let tokens = stores.tokens.clone();
+    let winners = winners_of_simultaneous(16, move || {
+        let tokens = tokens.clone();
+        async move { tokens.mark_rotated(&hash, now()).await.unwrap() }
+    })
+    .await;
 
     assert_eq!(winners, 1);
 }
@@ -306,20 +319,12 @@ async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: S
     let owner = new_user("ann@example.com");
     let session = new_session(&owner);
     stores.sessions.insert(&session).await.unwrap();
-    let start = Arc::new(tokio::sync::Barrier::new(8));
-    let attempts = (0..8).map(|_| {
-        let sessions = stores.sessions.clone();
-        let start = start.clone();
-        tokio::spawn(async move {
-            start.wait().await;
-            sessions.revoke(session.id, now()).await.unwrap()
-        })
-    });
-    let winners = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .filter(|won| *won.as_ref().unwrap())
-        .count();
+    let sessions = stores.sessions.clone();
+    let winners = winners_of_simultaneous(8, move || {
+        let sessions = sessions.clone();
+        async move { sessions.revoke(session.id, now()).await.unwrap() }
+    })
+    .await;
     assert_eq!(winners, 1);
 }
 

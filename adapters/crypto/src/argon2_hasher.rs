@@ -494,15 +494,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once_instead_of_waiting() {
         let hasher = Arc::new(slow(1, 1));
-        let hash = hasher.dummy_hash();
-        let mut waiting = Vec::new();
-        for _ in 0..4 {
-            let (hasher, hash) = (hasher.clone(), hash.clone());
-            waiting.push(tokio::spawn(async move {
-                hasher.verify(&password("guess"), &hash).await
-            }));
+        let mut results = Vec::new();
+        for request in spawn_verifies(&hasher, 4) {
+            results.push(request.await.unwrap());
         }
-        let results: Vec<_> = futures_join(waiting).await;
         let refused = results
             .iter()
             .filter(|r| matches!(r, Err(HashingError::Overloaded)))
@@ -517,14 +512,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn abandoned_requests_never_run_more_hashes_than_there_are_workers() {
         let hasher = Arc::new(slow(2, 64));
-        let hash = hasher.dummy_hash();
-        let mut requests = Vec::new();
-        for _ in 0..40 {
-            let (hasher, hash) = (hasher.clone(), hash.clone());
-            requests.push(tokio::spawn(async move {
-                hasher.verify(&password("guess"), &hash).await
-            }));
-        }
+        let requests = spawn_verifies(&hasher, 40);
         // Every client hangs up while its login waits (a dropped connection drops the future).
         tokio::time::sleep(Duration::from_millis(50)).await;
         for request in &requests {
@@ -539,12 +527,21 @@ mod tests {
         assert!(stats.completed < 40, "{stats:?}");
     }
 
-    async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
-        let mut out = Vec::new();
-        for handle in handles {
-            out.push(handle.await.unwrap());
-        }
-        out
+    /// `count` logins verifying a wrong password against the dummy hash, each its own task.
+    fn spawn_verifies(
+        hasher: &Arc<Argon2Hasher>,
+        count: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<bool, HashingError>>> {
+        (0..count)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher
+                        .verify(&password("guess"), &hasher.dummy_hash())
+                        .await
+                })
+            })
+            .collect()
     }
 
     #[test]

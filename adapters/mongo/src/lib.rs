@@ -92,66 +92,20 @@ impl MongoStore {
     /// Creates every index the repositories rely on. Idempotent: safe on every start.
     pub async fn ensure_indexes(&self) -> Result<(), MongoSetupError> {
         let fail = |e: mongodb::error::Error| MongoSetupError::Indexes(e.to_string());
+        let unique_email = IndexOptions::builder()
+            .name("email_normalized_unique".to_owned())
+            .unique(true)
+            .build();
         self.users_collection()
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "email_normalized": 1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name("email_normalized_unique".to_owned())
-                            .unique(true)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .create_index(index("email_normalized", unique_email))
             .await
             .map_err(fail)?;
-        let tokens = self.tokens_collection();
-        tokens
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "expires_at": 1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name("expires_at_ttl".to_owned())
-                            .expire_after(Duration::ZERO)
-                            .build(),
-                    )
-                    .build(),
-            )
+        self.tokens_collection()
+            .create_indexes([expiry_ttl(), index("family_id", named("family_id"))])
             .await
             .map_err(fail)?;
-        tokens
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "family_id": 1 })
-                    .options(IndexOptions::builder().name("family_id".to_owned()).build())
-                    .build(),
-            )
-            .await
-            .map_err(fail)?;
-        let sessions = self.sessions_collection();
-        sessions
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "expires_at": 1 })
-                    .options(
-                        IndexOptions::builder()
-                            .name("expires_at_ttl".to_owned())
-                            .expire_after(Duration::ZERO)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .await
-            .map_err(fail)?;
-        sessions
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "user_id": 1 })
-                    .options(IndexOptions::builder().name("user_id".to_owned()).build())
-                    .build(),
-            )
+        self.sessions_collection()
+            .create_indexes([expiry_ttl(), index("user_id", named("user_id"))])
             .await
             .map_err(fail)?;
         Ok(())
@@ -199,6 +153,27 @@ impl MongoStore {
     fn sessions_collection(&self) -> Collection<SessionDocument> {
         self.collection(SESSIONS)
     }
+}
+
+/// An ascending index on `field`.
+fn index(field: &str, options: IndexOptions) -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { field: 1 })
+        .options(options)
+        .build()
+}
+
+fn named(name: &str) -> IndexOptions {
+    IndexOptions::builder().name(name.to_owned()).build()
+}
+
+/// Removes a document once its `expires_at` has passed.
+fn expiry_ttl() -> IndexModel {
+    let options = IndexOptions::builder()
+        .name("expires_at_ttl".to_owned())
+        .expire_after(Duration::ZERO)
+        .build();
+    index("expires_at", options)
 }
 
 fn store_error(e: mongodb::error::Error) -> StoreError {
