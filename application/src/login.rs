@@ -1,4 +1,4 @@
-use crate::{tokens::IssueError, AuthService, TokenPair};
+use crate::{AuthService, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
     EmailAddress, EmailError, FamilyId, Password, PasswordError, RefreshTokenSecret, SessionRecord,
@@ -12,9 +12,9 @@ pub struct LoginCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("invalid email: {0}")]
+    #[error(transparent)]
     InvalidEmail(#[from] EmailError),
-    #[error("invalid password: {0}")]
+    #[error(transparent)]
     InvalidPassword(#[from] PasswordError),
     /// Deliberately one variant for "no such user" and "wrong password".
     #[error("invalid email or password")]
@@ -25,19 +25,6 @@ pub enum LoginError {
     Hashing(#[from] HashingError),
     #[error(transparent)]
     Signing(#[from] TokenSigningError),
-}
-
-impl From<IssueError> for LoginError {
-    fn from(e: IssueError) -> Self {
-        match e {
-            IssueError::Store(e) => Self::Store(e),
-            IssueError::Signing(e) => Self::Signing(e),
-            // 256 random bits colliding with a stored token: not a case worth a variant.
-            IssueError::AlreadyExchanged => Self::Store(StoreError(
-                "a new refresh token collided with a stored one".into(),
-            )),
-        }
-    }
 }
 
 impl AuthService {
@@ -72,7 +59,17 @@ impl AuthService {
         };
         self.ports.sessions.insert(&session).await?;
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
-        let tokens = self.issue_tokens(&user, &session, refresh_token).await?;
+        let tokens = self
+            .issue_tokens(&user, &session, refresh_token)
+            .await
+            // 256 random bits colliding with a stored token: not a case worth a variant.
+            .map_err(|e| {
+                e.into_error(|| {
+                    LoginError::Store(StoreError(
+                        "a new refresh token collided with a stored one".into(),
+                    ))
+                })
+            })?;
         tracing::info!(user_id = %user.id, session = %session.id, "user logged in");
         Ok(tokens)
     }

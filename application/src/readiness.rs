@@ -1,14 +1,10 @@
 use crate::AuthService;
 use latchkey_domain::ports::StoreError;
 
-#[derive(Debug, thiserror::Error)]
-#[error("not ready: {0}")]
-pub struct NotReady(#[from] pub StoreError);
-
 impl AuthService {
     /// Ready means the store answers; the rest of the service has no external dependency.
-    pub async fn check_ready(&self) -> Result<(), NotReady> {
-        Ok(self.ports.users.ping().await?)
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        self.ports.users.ping().await
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::{tokens::IssueError, AuthService, TokenPair};
+use crate::{AuthService, TokenPair};
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
@@ -14,25 +14,15 @@ pub struct RefreshCommand {
 pub enum RefreshError {
     /// Unknown or expired token, or its session has ended (logout, revocation, absolute
     /// lifetime), or it lost a rotation race with no grace window configured.
-    #[error("refresh token is invalid or expired")]
+    #[error("refresh token is invalid, expired or already used; log in again")]
     InvalidToken,
     /// A rotated token came back after the grace window: assume theft, end the session.
-    #[error("refresh token was already used; the session has been revoked")]
+    #[error("refresh token was already used; the session has been revoked, log in again")]
     ReuseDetected,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Signing(#[from] TokenSigningError),
-}
-
-impl From<IssueError> for RefreshError {
-    fn from(e: IssueError) -> Self {
-        match e {
-            IssueError::Store(e) => Self::Store(e),
-            IssueError::Signing(e) => Self::Signing(e),
-            IssueError::AlreadyExchanged => Self::InvalidToken,
-        }
-    }
 }
 
 impl AuthService {
@@ -143,7 +133,9 @@ impl AuthService {
             return Err(RefreshError::InvalidToken);
         };
         let successor = self.ports.successors.successor(presented);
-        Ok(self.issue_tokens(&user, session, successor).await?)
+        self.issue_tokens(&user, session, successor)
+            .await
+            .map_err(|e| e.into_error(|| RefreshError::InvalidToken))
     }
 }
 

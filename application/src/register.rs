@@ -12,9 +12,9 @@ pub struct RegisterCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
-    #[error("invalid email: {0}")]
+    #[error(transparent)]
     InvalidEmail(#[from] EmailError),
-    #[error("weak password: {0}")]
+    #[error(transparent)]
     WeakPassword(#[from] PasswordError),
     #[error("a user with this email already exists")]
     EmailTaken,
@@ -84,7 +84,7 @@ mod tests {
 
         let user = mocks
             .service()
-            .register(command("  Ann@Example.com ", "long enough password"))
+            .register(command("Ann@Example.com", "long enough password"))
             .await
             .unwrap();
 

@@ -25,6 +25,21 @@ pub(crate) enum IssueError {
     AlreadyExchanged,
 }
 
+impl IssueError {
+    /// The one conversion into a use case's error; only what an already exchanged token means
+    /// differs between use cases.
+    pub(crate) fn into_error<E>(self, already_exchanged: impl FnOnce() -> E) -> E
+    where
+        E: From<StoreError> + From<TokenSigningError>,
+    {
+        match self {
+            Self::Store(e) => e.into(),
+            Self::Signing(e) => e.into(),
+            Self::AlreadyExchanged => already_exchanged(),
+        }
+    }
+}
+
 impl AuthService {
     /// Stores `refresh_token` in `session` and signs an access token for it. Neither outlives
     /// the session's absolute end.

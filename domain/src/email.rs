@@ -2,7 +2,7 @@ use std::fmt;
 
 /// A syntactically valid email address.
 ///
-/// Keeps the address as the user typed it (trimmed) for display, and a lower-cased form used
+/// Keeps the address as the user typed it for display, and a lower-cased form used
 /// for uniqueness and look-ups, so `Ann@Example.com` and `ann@example.com` are one account.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress {
@@ -16,39 +16,36 @@ pub enum EmailError {
     Empty,
     #[error("email must be at most {max} characters")]
     TooLong { max: usize },
-    #[error("email must look like name@example.com")]
+    #[error("email must look like name@example.com (ASCII letters, digits and the usual punctuation, no spaces)")]
     Malformed,
 }
 
 impl EmailAddress {
     /// RFC 5321 caps a forward path at 256 octets including the angle brackets.
     pub const MAX_LEN: usize = 254;
+    /// RFC 5321 §4.5.3.1.1.
+    const MAX_LOCAL_LEN: usize = 64;
+    /// RFC 1035 §2.3.4.
+    const MAX_LABEL_LEN: usize = 63;
 
+    /// Accepts the common, unquoted form: an RFC 5322 dot-atom, `@`, and a host name of at
+    /// least two labels. Every address accepted here is also a valid JSON Schema `email`, so the
+    /// OpenAPI document's `format: email` never promises more than the server takes. Quoted local
+    /// parts, address literals and IDN A-labels (`xn--`) are refused; nothing is trimmed.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if raw.is_empty() {
             return Err(EmailError::Empty);
         }
-        if trimmed.len() > Self::MAX_LEN {
+        if raw.len() > Self::MAX_LEN {
             return Err(EmailError::TooLong { max: Self::MAX_LEN });
         }
-        let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Malformed)?;
-        let local_ok = !local.is_empty() && local.len() <= 64 && !local.contains('@');
-        let domain_ok = !domain.is_empty()
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-            && domain
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
-        let no_space_or_control = !trimmed.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !(local_ok && domain_ok && no_space_or_control) {
+        let (local, domain) = raw.split_once('@').ok_or(EmailError::Malformed)?;
+        if !(is_dot_atom(local) && local.len() <= Self::MAX_LOCAL_LEN && is_host_name(domain)) {
             return Err(EmailError::Malformed);
         }
         Ok(Self {
-            display: trimmed.to_owned(),
-            normalized: trimmed.to_lowercase(),
+            display: raw.to_owned(),
+            normalized: raw.to_lowercase(),
         })
     }
 
@@ -70,6 +67,36 @@ impl EmailAddress {
     }
 }
 
+/// RFC 5322 `atext`.
+fn is_atom_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+fn is_dot_atom(local: &str) -> bool {
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atom_char))
+}
+
+fn is_host_name(domain: &str) -> bool {
+    let mut labels = 0;
+    for label in domain.split('.') {
+        labels += 1;
+        let bytes = label.as_bytes();
+        let well_formed = !label.is_empty()
+            && label.len() <= EmailAddress::MAX_LABEL_LEN
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            // RFC 5891 §4.2.3.1: `ab--` is reserved for IDN A-labels, which we do not decode.
+            && bytes.get(2..4) != Some(b"--");
+        if !well_formed {
+            return false;
+        }
+    }
+    labels >= 2
+}
+
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display)
@@ -87,10 +114,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_trims_and_normalizes_case_for_comparison() {
-        let email = EmailAddress::parse("  Ann.Lee@Example.COM \n").unwrap();
+    fn parse_keeps_the_address_as_typed_and_normalizes_case_for_comparison() {
+        let email = EmailAddress::parse("Ann.Lee@Example.COM").unwrap();
         assert_eq!(email.as_str(), "Ann.Lee@Example.COM");
         assert_eq!(email.normalized(), "ann.lee@example.com");
+    }
+
+    #[test]
+    fn parse_accepts_the_unquoted_forms_people_use() {
+        for good in [
+            "a@b.co",
+            "first.last+tag@mail.example.org",
+            "o'brien@example.ie",
+            "x!#$%&'*+-/=?^_`{|}~@a-b.c-d",
+            "a@0.0",
+            "a@abc--d.example",
+        ] {
+            assert!(EmailAddress::parse(good).is_ok(), "{good}");
+        }
+        let longest_local = format!("{}@example.com", "a".repeat(64));
+        assert!(EmailAddress::parse(&longest_local).is_ok());
+        let label = "b".repeat(63);
+        let longest = format!("a@{label}.{label}.{label}.{}", "c".repeat(60));
+        assert_eq!(longest.len(), 254);
+        assert!(EmailAddress::parse(&longest).is_ok());
     }
 
     #[test]
@@ -112,6 +159,21 @@ mod tests {
             "ann lee@example.com",
             "ann@exa mple.com",
             "ann@example.com.",
+            " ann@example.com",
+            "ann@example.com\n",
+            "ann@b@example.com",
+            ".ann@example.com",
+            "ann.@example.com",
+            "an..n@example.com",
+            "\"ann\"@example.com",
+            "ann(x)@example.com",
+            "ä@example.com",
+            "ann@exämple.com",
+            "ann@[127.0.0.1]",
+            "ann@-example.com",
+            "ann@example-.com",
+            "ann@ex_ample.com",
+            "ann@xn--bcher-kva.example",
         ] {
             assert_eq!(
                 EmailAddress::parse(bad),
@@ -123,7 +185,11 @@ mod tests {
 
     #[test]
     fn parse_rejects_empty_and_overlong_addresses() {
-        assert_eq!(EmailAddress::parse("   "), Err(EmailError::Empty));
+        assert_eq!(EmailAddress::parse(""), Err(EmailError::Empty));
+        let local = format!("{}@example.com", "a".repeat(65));
+        assert_eq!(EmailAddress::parse(&local), Err(EmailError::Malformed));
+        let label = format!("a@{}.com", "b".repeat(64));
+        assert_eq!(EmailAddress::parse(&label), Err(EmailError::Malformed));
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(
             EmailAddress::parse(&long),

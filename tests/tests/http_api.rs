@@ -17,8 +17,12 @@ async fn app(backend: Backend) -> TestApp {
 async fn a_user_registers_logs_in_refreshes_and_logs_out(backend: Backend) {
     let app = app(backend).await;
 
+    // The API takes the address exactly as sent (the site trims what people type).
+    app.register(" Ann@Example.com", "correct horse battery")
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email");
     let registered = app
-        .register("  Ann@Example.com ", "correct horse battery")
+        .register("Ann@Example.com", "correct horse battery")
         .await;
     assert_eq!(
         registered.status,
@@ -449,7 +453,7 @@ async fn a_duplicate_email_in_any_case_is_a_conflict(backend: Backend) {
             .status,
         StatusCode::CREATED
     );
-    app.register(" ANN@example.com", "another password")
+    app.register("ANN@Example.com", "another password")
         .await
         .assert_error(StatusCode::CONFLICT, "email_taken");
     // The first account still logs in with its own password.
@@ -495,7 +499,22 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
         )
         .await;
     wrong_type.assert_error(StatusCode::BAD_REQUEST, "bad_request");
-    assert!(wrong_type.str("message").contains("Credentials"));
+    assert!(wrong_type.str("message").contains("NewAccount"));
+
+    // The document says `additionalProperties: false`; the server agrees.
+    let unknown_field = app
+        .post(
+            "/api/auth/login",
+            json!({ "email": "ann@example.com", "password": "x", "passwrod": "x" }),
+        )
+        .await;
+    unknown_field.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(unknown_field.str("message").contains("passwrod"));
+
+    // A number is not a string, even where a string would be accepted.
+    app.post("/api/auth/refresh", json!({ "refresh_token": 12345 }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
 
     let missing_field = app
         .post("/api/auth/login", json!({ "email": "ann@example.com" }))
@@ -522,8 +541,21 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
             .await,
     )
     .await;
-    assert!(wrong_media_type.status.is_client_error());
-    assert!(wrong_media_type.body["error"].is_string());
+    wrong_media_type.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+
+    // RFC 9110: a 405 lists what the resource does answer.
+    let trace = Reply::from(
+        app.client
+            .request(poem::http::Method::TRACE, "/api/users/me")
+            .send()
+            .await,
+    )
+    .await;
+    trace.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(trace.header("allow"), Some("GET, HEAD"));
+    let get_login = app.get("/api/auth/login", None).await;
+    get_login.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(get_login.header("allow"), Some("POST"));
 
     let oversized = app
         .post(

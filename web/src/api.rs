@@ -235,7 +235,7 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
 
 pub async fn register_and_login(email: String, password: String) -> Result<(), String> {
     client(None)
-        .register(&types::Credentials {
+        .register(&types::NewAccount {
             email: email.clone(),
             password: password.clone(),
         })

@@ -50,7 +50,9 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
         {
             busy.set(true);
             error.set(None);
-            let (email_value, password_value) = ((*email.get()).clone(), (*password.get()).clone());
+            // Keyboards add spaces around addresses; the API takes an address exactly as sent.
+            let (email_value, password_value) =
+                (email.get().trim().to_owned(), (*password.get()).clone());
             spawn_local_scoped(cx, async move {
                 let outcome = match kind {
                     FormKind::Login => crate::api::login(email_value, password_value).await,

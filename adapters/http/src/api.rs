@@ -1,8 +1,11 @@
 use crate::{
     body_limit::limit_body,
-    error::framework_error_to_json,
-    views::{Credentials, HealthView, RefreshRequest, SessionView, TokenPairView, UserView},
-    ApiError, BearerAuth,
+    contract::{add_allow, AllowTable},
+    error::{framework_error_to_json, narrow},
+    views::{
+        Credentials, HealthView, NewAccount, RefreshRequest, SessionView, TokenPairView, UserView,
+    },
+    ApiError, BearerAuth, ErrorBody,
 };
 use latchkey_application::{
     AuthService, LoginCommand, LogoutCommand, RefreshCommand, RegisterCommand,
@@ -43,56 +46,291 @@ enum ApiTags {
 /// Tokens must never be cached by browsers or proxies (RFC 6749 §5.1).
 const NO_STORE: &str = "no-store";
 
+// One response enum per operation (as in poem's `users-crud` example): each lists exactly the
+// statuses its operation answers and, in its description, the error codes behind each.
+// `narrow!` fills them from the one `ApiError` mapping.
+
 #[derive(ApiResponse)]
+#[oai(bad_request_handler = "RegisterResponse::from_framework")]
 enum RegisterResponse {
     /// The account was created.
     #[oai(status = 201)]
     Created(Json<UserView>),
+    /// `bad_request`: the body is not JSON, a field is missing or not a string, or a field is not
+    /// part of the schema.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `request_timeout`: the body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `email_taken`: an account with this email (in any letter case) exists.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// `payload_too_large`: the body is larger than the server accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `invalid_email`: the email breaks the schema's rules; `weak_password`: the password is
+    /// shorter or longer than allowed. The message names the rule.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer; `server_busy`: too many
+    /// passwords are being hashed, retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
 }
+narrow!(RegisterResponse {
+    BadRequest,
+    RequestTimeout,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    Internal,
+    Unavailable
+});
 
 #[derive(ApiResponse)]
-enum TokenResponse {
-    /// A new access token and refresh token.
+#[oai(bad_request_handler = "LoginResponse::from_framework")]
+enum LoginResponse {
+    /// A new session: an access token and a refresh token.
     #[oai(status = 200)]
     Issued(Json<TokenPairView>, #[oai(header = "Cache-Control")] String),
+    /// `bad_request`: the body is not JSON, a field is missing or not a string, or a field is not
+    /// part of the schema.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `invalid_credentials`: no account has this email and password (which one is wrong is
+    /// deliberately not said).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `request_timeout`: the body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`: the body is larger than the server accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `invalid_email`: the email breaks the schema's rules; `invalid_password`: the password is
+    /// longer than allowed.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer; `server_busy`: too many
+    /// passwords are being checked, retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(LoginResponse {
+    BadRequest,
+    Unauthorized,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    Internal,
+    Unavailable
+});
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "RefreshResponse::from_framework")]
+enum RefreshResponse {
+    /// The next token pair of the session. The presented refresh token is spent.
+    #[oai(status = 200)]
+    Issued(Json<TokenPairView>, #[oai(header = "Cache-Control")] String),
+    /// `bad_request`: the body is not JSON, the field is missing or not a string, or a field is
+    /// not part of the schema.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `invalid_refresh_token`: unknown, expired, already exchanged, or its session has ended;
+    /// `refresh_token_reused`: a spent token came back after the grace period, so the session
+    /// was ended. Either way: log in again.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `request_timeout`: the body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`: the body is larger than the server accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer; the token is still usable.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(RefreshResponse {
+    BadRequest,
+    Unauthorized,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Internal,
+    Unavailable
+});
+
+impl LoginResponse {
+    fn issued(pair: latchkey_application::TokenPair) -> Self {
+        Self::Issued(Json(pair.into()), NO_STORE.to_owned())
+    }
 }
 
-impl TokenResponse {
+impl RefreshResponse {
     fn issued(pair: latchkey_application::TokenPair) -> Self {
         Self::Issued(Json(pair.into()), NO_STORE.to_owned())
     }
 }
 
 #[derive(ApiResponse)]
+#[oai(bad_request_handler = "LogoutResponse::from_framework")]
 enum LogoutResponse {
-    /// The session is over; none of its tokens work any more.
+    /// The session is over (or the token was unknown): none of its tokens work any more.
     #[oai(status = 204)]
     LoggedOut,
+    /// `bad_request`: the body is not JSON, the field is missing or not a string, or a field is
+    /// not part of the schema.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `request_timeout`: the body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`: the body is larger than the server accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer; the session goes on, retry.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(LogoutResponse {
+    BadRequest,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Internal,
+    Unavailable
+});
+
+/// What a bearer-protected read answers besides its success.
+macro_rules! bearer_read_response {
+    ($(#[$doc:meta])* $name:ident { $(#[$ok_doc:meta])* $ok:ident($body:ty) }) => {
+        $(#[$doc])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::from_framework")]
+        enum $name {
+            $(#[$ok_doc])*
+            #[oai(status = 200)]
+            $ok(Json<$body>),
+            /// `missing_token`: no `Authorization: Bearer` header; `invalid_token`: the access
+            /// token is malformed, expired, or its session or account has ended. Refresh, or
+            /// log in again.
+            #[oai(status = 401)]
+            Unauthorized(
+                Json<ErrorBody>,
+                #[oai(header = "WWW-Authenticate")] String,
+            ),
+            /// `internal_error`: an unexpected fault; the details are in the server log.
+            #[oai(status = 500)]
+            Internal(Json<ErrorBody>),
+            /// `service_unavailable`: the data store does not answer.
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[oai(header = "Retry-After")] Option<String>,
+            ),
+        }
+        narrow!($name { Unauthorized, Internal, Unavailable });
+    };
 }
 
-#[derive(ApiResponse)]
-enum UserResponse {
-    #[oai(status = 200)]
-    Found(Json<UserView>),
-}
+bearer_read_response!(UserResponse {
+    /// The signed-in user.
+    Found(UserView)
+});
+
+bearer_read_response!(SessionResponse {
+    /// The session of the presented access token.
+    Current(SessionView)
+});
 
 #[derive(ApiResponse)]
-enum SessionResponse {
-    #[oai(status = 200)]
-    Current(Json<SessionView>),
-}
-
-#[derive(ApiResponse)]
-enum HealthResponse {
+#[oai(bad_request_handler = "LiveResponse::from_framework")]
+enum LiveResponse {
+    /// The process is up.
     #[oai(status = 200)]
     Ok(Json<HealthView>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+narrow!(LiveResponse { Internal });
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "ReadyResponse::from_framework")]
+enum ReadyResponse {
+    /// The data store answers.
+    #[oai(status = 200)]
+    Ok(Json<HealthView>),
+    /// `internal_error`: an unexpected fault; the details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(ReadyResponse {
+    Internal,
+    Unavailable
+});
+
+fn health_ok() -> Json<HealthView> {
+    Json(HealthView {
+        status: "ok".into(),
+    })
 }
 
-impl HealthResponse {
-    fn ok() -> Self {
-        Self::Ok(Json(HealthView {
-            status: "ok".into(),
-        }))
+/// The success of `result` as `ok` builds it, or its error narrowed to `R`.
+fn respond<T, E, R>(result: Result<T, E>, ok: impl FnOnce(T) -> R) -> R
+where
+    ApiError: From<E>,
+    R: From<ApiError>,
+{
+    match result {
+        Ok(value) => ok(value),
+        Err(e) => ApiError::from(e).into(),
     }
 }
 
@@ -105,25 +343,27 @@ impl AuthApi {
     async fn register(
         &self,
         service: Data<&AuthService>,
-        body: Json<Credentials>,
-    ) -> Result<RegisterResponse, ApiError> {
-        let Json(Credentials { email, password }) = body;
-        let user = service
-            .register(RegisterCommand { email, password })
-            .await?;
-        Ok(RegisterResponse::Created(Json(user.into())))
+        body: Json<NewAccount>,
+    ) -> RegisterResponse {
+        let Json(NewAccount { email, password }) = body;
+        let command = RegisterCommand {
+            email: email.0,
+            password: password.0,
+        };
+        respond(service.register(command).await, |user| {
+            RegisterResponse::Created(Json(user.into()))
+        })
     }
 
     /// Log in with email and password; starts a new session.
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(
-        &self,
-        service: Data<&AuthService>,
-        body: Json<Credentials>,
-    ) -> Result<TokenResponse, ApiError> {
+    async fn login(&self, service: Data<&AuthService>, body: Json<Credentials>) -> LoginResponse {
         let Json(Credentials { email, password }) = body;
-        let pair = service.login(LoginCommand { email, password }).await?;
-        Ok(TokenResponse::issued(pair))
+        let command = LoginCommand {
+            email: email.0,
+            password: password.0,
+        };
+        respond(service.login(command).await, LoginResponse::issued)
     }
 
     /// Exchange a refresh token for a new pair. The presented token stops working.
@@ -132,20 +372,17 @@ impl AuthApi {
         &self,
         service: Data<&AuthService>,
         body: Json<RefreshRequest>,
-    ) -> Result<TokenResponse, ApiError> {
-        let pair = service
-            .refresh(RefreshCommand {
-                refresh_token: body.0.refresh_token,
-            })
-            .await?;
-        Ok(TokenResponse::issued(pair))
+    ) -> RefreshResponse {
+        let command = RefreshCommand {
+            refresh_token: body.0.refresh_token.0,
+        };
+        respond(service.refresh(command).await, RefreshResponse::issued)
     }
 
     /// The session the presented access token belongs to.
     #[oai(path = "/session", method = "get", operation_id = "getSession")]
-    async fn session(&self, auth: BearerAuth) -> Result<SessionResponse, ApiError> {
-        // Declared fallible so the document lists the 401 the bearer check can answer.
-        Ok(SessionResponse::Current(Json(auth.0.into())))
+    async fn session(&self, auth: BearerAuth) -> SessionResponse {
+        SessionResponse::Current(Json(auth.0.into()))
     }
 
     /// End the session a refresh token belongs to.
@@ -158,13 +395,13 @@ impl AuthApi {
         &self,
         service: Data<&AuthService>,
         body: Json<RefreshRequest>,
-    ) -> Result<LogoutResponse, ApiError> {
-        service
-            .logout(LogoutCommand {
-                refresh_token: body.0.refresh_token,
-            })
-            .await?;
-        Ok(LogoutResponse::LoggedOut)
+    ) -> LogoutResponse {
+        let command = LogoutCommand {
+            refresh_token: body.0.refresh_token.0,
+        };
+        respond(service.logout(command).await, |()| {
+            LogoutResponse::LoggedOut
+        })
     }
 }
 
@@ -174,13 +411,10 @@ struct UsersApi;
 impl UsersApi {
     /// The user the access token belongs to.
     #[oai(path = "/me", method = "get", operation_id = "getCurrentUser")]
-    async fn me(
-        &self,
-        service: Data<&AuthService>,
-        auth: BearerAuth,
-    ) -> Result<UserResponse, ApiError> {
-        let user = service.current_user(auth.0.subject).await?;
-        Ok(UserResponse::Found(Json(user.into())))
+    async fn me(&self, service: Data<&AuthService>, auth: BearerAuth) -> UserResponse {
+        respond(service.current_user(auth.0.subject).await, |user| {
+            UserResponse::Found(Json(user.into()))
+        })
     }
 }
 
@@ -190,15 +424,16 @@ struct HealthApi;
 impl HealthApi {
     /// The process is up.
     #[oai(path = "/live", method = "get", operation_id = "live")]
-    async fn live(&self) -> HealthResponse {
-        HealthResponse::ok()
+    async fn live(&self) -> LiveResponse {
+        LiveResponse::Ok(health_ok())
     }
 
     /// The process can serve requests: its data store answers.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self, service: Data<&AuthService>) -> Result<HealthResponse, ApiError> {
-        service.check_ready().await?;
-        Ok(HealthResponse::ok())
+    async fn ready(&self, service: Data<&AuthService>) -> ReadyResponse {
+        respond(service.check_ready().await, |()| {
+            ReadyResponse::Ok(health_ok())
+        })
     }
 }
 
@@ -212,12 +447,15 @@ fn api_service() -> ApiService {
         env!("CARGO_PKG_VERSION"),
     )
     .description("Email and password authentication with short-lived JWT access tokens and rotating refresh tokens.")
-    .server("/api")
+    .server(API_PREFIX)
 }
 
-/// The OpenAPI document as committed in `openapi/openapi.json`.
+/// Where the API is mounted; the document's `servers` entry.
+const API_PREFIX: &str = "/api";
+
+/// The OpenAPI document as served at `/api/openapi.json` and committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
-    api_service().spec()
+    crate::contract::refine(&api_service().spec())
 }
 
 /// Everything under `/api`, with JSON errors, body limits and request tracing. `site` is
@@ -229,12 +467,21 @@ pub fn routes(
     site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
+    let document = openapi_json();
+    let allow = AllowTable::from_document(&document, API_PREFIX);
     let max_body_bytes = settings.max_body_bytes;
     let body_read_timeout = settings.body_read_timeout;
     let mut root = Route::new()
-        .at("/api/openapi.json", api.spec_endpoint())
+        .at(
+            "/api/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(document.clone())
+            })),
+        )
         .nest("/api/docs", api.swagger_ui())
-        .nest("/api", api);
+        .nest(API_PREFIX, api);
     if let Some(site) = site {
         root = root.nest("/", site);
     }
@@ -243,6 +490,7 @@ pub fn routes(
         .data(service)
         .with(Tracing)
         .catch_all_error(framework_error_to_json)
+        .around(move |next, req| add_allow(next, req, allow.clone()))
         .into_endpoint();
     crate::edge::harden(
         endpoint,

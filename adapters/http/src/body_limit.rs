@@ -1,4 +1,4 @@
-use crate::ApiError;
+use crate::error::{ApiError, ErrorCode, Status};
 use poem::{error::ReadBodyError, Endpoint, IntoResponse, Request, Response, Result};
 
 /// Caps request bodies, with or without a `Content-Length`, so an oversized or endless body
@@ -33,15 +33,16 @@ pub(crate) async fn limit_body<E: Endpoint>(
 }
 
 fn too_slow(read_timeout: std::time::Duration) -> poem::Error {
-    let mut response = poem_openapi::payload::Json(crate::ErrorBody {
-        error: "request_timeout".into(),
-        message: format!(
+    let error = ApiError::new(
+        Status::RequestTimeout,
+        ErrorCode::RequestTimeout,
+        format!(
             "the request body did not arrive within {} seconds",
             read_timeout.as_secs()
         ),
-    })
-    .into_response();
-    response.set_status(poem::http::StatusCode::REQUEST_TIMEOUT);
+    );
+    let mut response = error.into_response();
+    // The rest of a trickled body may still be on its way; the connection cannot be reused.
     response.headers_mut().insert(
         poem::http::header::CONNECTION,
         poem::http::HeaderValue::from_static("close"),
@@ -50,10 +51,10 @@ fn too_slow(read_timeout: std::time::Duration) -> poem::Error {
 }
 
 fn too_large(max_bytes: usize) -> poem::Error {
-    poem::Error::from(ApiError::PayloadTooLarge(poem_openapi::payload::Json(
-        crate::ErrorBody {
-            error: "payload_too_large".into(),
-            message: format!("request body must be at most {max_bytes} bytes"),
-        },
-    )))
+    ApiError::new(
+        Status::PayloadTooLarge,
+        ErrorCode::PayloadTooLarge,
+        format!("request body must be at most {max_bytes} bytes"),
+    )
+    .into()
 }

@@ -1,13 +1,11 @@
 //! What every response gets, whatever produced it: security headers, `Cache-Control: no-store`
 //! on the API, and a JSON 500 instead of a dropped connection when a handler panics.
 
-use crate::ErrorBody;
 use poem::{
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue},
     middleware::CatchPanic,
     Endpoint, EndpointExt, IntoResponse, Request, Response, Result,
 };
-use poem_openapi::payload::Json;
 use std::any::Any;
 
 /// Settings of the hardening layer.
@@ -137,14 +135,8 @@ fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(not a string)");
-    tracing::error!(panic = message, "a request handler panicked; answered 500");
-    let mut response = Json(ErrorBody {
-        error: "internal_error".to_owned(),
-        message: "an unexpected error occurred".to_owned(),
-    })
-    .into_response();
-    response.set_status(StatusCode::INTERNAL_SERVER_ERROR);
-    response
+    crate::ApiError::internal(&format_args!("a request handler panicked: {message}"))
+        .into_response()
 }
 
 #[cfg(test)]

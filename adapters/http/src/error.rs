@@ -1,27 +1,83 @@
 //! The one mapping from use-case errors (and framework errors) to HTTP.
+//!
+//! Every failure first becomes an [`ApiError`]: a status class, a stable code and the error's
+//! own message. Each operation's response enum (in `api.rs`) then narrows it to the statuses
+//! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AuthenticateError, CurrentUserError, LoginError, LogoutError, NotReady, RefreshError,
-    RegisterError,
+    AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError,
 };
-use latchkey_domain::{ports::HashingError, TokenRejection};
+use latchkey_domain::ports::{HashingError, StoreError};
 use poem::{http::StatusCode, IntoResponse, Response};
-use poem_openapi::{payload::Json, ApiResponse, Object};
+use poem_openapi::{payload::Json, Enum, Object};
 
-/// Every error response has this body: a stable machine-readable code and a sentence for people.
+/// Stable, machine-readable error codes; the meaning of each is listed with the responses of
+/// the operations that can answer it.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    RequestTimeout,
+    MissingToken,
+    InvalidToken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    InvalidEmail,
+    InvalidPassword,
+    WeakPassword,
+    EmailTaken,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    InternalError,
+    ServiceUnavailable,
+    ServerBusy,
+}
+
+/// Every error response has this body.
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
 pub struct ErrorBody {
-    /// Stable code, e.g. `email_taken`, `invalid_credentials`, `invalid_token`.
-    pub error: String,
-    /// Human-readable explanation naming the problem.
+    /// What went wrong, for programs: stable across releases.
+    pub error: ErrorCode,
+    /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
 }
 
-fn body(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
-    Json(ErrorBody {
-        error: error.to_owned(),
-        message: message.into(),
-    })
+/// The status classes an operation can answer, named as in each operation's response enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    Internal,
+    Unavailable,
+}
+
+impl Status {
+    fn code(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
 
 const WWW_AUTHENTICATE_BEARER: &str = "Bearer realm=\"latchkey\"";
@@ -29,56 +85,49 @@ const WWW_AUTHENTICATE_BEARER: &str = "Bearer realm=\"latchkey\"";
 /// A full hashing queue drains in well under a second at the default cost.
 const RETRY_AFTER_BUSY_SECS: &str = "1";
 
-#[derive(ApiResponse, Debug)]
-pub enum ApiError {
-    /// The request is malformed: not JSON, wrong types or missing fields.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Missing, invalid or expired credentials.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// The resource already exists (e.g. the email is registered).
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The request body is larger than the server accepts.
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// The request is well-formed but a value breaks a rule (bad email, weak password).
-    #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
-    /// An unexpected server fault; details are in the server log, not here.
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-    /// The backing store cannot be reached, or the server is at capacity; retry after the
-    /// `Retry-After` seconds when given.
-    #[oai(status = 503)]
-    Unavailable(
-        Json<ErrorBody>,
-        #[oai(header = "Retry-After")] Option<String>,
-    ),
+/// One failure, before an operation narrows it to its documented responses.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", body.message)]
+pub struct ApiError {
+    pub status: Status,
+    pub body: ErrorBody,
+    /// `WWW-Authenticate` (401 only).
+    pub challenge: Option<String>,
+    /// `Retry-After` in seconds (503 only).
+    pub retry_after: Option<String>,
 }
 
 impl ApiError {
-    pub fn unauthorized(error: &str, message: impl Into<String>) -> Self {
-        Self::Unauthorized(body(error, message), WWW_AUTHENTICATE_BEARER.to_owned())
+    pub fn new(status: Status, error: ErrorCode, message: impl ToString) -> Self {
+        let challenge =
+            (status == Status::Unauthorized).then(|| WWW_AUTHENTICATE_BEARER.to_owned());
+        Self {
+            status,
+            body: ErrorBody {
+                error,
+                message: message.to_string(),
+            },
+            challenge,
+            retry_after: None,
+        }
     }
 
     /// RFC 6750 §3: say in the challenge why a presented token failed.
-    pub fn invalid_token(message: &str) -> Self {
-        Self::Unauthorized(
-            body("invalid_token", message),
-            format!("{WWW_AUTHENTICATE_BEARER}, error=\"invalid_token\", error_description=\"{message}\""),
-        )
+    fn invalid_token(message: impl ToString) -> Self {
+        let mut error = Self::new(Status::Unauthorized, ErrorCode::InvalidToken, message);
+        error.challenge = Some(format!(
+            "{WWW_AUTHENTICATE_BEARER}, error=\"invalid_token\", error_description=\"{}\"",
+            error.body.message
+        ));
+        error
     }
 
-    fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+    fn unavailable(cause: &StoreError) -> Self {
         tracing::error!(%cause, "store unavailable");
-        Self::Unavailable(
-            body(
-                "service_unavailable",
-                "the service cannot reach its data store; try again shortly",
-            ),
-            None,
+        Self::new(
+            Status::Unavailable,
+            ErrorCode::ServiceUnavailable,
+            "the service cannot reach its data store; try again shortly",
         )
     }
 
@@ -86,36 +135,154 @@ impl ApiError {
         match e {
             HashingError::Overloaded => {
                 tracing::warn!("password hashing queue full; request shed with 503");
-                Self::Unavailable(
-                    body(
-                        "server_busy",
-                        "the server is handling too many logins right now; retry in a second",
-                    ),
-                    Some(RETRY_AFTER_BUSY_SECS.to_owned()),
-                )
+                let mut error = Self::new(
+                    Status::Unavailable,
+                    ErrorCode::ServerBusy,
+                    "the server is handling too many logins right now; retry in a second",
+                );
+                error.retry_after = Some(RETRY_AFTER_BUSY_SECS.to_owned());
+                error
             }
-            HashingError::Failed(e) => Self::internal(&e),
+            HashingError::Failed(cause) => Self::internal(&cause),
         }
     }
 
-    fn internal(cause: &dyn std::fmt::Display) -> Self {
+    /// The details go to the log, never to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::Internal(body("internal_error", "an unexpected error occurred"))
+        Self::new(
+            Status::Internal,
+            ErrorCode::InternalError,
+            "an unexpected error occurred",
+        )
+    }
+
+    /// Errors raised before an operation runs: routing, body parsing, content type, a missing
+    /// bearer token. A typed [`ApiError`] inside (from the bearer check) is kept as it is.
+    pub fn from_framework(err: poem::Error) -> Self {
+        if let Some(error) = err.downcast_ref::<ApiError>() {
+            return error.clone();
+        }
+        let status = err.status();
+        let (status, code, message) = match status {
+            StatusCode::UNAUTHORIZED => (
+                Status::Unauthorized,
+                ErrorCode::MissingToken,
+                "this endpoint needs an `Authorization: Bearer <access token>` header".to_owned(),
+            ),
+            StatusCode::NOT_FOUND => (
+                Status::NotFound,
+                ErrorCode::NotFound,
+                "no such endpoint".to_owned(),
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                Status::MethodNotAllowed,
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not answer this method; the `Allow` header lists those it does"
+                    .to_owned(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                Status::PayloadTooLarge,
+                ErrorCode::PayloadTooLarge,
+                err.to_string(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                Status::UnsupportedMediaType,
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be sent as `Content-Type: application/json`".to_owned(),
+            ),
+            s if s.is_client_error() => {
+                (Status::BadRequest, ErrorCode::BadRequest, err.to_string())
+            }
+            _ => return Self::internal(&err),
+        };
+        Self::new(status, code, message)
     }
 }
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status.code()
+    }
+
+    fn as_response(&self) -> Response {
+        self.clone().into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = Json(self.body).into_response();
+        response.set_status(self.status.code());
+        let headers = response.headers_mut();
+        let mut set = |name, value: Option<String>| {
+            if let Some(value) = value.and_then(|v| poem::http::HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, value);
+            }
+        };
+        set(poem::http::header::WWW_AUTHENTICATE, self.challenge);
+        set(poem::http::header::RETRY_AFTER, self.retry_after);
+        response
+    }
+}
+
+/// Implements `From<ApiError>` for an operation's response enum, and the handler poem-openapi
+/// calls when a request fails before the operation runs. `Status` values the operation does not
+/// document become its 500 (and an error in the log): the document never lies about a status.
+macro_rules! narrow {
+    ($response:ident { $($status:ident),+ $(,)? }) => {
+        impl From<$crate::error::ApiError> for $response {
+            fn from(error: $crate::error::ApiError) -> Self {
+                match error.status {
+                    $($crate::error::Status::$status => $crate::error::variant!($response, $status, error),)+
+                    #[allow(unreachable_patterns)]
+                    undocumented => {
+                        tracing::error!(?undocumented, body = ?error.body, "status not documented for this operation");
+                        Self::Internal(poem_openapi::payload::Json(
+                            $crate::error::ApiError::internal(&"undocumented status").body,
+                        ))
+                    }
+                }
+            }
+        }
+
+        impl $response {
+            fn from_framework(err: poem::Error) -> Self {
+                $crate::error::ApiError::from_framework(err).into()
+            }
+        }
+    };
+}
+
+/// The variant of `$response` for `$status`, built from `$error`; only the statuses with
+/// headers need their own rule.
+macro_rules! variant {
+    ($response:ident, Unauthorized, $error:ident) => {
+        $response::Unauthorized(
+            poem_openapi::payload::Json($error.body),
+            $error.challenge.unwrap_or_default(),
+        )
+    };
+    ($response:ident, Unavailable, $error:ident) => {
+        $response::Unavailable(poem_openapi::payload::Json($error.body), $error.retry_after)
+    };
+    ($response:ident, $status:ident, $error:ident) => {
+        $response::$status(poem_openapi::payload::Json($error.body))
+    };
+}
+
+pub(crate) use {narrow, variant};
 
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         match e {
-            RegisterError::InvalidEmail(e) => {
-                Self::Unprocessable(body("invalid_email", e.to_string()))
+            RegisterError::InvalidEmail(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidEmail, e)
             }
-            RegisterError::WeakPassword(e) => {
-                Self::Unprocessable(body("weak_password", e.to_string()))
+            RegisterError::WeakPassword(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::WeakPassword, e)
             }
-            RegisterError::EmailTaken => {
-                Self::Conflict(body("email_taken", "a user with this email already exists"))
-            }
+            RegisterError::EmailTaken => Self::new(Status::Conflict, ErrorCode::EmailTaken, e),
             RegisterError::Store(e) => Self::unavailable(&e),
             RegisterError::Hashing(e) => Self::hashing(e),
         }
@@ -125,14 +292,14 @@ impl From<RegisterError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::InvalidEmail(e) => {
-                Self::Unprocessable(body("invalid_email", e.to_string()))
+            LoginError::InvalidEmail(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidEmail, e)
             }
-            LoginError::InvalidPassword(e) => {
-                Self::Unprocessable(body("invalid_password", e.to_string()))
+            LoginError::InvalidPassword(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidPassword, e)
             }
             LoginError::InvalidCredentials => {
-                Self::unauthorized("invalid_credentials", "invalid email or password")
+                Self::new(Status::Unauthorized, ErrorCode::InvalidCredentials, e)
             }
             LoginError::Store(e) => Self::unavailable(&e),
             LoginError::Hashing(e) => Self::hashing(e),
@@ -144,24 +311,14 @@ impl From<LoginError> for ApiError {
 impl From<RefreshError> for ApiError {
     fn from(e: RefreshError) -> Self {
         match e {
-            RefreshError::InvalidToken => Self::unauthorized(
-                "invalid_refresh_token",
-                "refresh token is invalid, expired or already used; log in again",
-            ),
-            RefreshError::ReuseDetected => Self::unauthorized(
-                "refresh_token_reused",
-                "refresh token was already used; the session has been revoked, log in again",
-            ),
+            RefreshError::InvalidToken => {
+                Self::new(Status::Unauthorized, ErrorCode::InvalidRefreshToken, e)
+            }
+            RefreshError::ReuseDetected => {
+                Self::new(Status::Unauthorized, ErrorCode::RefreshTokenReused, e)
+            }
             RefreshError::Store(e) => Self::unavailable(&e),
             RefreshError::Signing(e) => Self::internal(&e),
-        }
-    }
-}
-
-impl From<LogoutError> for ApiError {
-    fn from(e: LogoutError) -> Self {
-        match e {
-            LogoutError::Store(e) => Self::unavailable(&e),
         }
     }
 }
@@ -169,9 +326,7 @@ impl From<LogoutError> for ApiError {
 impl From<CurrentUserError> for ApiError {
     fn from(e: CurrentUserError) -> Self {
         match e {
-            CurrentUserError::AccountGone => {
-                Self::invalid_token("the account for this token no longer exists")
-            }
+            CurrentUserError::AccountGone => Self::invalid_token(e),
             CurrentUserError::Store(e) => Self::unavailable(&e),
         }
     }
@@ -180,60 +335,25 @@ impl From<CurrentUserError> for ApiError {
 impl From<AuthenticateError> for ApiError {
     fn from(e: AuthenticateError) -> Self {
         match e {
-            AuthenticateError::Token(rejection) => Self::invalid_token(match rejection {
-                TokenRejection::Expired => "access token has expired",
-                TokenRejection::NotYetValid => "access token is not valid yet",
-                TokenRejection::Invalid => "access token is invalid",
-            }),
-            AuthenticateError::SessionEnded => {
-                Self::invalid_token("the session of this access token has ended")
-            }
+            AuthenticateError::Token(rejection) => Self::invalid_token(rejection),
+            AuthenticateError::SessionEnded => Self::invalid_token(e),
             AuthenticateError::Store(e) => Self::unavailable(&e),
         }
     }
 }
 
-impl From<NotReady> for ApiError {
-    fn from(e: NotReady) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         Self::unavailable(&e)
     }
 }
 
-/// Turns every error that did not come from an operation (unparseable body, missing bearer
-/// header, unknown route, body too large, ...) into the same JSON shape.
+/// Renders every error that did not come from an operation (unknown route, wrong method, body
+/// too large, ...) in the same JSON shape.
 pub(crate) async fn framework_error_to_json(err: poem::Error) -> Response {
-    if err.is_from_response() {
-        // Already rendered by `ApiError` (or deliberately by a handler).
+    if err.is_from_response() && err.downcast_ref::<ApiError>().is_none() {
+        // Already rendered by an operation's response enum.
         return err.into_response();
     }
-    let status = err.status();
-    let (code, message) = match status {
-        StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
-        StatusCode::UNAUTHORIZED => (
-            "missing_token",
-            "this endpoint needs an `Authorization: Bearer <access token>` header".to_owned(),
-        ),
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", err.to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", err.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
-        s if s.is_server_error() => {
-            tracing::error!(error = %err, "unhandled server error");
-            ("internal_error", "an unexpected error occurred".to_owned())
-        }
-        _ => ("error", err.to_string()),
-    };
-    let mut response = Json(ErrorBody {
-        error: code.to_owned(),
-        message,
-    })
-    .into_response();
-    response.set_status(status);
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            poem::http::header::WWW_AUTHENTICATE,
-            poem::http::HeaderValue::from_static(WWW_AUTHENTICATE_BEARER),
-        );
-    }
-    response
+    ApiError::from_framework(err).into_response()
 }

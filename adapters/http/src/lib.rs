@@ -3,6 +3,7 @@
 
 mod api;
 mod body_limit;
+mod contract;
 mod edge;
 mod error;
 mod security;
@@ -11,6 +12,6 @@ mod views;
 
 pub use api::{openapi_json, routes, HttpSettings};
 pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use security::BearerAuth;
 pub use site::{site_endpoint, SiteSettings};

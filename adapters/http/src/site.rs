@@ -13,7 +13,7 @@
 //! `<script>` and `<style>` (Perseus inlines the loader and the page state), `'self'` for the
 //! bundle and `'wasm-unsafe-eval'` to compile the WebAssembly.
 
-use crate::ErrorBody;
+use crate::{ErrorBody, ErrorCode};
 use base64::Engine as _;
 use bytes::Bytes;
 use poem::{
@@ -214,7 +214,7 @@ impl Site {
         if !head && req.method() != Method::GET {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "the web site answers GET and HEAD only",
             );
             response
@@ -223,12 +223,12 @@ impl Site {
             return response;
         }
         let Some(asset) = self.resolve(req.uri().path()) else {
-            return error_response(StatusCode::NOT_FOUND, "not_found", "no such page");
+            return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such page");
         };
         let Some(coding) = negotiate(req.headers(), asset) else {
             let mut response = error_response(
                 StatusCode::NOT_ACCEPTABLE,
-                "not_acceptable",
+                ErrorCode::NotAcceptable,
                 "no encoding of this file is acceptable (Accept-Encoding)",
             );
             response
@@ -279,9 +279,9 @@ impl Endpoint for Site {
     }
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let mut response = Json(ErrorBody {
-        error: code.to_owned(),
+        error: code,
         message: message.to_owned(),
     })
     .into_response();

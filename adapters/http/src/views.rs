@@ -3,26 +3,154 @@
 use chrono::{DateTime, Utc};
 use latchkey_application::TokenPair;
 use latchkey_domain::{AccessClaims, Role, User};
-use poem_openapi::{Enum, Object};
+use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use poem_openapi::{
+    registry::{MetaSchema, MetaSchemaRef},
+    types::{Example, ParseError, ParseResult},
+    Enum, Object,
+};
 use uuid::Uuid;
 
-/// Email and password. Deliberately not `Debug`, so the password cannot end up in a log.
-/// Lengths are checked by the domain (with messages naming the rule); the body-size limit
-/// bounds what reaches it.
-#[derive(Object)]
-pub struct Credentials {
-    /// Compared case-insensitively; surrounding spaces are ignored.
-    pub email: String,
-    /// 8 to 1024 characters, any characters, never truncated.
-    pub password: String,
+/// A JSON string whose schema states the rules the domain enforces, so the document never
+/// promises more than the server takes. Parsing accepts any string: the domain checks the rules
+/// and answers 422 naming the one that failed. Other JSON types are a 400, as for any field.
+macro_rules! documented_string {
+    ($(#[$doc:meta])* $name:ident { $($rule:ident: $value:expr),* $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name(pub String);
+
+        impl poem_openapi::types::Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = String;
+            type RawElementValueType = String;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                "string".into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    $($rule: $value,)*
+                    ..MetaSchema::new("string")
+                }))
+            }
+
+            fn as_raw_value(&self) -> Option<&String> {
+                Some(&self.0)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+                Box::new(std::iter::once(&self.0))
+            }
+        }
+
+        impl poem_openapi::types::ParseFromJSON for $name {
+            fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+                match value {
+                    Some(serde_json::Value::String(text)) => Ok(Self(text)),
+                    other => Err(ParseError::expected_type(other.unwrap_or_default())),
+                }
+            }
+        }
+
+        impl poem_openapi::types::ToJSON for $name {
+            fn to_json(&self) -> Option<serde_json::Value> {
+                Some(serde_json::Value::String(self.0.clone()))
+            }
+        }
+    };
 }
 
+documented_string!(
+    /// An email address as `EmailAddress::parse` accepts it.
+    EmailInput {
+        format: Some("email"),
+        min_length: Some(1),
+        max_length: Some(EmailAddress::MAX_LEN),
+    }
+);
+
+documented_string!(
+    /// A password being chosen: the registration policy applies.
+    NewPasswordInput {
+        format: Some("password"),
+        min_length: Some(PASSWORD_MIN_CHARS),
+        max_length: Some(PASSWORD_MAX_CHARS),
+    }
+);
+
+documented_string!(
+    /// A password being presented: only the length cap applies, so tightening the policy never
+    /// locks anyone out.
+    PasswordInput {
+        format: Some("password"),
+        max_length: Some(PASSWORD_MAX_CHARS),
+    }
+);
+
+documented_string!(
+    /// A refresh token as issued; anything else is answered as an unknown token.
+    RefreshTokenInput {}
+);
+
+// Request bodies are deliberately not `Debug`, so a password cannot end up in a log.
+
+/// A new account.
 #[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct NewAccount {
+    /// `name@example.com`: ASCII, no quotes or spaces, at most 254 characters (64 before the
+    /// `@`), a host name of at least two labels. Compared case-insensitively.
+    pub email: EmailInput,
+    /// 8 to 1024 characters (Unicode code points), any characters, never truncated.
+    pub password: NewPasswordInput,
+}
+
+impl Example for NewAccount {
+    fn example() -> Self {
+        Self {
+            email: EmailInput("ann@example.com".into()),
+            password: NewPasswordInput("correct horse battery staple".into()),
+        }
+    }
+}
+
+/// Email and password of an existing account.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct Credentials {
+    /// The email the account was registered with, in any letter case.
+    pub email: EmailInput,
+    /// At most 1024 characters.
+    pub password: PasswordInput,
+}
+
+impl Example for Credentials {
+    fn example() -> Self {
+        Self {
+            email: EmailInput("ann@example.com".into()),
+            password: PasswordInput("correct horse battery staple".into()),
+        }
+    }
+}
+
+/// A refresh token, to exchange or to end its session.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
-    pub refresh_token: String,
+    pub refresh_token: RefreshTokenInput,
 }
 
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            refresh_token: RefreshTokenInput("bYbrj0Rl3lW0sN1x4Yn2Q8oJ3q6cVtF7m9kLpA2wZ5E".into()),
+        }
+    }
+}
+
+/// A role grants permissions; every user has `user`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 pub enum RoleView {
@@ -42,9 +170,13 @@ impl From<Role> for RoleView {
 /// A user as others may see it: never the password hash.
 #[derive(Object, Debug)]
 pub struct UserView {
+    /// Never changes, unlike the email.
     pub id: Uuid,
+    /// As registered (letter case kept).
     pub email: String,
+    /// What the user may do.
     pub roles: Vec<RoleView>,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
 
@@ -59,15 +191,18 @@ impl From<User> for UserView {
     }
 }
 
+/// How to present the access token (RFC 6750).
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
     Bearer,
 }
 
+/// The tokens of a session, after login or refresh.
 #[derive(Object)]
 pub struct TokenPairView {
-    /// Send as `Authorization: Bearer <access_token>`.
+    /// A JWT; send it as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    /// Always `Bearer`.
     pub token_type: TokenType,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -94,7 +229,9 @@ impl From<TokenPair> for TokenPairView {
 pub struct SessionView {
     /// Identifies the login; every refreshed token pair keeps it.
     pub session_id: Uuid,
+    /// The signed-in user.
     pub user_id: Uuid,
+    /// The user's roles when the token was issued.
     pub roles: Vec<RoleView>,
     /// When this access token was issued.
     pub issued_at: DateTime<Utc>,
@@ -114,6 +251,7 @@ impl From<AccessClaims> for SessionView {
     }
 }
 
+/// The answer of a health probe.
 #[derive(Object, Debug)]
 pub struct HealthView {
     /// `ok` when the check passed.

@@ -1,0 +1,175 @@
+//! What poem-openapi cannot say by itself, added to the generated document in one place, and
+//! the `Allow` header that the document's paths imply.
+
+use poem::{
+    http::{header, HeaderValue, StatusCode},
+    Endpoint, IntoResponse, Request, Response,
+};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The generated document plus:
+/// - `additionalProperties: false` on every object schema: request bodies refuse unknown fields
+///   (`deny_unknown_fields`, answered 400) and responses never carry any;
+/// - OpenAPI links, so clients and testers can follow register -> login -> refresh -> logout.
+pub(crate) fn refine(generated: &str) -> String {
+    let mut document: Value = serde_json::from_str(generated).expect("poem-openapi writes JSON");
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for schema in schemas.values_mut() {
+            if schema["type"] == "object" {
+                schema["additionalProperties"] = Value::Bool(false);
+            }
+        }
+    }
+    let token_exchanges = json!({
+        "refresh": {
+            "operationId": "refresh",
+            "description": "Exchange the refresh token of this pair for the next pair.",
+            "requestBody": { "refresh_token": "$response.body#/refresh_token" }
+        },
+        "logout": {
+            "operationId": "logout",
+            "description": "End the session of this pair.",
+            "requestBody": { "refresh_token": "$response.body#/refresh_token" }
+        }
+    });
+    let links = [
+        (
+            "/auth/register",
+            "post",
+            "201",
+            json!({
+                "login": {
+                    "operationId": "login",
+                    "description": "Log in to the account just created.",
+                    "requestBody": {
+                        "email": "$request.body#/email",
+                        "password": "$request.body#/password"
+                    }
+                }
+            }),
+        ),
+        ("/auth/login", "post", "200", token_exchanges.clone()),
+        ("/auth/refresh", "post", "200", token_exchanges),
+    ];
+    for (path, method, status, link) in links {
+        let pointer = format!(
+            "/paths/{}/{method}/responses/{status}",
+            path.replace('/', "~1")
+        );
+        let response = document
+            .pointer_mut(&pointer)
+            .unwrap_or_else(|| panic!("no response at {pointer} to link from"));
+        response["links"] = link;
+    }
+    serde_json::to_string_pretty(&document).expect("a JSON value serializes")
+}
+
+/// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110
+/// §15.5.6). Built from the document, so it cannot disagree with it.
+#[derive(Clone, Debug)]
+pub(crate) struct AllowTable(Arc<Vec<(Vec<String>, HeaderValue)>>);
+
+impl AllowTable {
+    /// `document` is served under `prefix` (its `servers` entry).
+    pub(crate) fn from_document(document: &str, prefix: &str) -> Self {
+        let document: Value = serde_json::from_str(document).expect("the document is JSON");
+        let empty = Map::new();
+        let paths = document["paths"].as_object().unwrap_or(&empty);
+        let mut routes = Vec::new();
+        for (path, item) in paths {
+            let mut methods: Vec<String> = item
+                .as_object()
+                .unwrap_or(&empty)
+                .keys()
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            // poem answers HEAD wherever it answers GET.
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            let value = HeaderValue::from_str(&methods.join(", ")).expect("method names are ASCII");
+            routes.push((segments(&format!("{prefix}{path}")), value));
+        }
+        Self(Arc::new(routes))
+    }
+
+    fn allowed(&self, path: &str) -> Option<&HeaderValue> {
+        let path = segments(path);
+        self.0.iter().find_map(|(template, allow)| {
+            let matches = template.len() == path.len()
+                && template
+                    .iter()
+                    .zip(&path)
+                    .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')));
+            matches.then_some(allow)
+        })
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Adds `Allow` to every 405 for a documented path.
+pub(crate) async fn add_allow<E: Endpoint>(
+    next: E,
+    req: Request,
+    allow: AllowTable,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut response = next.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::ALLOW)
+    {
+        if let Some(value) = allow.allowed(&path) {
+            response.headers_mut().insert(header::ALLOW, value.clone());
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_the_documented_methods_and_matches_templated_segments() {
+        let document = r#"{"paths": {
+            "/auth/login": {"post": {}},
+            "/users/me": {"get": {}, "delete": {}},
+            "/sessions/{id}": {"delete": {}}
+        }}"#;
+        let table = AllowTable::from_document(document, "/api");
+        assert_eq!(table.allowed("/api/auth/login").unwrap(), "POST");
+        assert_eq!(table.allowed("/api/users/me").unwrap(), "DELETE, GET, HEAD");
+        assert_eq!(table.allowed("/api/sessions/42").unwrap(), "DELETE");
+        assert!(table.allowed("/api/sessions").is_none());
+        assert!(table.allowed("/auth/login").is_none());
+    }
+
+    #[test]
+    fn every_object_schema_is_closed_and_the_session_flow_is_linked() {
+        let document: Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+        for (name, schema) in document["components"]["schemas"].as_object().unwrap() {
+            if schema["type"] == "object" {
+                assert_eq!(schema["additionalProperties"], false, "{name}");
+            }
+        }
+        let login_links = &document["paths"]["/auth/login"]["post"]["responses"]["200"]["links"];
+        assert_eq!(login_links["refresh"]["operationId"], "refresh");
+        let register_links =
+            &document["paths"]["/auth/register"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            register_links["login"]["requestBody"]["password"],
+            "$request.body#/password"
+        );
+    }
+}
