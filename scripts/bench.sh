@@ -10,8 +10,7 @@
 # minute (6 phases of --seconds, default 10). Arguments go to latchkey-bench, e.g.
 #   scripts/bench.sh --seconds 5 --workers 2 --env HASH_QUEUE=16
 # (`scripts/bench.sh --help` lists them).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 
 cargo build --release --locked --bin latchkey --bin latchkey-bench
 exec target/release/latchkey-bench "$@"

@@ -6,29 +6,19 @@
 # side is built with Debian's `rustc-web` toolchain and its std sources (`-Z build-std`), linked
 # by `wasm-ld` from Debian's lld. Tools are installed once into .tmp/tools (override with
 # LATCHKEY_TOOLS_DIR) and reused: a first run takes several minutes, later runs seconds.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
+SCRIPT_TAG="[site] "
 ROOT="$PWD"
 TOOLS="${LATCHKEY_TOOLS_DIR:-$ROOT/.tmp/tools}"
 PERSEUS_CLI_VERSION="0.4.2"
 BINARYEN_VERSION="132.0.0"
 OUT="$ROOT/web/dist/site"
-step() { printf '\n==> [site] %s\n' "$*" >&2; }
 started=$SECONDS
 mkdir -p "$TOOLS/bin"
 
 # The host cargo (rustup's) builds the native tools; Debian's builds the site.
 HOST_CARGO="$(command -v cargo)"
 DEBIAN_CARGO=/usr/bin/cargo
-
-apt_install() {
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "missing Debian packages: $*; install them with: sudo apt-get install -y $*" >&2
-    exit 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
-    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
-}
 
 if [[ ! -x "$DEBIAN_CARGO" || ! -d /usr/lib/rustlib/src/rust/library || ! -x /usr/bin/wasm-ld ]]; then
   step "installing Debian's Rust toolchain with std sources, and wasm-ld"
@@ -75,8 +65,12 @@ step "generating the API client from openapi/openapi.json"
 
 step "building the site (engine + WebAssembly) into web/dist/site"
 cd web
-# perseus-cli 0.4.2 cannot parse lockfile format 4, which newer cargo writes after any change.
-sed -i '0,/^version = 4$/s//version = 3/' Cargo.lock
+# perseus-cli 0.4.2 cannot parse lockfile format 4, so the committed lockfile is format 3; the
+# build must not change it (Debian's cargo keeps an existing lockfile's format).
+if ! grep -qx 'version = 3' Cargo.lock; then
+  echo "web/Cargo.lock must be lockfile format 3 (perseus-cli 0.4.2 reads no other)" >&2
+  exit 1
+fi
 # Debian's toolchain first in PATH for every step; perseus-cli calls plain `cargo`.
 export PATH="/usr/bin:$TOOLS/bin:$PATH"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld

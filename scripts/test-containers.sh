@@ -5,24 +5,19 @@
 #   2. starts dockerd if none answers, without a bridge (containers use host networking only);
 #   3. builds a local image with SecantusDB (a MongoDB wire-compatible server from PyPI) from a
 #      debootstrapped Debian, unless it exists already;
-#   4. runs the tests crate with MONGODB_URI unset, so every MongoDB suite starts its servers
+#   4. runs the MongoDB suites (`mongo::`) with MONGODB_URI unset, so each starts its server
 #      through testcontainers, and reports how many containers were started and removed.
 # On a machine with Docker and registry access none of this is needed: `cargo test` pulls the
 # official mongo image by itself (see docs/testing.md).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 
-SECANTUS_VERSION="0.7.0b3"
 IMAGE="latchkey-secantus:$SECANTUS_VERSION"
 WORK=".tmp/containers"
-step() { printf '\n==> %s\n' "$*" >&2; }
 mkdir -p "$WORK"
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   step "installing docker.io and debootstrap"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io debootstrap >/dev/null
+  apt_install docker.io debootstrap
 fi
 DOCKER="$(command -v docker)"
 
@@ -78,8 +73,10 @@ events="$WORK/events.log"
   --format '{{.Action}} {{.Actor.ID}}' >"$events" 2>/dev/null &
 events_pid=$!
 status=0
+# The same cargo command as scripts/test.sh (so nothing is compiled again), filtered to the
+# MongoDB halves of the suites (`mongo::`).
 env -u MONGODB_URI MONGODB_IMAGE="$IMAGE" MONGODB_CONTAINER_NETWORK=host \
-  cargo test -p latchkey-tests --locked "$@" || status=$?
+  cargo test --workspace --locked mongo:: "$@" || status=$?
 sleep 2
 kill "$events_pid" 2>/dev/null || true
 started=$(grep -c '^start ' "$events" || true)

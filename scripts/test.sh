@@ -8,34 +8,24 @@
 #
 # With MONGODB_URI set, that server is used. Otherwise this script installs SecantusDB (a
 # MongoDB wire-compatible server from PyPI) into .tmp/, starts it on a free port for the run,
-# and stops it afterwards. Extra arguments go to `cargo test`.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-SECANTUS_VERSION="0.7.0b3"
-VENV=".tmp/secantus-venv"
-step() { printf '\n==> %s\n' "$*" >&2; }
+# and stops it afterwards. schemathesis (PyPI) goes into .tmp/ too, for the API contract suite.
+# Extra arguments go to `cargo test`.
+source "$(dirname "$0")/lib.sh"
 
 bash scripts/build-site.sh
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  if [[ "$(id -u)" -ne 0 ]]; then
-    echo "the browser test needs Chromium: sudo apt-get install -y chromium chromium-driver" >&2
-    exit 1
-  fi
   step "installing chromium and chromium-driver"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q chromium chromium-driver >/dev/null \
-    || { apt-get update -qq && apt-get install -y -q chromium chromium-driver >/dev/null; }
+  apt_install chromium chromium-driver
 fi
 
+pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" schemathesis
+export SCHEMATHESIS="$PWD/.tmp/schemathesis-venv/bin/st"
+
 if [[ -z "${MONGODB_URI:-}" ]]; then
-  if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import secantus' 2>/dev/null; then
-    step "installing SecantusDB $SECANTUS_VERSION into $VENV (once, ~30 s)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "secantusdb==$SECANTUS_VERSION"
-  fi
-  port="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  VENV=".tmp/secantus-venv"
+  pip_tool "$VENV" "secantusdb==$SECANTUS_VERSION" secantus
+  port="$(free_port)"
   log=".tmp/secantus-$port.log"
   step "starting SecantusDB on 127.0.0.1:$port (log: $log)"
   "$VENV/bin/python" -m secantus --host 127.0.0.1 --port "$port" --storage-path :memory: \

@@ -29,10 +29,16 @@ pub enum LoginError {
 
 impl AuthService {
     /// Starts a new session (a new refresh-token family) for valid credentials.
+    /// The span names the account once known; never the email or the password.
+    #[tracing::instrument(name = "login", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn login(&self, command: LoginCommand) -> Result<TokenPair, LoginError> {
         let email = EmailAddress::parse(&command.email)?;
         let password = Password::for_login(command.password)?;
-        let Some(user) = self.ports.users.find_by_email(&email).await? else {
+        let found = self.ports.users.find_by_email(&email).await?;
+        if let Some(user) = &found {
+            tracing::Span::current().record("user_id", tracing::field::display(user.id));
+        }
+        let Some(user) = found else {
             // Spend the same argon2 work as a real check so timing does not reveal the email.
             let _ = self
                 .ports

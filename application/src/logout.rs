@@ -12,11 +12,13 @@ impl AuthService {
     /// Ends the session the refresh token belongs to: its refresh tokens and its access tokens
     /// stop working at once. Idempotent, and silent about unknown tokens (RFC 7009 §2.2), so a
     /// logout never tells anything about a token it did not recognise.
+    #[tracing::instrument(name = "logout", skip_all, fields(session = tracing::field::Empty))]
     pub async fn logout(&self, command: LogoutCommand) -> Result<(), StoreError> {
         let hash = RefreshTokenSecret::from_presented(command.refresh_token).hash();
         let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? else {
             return Ok(());
         };
+        tracing::Span::current().record("session", tracing::field::display(record.family_id));
         let now = self.ports.clock.now();
         if self.ports.sessions.revoke(record.family_id, now).await? {
             tracing::info!(user_id = %record.user_id, session = %record.family_id, "user logged out");

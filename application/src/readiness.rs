@@ -3,6 +3,7 @@ use latchkey_domain::ports::StoreError;
 
 impl AuthService {
     /// Ready means the store answers; the rest of the service has no external dependency.
+    #[tracing::instrument(name = "check_ready", skip_all, level = "debug")]
     pub async fn check_ready(&self) -> Result<(), StoreError> {
         self.ports.users.ping().await
     }

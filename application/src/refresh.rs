@@ -37,12 +37,14 @@ impl AuthService {
     /// token able to finish the job: either nothing was rotated yet, or it was rotated moments
     /// ago and the grace window hands out that same successor again. Racing tabs share one
     /// chain instead of each growing their own.
+    #[tracing::instrument(name = "refresh", skip_all, fields(session = tracing::field::Empty))]
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
         let presented = RefreshTokenSecret::from_presented(command.refresh_token);
         let hash = presented.hash();
         let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? else {
             return Err(RefreshError::InvalidToken);
         };
+        tracing::Span::current().record("session", tracing::field::display(record.family_id));
         let now = self.ports.clock.now();
         if record.is_expired_at(now) {
             return Err(RefreshError::InvalidToken);
@@ -397,7 +399,7 @@ mod tests {
     fn without_grace(mocks: Mocks) -> AuthService {
         mocks.service_with(SessionPolicy {
             reuse_grace: Duration::zero(),
-            ..SessionPolicy::default()
+            ..policy()
         })
     }
 

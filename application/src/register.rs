@@ -25,6 +25,8 @@ pub enum RegisterError {
 }
 
 impl AuthService {
+    /// The span never holds the email or the password.
+    #[tracing::instrument(name = "register", skip_all)]
     pub async fn register(&self, command: RegisterCommand) -> Result<User, RegisterError> {
         let email = EmailAddress::parse(&command.email)?;
         let password = Password::new_for_registration(command.password)?;

@@ -19,17 +19,6 @@ pub struct SessionPolicy {
     pub session_max_age: Duration,
 }
 
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        Self {
-            access_token_ttl: Duration::hours(1),
-            refresh_token_ttl: Duration::days(14),
-            reuse_grace: Duration::seconds(10),
-            session_max_age: Duration::days(30),
-        }
-    }
-}
-
 /// Every port the use cases need, chosen by the composition root.
 #[derive(Clone)]
 pub struct Ports {

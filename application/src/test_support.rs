@@ -69,6 +69,16 @@ pub struct Mocks {
     pub successors: MockSuccessorDerivation,
 }
 
+/// The production defaults (see the bootstrap configuration), which the tests' numbers assume.
+pub fn policy() -> SessionPolicy {
+    SessionPolicy {
+        access_token_ttl: chrono::Duration::hours(1),
+        refresh_token_ttl: chrono::Duration::days(14),
+        reuse_grace: chrono::Duration::seconds(10),
+        session_max_age: chrono::Duration::days(30),
+    }
+}
+
 impl Mocks {
     /// All mocks strict (an unexpected call fails the test), except the clock, frozen at `t0`.
     pub fn new() -> Self {
@@ -87,7 +97,7 @@ impl Mocks {
     }
 
     pub fn service(self) -> AuthService {
-        self.service_with(SessionPolicy::default())
+        self.service_with(policy())
     }
 
     pub fn service_with(self, policy: SessionPolicy) -> AuthService {

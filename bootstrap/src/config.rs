@@ -1,10 +1,13 @@
 //! Settings from the environment (and an optional `.env` file, loaded by `main`).
 
+use crate::ServeSettings;
 use figment::{providers::Env, Figment};
-use latchkey_crypto::Argon2Settings;
+use latchkey_application::SessionPolicy;
+use latchkey_crypto::{Argon2Settings, JwtSettings};
+use latchkey_http::{HttpSettings, SiteSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Every variable latchkey reads. Anything else in the environment is ignored.
 pub const VARIABLES: &[&str] = &[
@@ -64,65 +67,53 @@ pub enum SecretOrigin {
     GeneratedForThisProcess,
 }
 
-/// Validated configuration.
-#[derive(Clone)]
+/// Validated configuration, one section per part of the service. Each section is the settings
+/// type of the part it configures, so wiring passes it on as it is.
+#[derive(Clone, Debug)]
 pub struct Config {
     pub app_env: AppEnv,
-    pub listen: SocketAddr,
-    pub store: StoreConfig,
-    pub jwt_secret: SecretString,
-    pub jwt_secret_origin: SecretOrigin,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub access_token_ttl_secs: u64,
-    pub refresh_token_ttl_secs: u64,
-    pub refresh_reuse_grace_secs: u64,
-    /// Absolute session lifetime; no refresh past it.
-    pub session_max_age_secs: u64,
-    /// Clock skew tolerated on access tokens' `exp` and `nbf`.
-    pub jwt_leeway_secs: u64,
-    /// Every store call fails as unavailable (503) after this long.
-    pub store_timeout_secs: u64,
-    /// A client must send a request's headers within this long (slowloris defence).
-    pub header_read_timeout_secs: u64,
-    /// A connection with no traffic at all for this long is closed.
-    pub idle_timeout_secs: u64,
-    /// `Strict-Transport-Security` max-age; unset means no HSTS header (plain-HTTP setups).
-    pub hsts_max_age_secs: Option<u64>,
+    pub listen: ListenSettings,
+    pub store: StoreSettings,
+    pub session: SessionPolicy,
+    pub jwt: JwtConfig,
     pub argon2: Argon2Settings,
-    pub max_body_bytes: usize,
-    /// The built web site (`scripts/build-site.sh`), served at `/`.
-    pub site_dir: PathBuf,
+    pub http: HttpSettings,
+    pub site: SiteSettings,
 }
 
-impl fmt::Debug for Config {
+/// The socket and how its connections are treated.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenSettings {
+    pub address: SocketAddr,
+    pub serve: ServeSettings,
+}
+
+#[derive(Clone)]
+pub struct StoreSettings {
+    pub backend: StoreConfig,
+    /// Every store call fails as unavailable (503) after this long.
+    pub operation_timeout: Duration,
+}
+
+impl fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The store URI may carry a password; the JWT secret is redacted by its type.
-        let store = match &self.store {
+        // The URI may carry a password.
+        let backend = match &self.backend {
             StoreConfig::Memory => "memory".to_owned(),
             StoreConfig::Mongo { database, .. } => format!("mongodb (database {database:?})"),
         };
-        f.debug_struct("Config")
-            .field("app_env", &self.app_env)
-            .field("listen", &self.listen)
-            .field("store", &store)
-            .field("jwt_secret", &self.jwt_secret)
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
-            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
-            .field("refresh_reuse_grace_secs", &self.refresh_reuse_grace_secs)
-            .field("session_max_age_secs", &self.session_max_age_secs)
-            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
-            .field("store_timeout_secs", &self.store_timeout_secs)
-            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
-            .field("idle_timeout_secs", &self.idle_timeout_secs)
-            .field("hsts_max_age_secs", &self.hsts_max_age_secs)
-            .field("argon2", &self.argon2)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("site_dir", &self.site_dir)
+        f.debug_struct("StoreSettings")
+            .field("backend", &backend)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
+}
+
+/// The token codec's settings, and where its secret came from.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub codec: JwtSettings,
+    pub secret_origin: SecretOrigin,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +134,7 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The raw variables, lower-cased by figment, with their defaults.
+/// The raw variables, lower-cased by figment. Every default of the service is here.
 #[derive(Deserialize)]
 struct Raw {
     #[serde(default = "defaults::app_env")]
@@ -171,7 +162,7 @@ struct Raw {
     argon2_iterations: u32,
     #[serde(default = "defaults::argon2_parallelism")]
     argon2_parallelism: u32,
-    #[serde(default = "latchkey_crypto::default_workers")]
+    #[serde(default = "defaults::hash_workers")]
     hash_workers: usize,
     #[serde(default = "defaults::hash_queue")]
     hash_queue: usize,
@@ -218,6 +209,7 @@ mod defaults {
     pub fn jwt_audience() -> String {
         "latchkey".into()
     }
+    /// OWASP's argon2id recommendation: m=19 MiB, t=2, p=1.
     pub fn argon2_memory_kib() -> u32 {
         19_456
     }
@@ -226,6 +218,10 @@ mod defaults {
     }
     pub fn argon2_parallelism() -> u32 {
         1
+    }
+    /// One per core: hashing is CPU-bound, so more workers only add memory.
+    pub fn hash_workers() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
     }
     pub fn hash_queue() -> usize {
         128
@@ -245,6 +241,8 @@ mod defaults {
     pub fn idle_timeout() -> u64 {
         60
     }
+    /// In-flight requests get this long to finish after SIGTERM.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 10;
     pub fn max_body_bytes() -> usize {
         64 * 1024
     }
@@ -273,11 +271,11 @@ impl Config {
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
-        let listen: SocketAddr = format!("{}:{}", raw.host, raw.port)
+        let address: SocketAddr = format!("{}:{}", raw.host, raw.port)
             .parse()
             .or_else(|_| format!("[{}]:{}", raw.host, raw.port).parse())
             .map_err(|_| bad("HOST", format!("is not an IP address: {:?}", raw.host)))?;
-        let store = match raw.db_uri.as_deref().map(str::trim) {
+        let backend = match raw.db_uri.as_deref().map(str::trim) {
             None | Some("") | Some("memory") => StoreConfig::Memory,
             Some(uri) if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
                 StoreConfig::Mongo {
@@ -292,7 +290,7 @@ impl Config {
                 ))
             }
         };
-        let (jwt_secret, jwt_secret_origin) = match raw.jwt_secret {
+        let (secret, secret_origin) = match raw.jwt_secret {
             Some(secret) => {
                 let len = secret.expose_secret().len();
                 if len < MIN_JWT_SECRET_BYTES {
@@ -309,7 +307,7 @@ impl Config {
             None if raw.app_env == AppEnv::Production => {
                 return Err(bad("JWT_SECRET", "must be set when APP_ENV=production"));
             }
-            None if store != StoreConfig::Memory => {
+            None if backend != StoreConfig::Memory => {
                 return Err(bad(
                     "JWT_SECRET",
                     "must be set when DB_URI points at MongoDB (a generated secret would \
@@ -325,12 +323,12 @@ impl Config {
                 Ok(value)
             }
         };
-        let access_token_ttl_secs = positive("JWT_EXPIRY", raw.jwt_expiry)?;
-        let refresh_token_ttl_secs = positive("REFRESH_TOKEN_EXPIRY", raw.refresh_token_expiry)?;
-        if refresh_token_ttl_secs > 10 * 365 * 24 * 3600 {
+        let access_token_ttl = positive("JWT_EXPIRY", raw.jwt_expiry)?;
+        let refresh_token_ttl = positive("REFRESH_TOKEN_EXPIRY", raw.refresh_token_expiry)?;
+        if refresh_token_ttl > 10 * 365 * 24 * 3600 {
             return Err(bad("REFRESH_TOKEN_EXPIRY", "must be at most ten years"));
         }
-        if access_token_ttl_secs > refresh_token_ttl_secs {
+        if access_token_ttl > refresh_token_ttl {
             return Err(bad(
                 "JWT_EXPIRY",
                 "must not be longer than REFRESH_TOKEN_EXPIRY",
@@ -345,16 +343,19 @@ impl Config {
         if raw.hash_queue == 0 {
             return Err(bad("HASH_QUEUE", "must be at least 1"));
         }
-        let session_max_age_secs = positive("SESSION_MAX_AGE", raw.session_max_age)?;
-        if access_token_ttl_secs > session_max_age_secs {
+        let session_max_age = positive("SESSION_MAX_AGE", raw.session_max_age)?;
+        if session_max_age > 10 * 365 * 24 * 3600 {
+            return Err(bad("SESSION_MAX_AGE", "must be at most ten years"));
+        }
+        if access_token_ttl > session_max_age {
             return Err(bad("JWT_EXPIRY", "must not be longer than SESSION_MAX_AGE"));
         }
         if raw.jwt_leeway > 300 {
             return Err(bad("JWT_LEEWAY", "must be at most 300 seconds"));
         }
-        let store_timeout_secs = positive("STORE_TIMEOUT", raw.store_timeout)?;
-        let header_read_timeout_secs = positive("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
-        let idle_timeout_secs = positive("IDLE_TIMEOUT", raw.idle_timeout)?;
+        let store_timeout = positive("STORE_TIMEOUT", raw.store_timeout)?;
+        let header_read_timeout = positive("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
+        let idle_timeout = positive("IDLE_TIMEOUT", raw.idle_timeout)?;
         let hsts_max_age_secs = match raw.hsts_max_age {
             Some(0) => None,
             other => other,
@@ -370,33 +371,51 @@ impl Config {
                 return Err(bad(variable, "must not be empty"));
             }
         }
-        let argon2 = Argon2Settings {
-            memory_kib: raw.argon2_memory_kib,
-            iterations: raw.argon2_iterations,
-            parallelism: raw.argon2_parallelism,
-            workers: raw.hash_workers,
-            queue_capacity: raw.hash_queue,
-        };
+        // Bounded above, so both conversions below are exact.
+        let seconds = |secs: u64| chrono::Duration::seconds(secs as i64);
         Ok(Self {
             app_env: raw.app_env,
-            listen,
-            store,
-            jwt_secret,
-            jwt_secret_origin,
-            jwt_issuer: raw.jwt_issuer,
-            jwt_audience: raw.jwt_audience,
-            access_token_ttl_secs,
-            refresh_token_ttl_secs,
-            refresh_reuse_grace_secs: raw.refresh_reuse_grace,
-            session_max_age_secs,
-            jwt_leeway_secs: raw.jwt_leeway,
-            store_timeout_secs,
-            header_read_timeout_secs,
-            idle_timeout_secs,
-            hsts_max_age_secs,
-            argon2,
-            max_body_bytes: raw.max_body_bytes,
-            site_dir: raw.site_dir,
+            listen: ListenSettings {
+                address,
+                serve: ServeSettings {
+                    header_read_timeout: Duration::from_secs(header_read_timeout),
+                    idle_timeout: Duration::from_secs(idle_timeout),
+                    shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
+                },
+            },
+            store: StoreSettings {
+                backend,
+                operation_timeout: Duration::from_secs(store_timeout),
+            },
+            session: SessionPolicy {
+                access_token_ttl: seconds(access_token_ttl),
+                refresh_token_ttl: seconds(refresh_token_ttl),
+                reuse_grace: seconds(raw.refresh_reuse_grace),
+                session_max_age: seconds(session_max_age),
+            },
+            jwt: JwtConfig {
+                codec: JwtSettings {
+                    secret,
+                    issuer: raw.jwt_issuer,
+                    audience: raw.jwt_audience,
+                    leeway_secs: raw.jwt_leeway,
+                },
+                secret_origin,
+            },
+            argon2: Argon2Settings {
+                memory_kib: raw.argon2_memory_kib,
+                iterations: raw.argon2_iterations,
+                parallelism: raw.argon2_parallelism,
+                workers: raw.hash_workers,
+                queue_capacity: raw.hash_queue,
+            },
+            http: HttpSettings {
+                max_body_bytes: raw.max_body_bytes,
+                // A body gets as long as headers do.
+                body_read_timeout: Duration::from_secs(header_read_timeout),
+                hsts_max_age_secs,
+            },
+            site: SiteSettings { dir: raw.site_dir },
         })
     }
 }
@@ -429,22 +448,38 @@ mod tests {
     fn defaults_give_an_in_memory_server_on_localhost_with_a_generated_secret() {
         Jail::expect_with(|jail| {
             let config = load(jail, &[]).unwrap();
-            assert_eq!(config.store, StoreConfig::Memory);
-            assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-            assert_eq!(config.access_token_ttl_secs, 3600);
-            assert_eq!(config.refresh_token_ttl_secs, 14 * 24 * 3600);
-            assert_eq!(config.refresh_reuse_grace_secs, 10);
-            assert_eq!(config.argon2.memory_kib, 19_456);
-            assert_eq!(config.session_max_age_secs, 30 * 24 * 3600);
-            assert_eq!(config.header_read_timeout_secs, 10);
-            assert_eq!(config.hsts_max_age_secs, None);
-            assert!(config.argon2.workers >= 1);
-            assert!(config.argon2.workers <= latchkey_crypto::default_workers());
+            assert_eq!(config.store.backend, StoreConfig::Memory);
+            assert_eq!(config.listen.address.to_string(), "127.0.0.1:8080");
             assert_eq!(
-                config.jwt_secret_origin,
+                config.session,
+                SessionPolicy {
+                    access_token_ttl: chrono::Duration::hours(1),
+                    refresh_token_ttl: chrono::Duration::days(14),
+                    reuse_grace: chrono::Duration::seconds(10),
+                    session_max_age: chrono::Duration::days(30),
+                }
+            );
+            assert_eq!(config.argon2.memory_kib, 19_456);
+            assert_eq!(config.argon2.queue_capacity, 128);
+            assert_eq!(
+                config.argon2.workers,
+                std::thread::available_parallelism().unwrap().get()
+            );
+            assert_eq!(
+                config.listen.serve.header_read_timeout,
+                Duration::from_secs(10)
+            );
+            assert_eq!(config.listen.serve.shutdown_grace, Duration::from_secs(10));
+            assert_eq!(config.http.body_read_timeout, Duration::from_secs(10));
+            assert_eq!(config.http.max_body_bytes, 64 * 1024);
+            assert_eq!(config.http.hsts_max_age_secs, None);
+            assert_eq!(config.store.operation_timeout, Duration::from_secs(5));
+            assert_eq!(
+                config.jwt.secret_origin,
                 SecretOrigin::GeneratedForThisProcess
             );
-            assert!(config.jwt_secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            assert!(config.jwt.codec.secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            assert_eq!(config.jwt.codec.leeway_secs, 30);
             Ok(())
         });
     }
@@ -482,22 +517,29 @@ mod tests {
                 ],
             )
             .unwrap();
-            assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+            assert_eq!(config.listen.address.to_string(), "0.0.0.0:9000");
             assert_eq!(
-                config.store,
+                config.store.backend,
                 StoreConfig::Mongo {
                     uri: "mongodb://db:27017/app".into(),
                     database: Some("other".into())
                 }
             );
-            assert_eq!(config.jwt_secret.expose_secret(), SECRET);
+            assert_eq!(config.jwt.codec.secret.expose_secret(), SECRET);
             assert_eq!(
-                (config.access_token_ttl_secs, config.refresh_token_ttl_secs),
-                (60, 120)
+                config.session,
+                SessionPolicy {
+                    access_token_ttl: chrono::Duration::seconds(60),
+                    refresh_token_ttl: chrono::Duration::seconds(120),
+                    reuse_grace: chrono::Duration::seconds(3),
+                    session_max_age: chrono::Duration::seconds(600),
+                }
             );
-            assert_eq!(config.refresh_reuse_grace_secs, 3);
             assert_eq!(
-                (config.jwt_issuer.as_str(), config.jwt_audience.as_str()),
+                (
+                    config.jwt.codec.issuer.as_str(),
+                    config.jwt.codec.audience.as_str()
+                ),
                 ("iss", "aud")
             );
             assert_eq!(
@@ -510,14 +552,16 @@ mod tests {
                     queue_capacity: 7,
                 }
             );
-            assert_eq!(config.session_max_age_secs, 600);
-            assert_eq!(config.jwt_leeway_secs, 4);
-            assert_eq!(config.store_timeout_secs, 2);
-            assert_eq!(config.header_read_timeout_secs, 3);
-            assert_eq!(config.idle_timeout_secs, 30);
-            assert_eq!(config.hsts_max_age_secs, Some(31_536_000));
-            assert_eq!(config.max_body_bytes, 2048);
-            assert_eq!(config.site_dir, PathBuf::from("/srv/site"));
+            assert_eq!(config.jwt.codec.leeway_secs, 4);
+            assert_eq!(config.store.operation_timeout, Duration::from_secs(2));
+            assert_eq!(
+                config.listen.serve.header_read_timeout,
+                Duration::from_secs(3)
+            );
+            assert_eq!(config.listen.serve.idle_timeout, Duration::from_secs(30));
+            assert_eq!(config.http.hsts_max_age_secs, Some(31_536_000));
+            assert_eq!(config.http.max_body_bytes, 2048);
+            assert_eq!(config.site.dir, PathBuf::from("/srv/site"));
             assert_eq!(config.app_env, AppEnv::Production);
             Ok(())
         });
@@ -586,7 +630,7 @@ mod tests {
         Jail::expect_with(|jail| {
             for value in ["memory", "", "  "] {
                 assert_eq!(
-                    load(jail, &[("DB_URI", value)]).unwrap().store,
+                    load(jail, &[("DB_URI", value)]).unwrap().store.backend,
                     StoreConfig::Memory
                 );
             }

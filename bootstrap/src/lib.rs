@@ -3,6 +3,7 @@
 
 pub mod config;
 mod server;
+pub mod telemetry;
 mod wiring;
 
 pub use config::{AppEnv, Config, ConfigError, StoreConfig};

@@ -1,8 +1,7 @@
 use anyhow::Context;
-use latchkey_bootstrap::{build, openapi_json, serve as serve_http, Config, ServeSettings};
-use std::{process::ExitCode, time::Duration};
+use latchkey_bootstrap::{build, openapi_json, serve as serve_http, Config};
+use std::process::ExitCode;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: latchkey [serve | openapi]
 
@@ -42,30 +41,25 @@ async fn serve() -> anyhow::Result<()> {
         Err(e) if e.not_found() => {}
         Err(e) => return Err(e).context("could not read .env"),
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env(latchkey_bootstrap::config::LOG_FILTER_VARIABLE)
-                .unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    latchkey_bootstrap::telemetry::init("info", std::io::stdout);
     let config = Config::from_env()?;
     tracing::debug!(?config, "configuration loaded");
     let app = build(&config).await?;
-    let listener = TcpListener::bind(config.listen)
+    let address = config.listen.address;
+    let listener = TcpListener::bind(address)
         .await
-        .with_context(|| format!("could not listen on {}", config.listen))?;
+        .with_context(|| format!("could not listen on {address}"))?;
     tracing::info!(
-        "latchkey listening on http://{0} (API docs at http://{0}/api/docs)",
-        config.listen
+        "latchkey listening on http://{address} (API docs at http://{address}/api/docs)"
     );
-    let settings = ServeSettings {
-        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
-        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
-        shutdown_grace: Duration::from_secs(10),
-    };
-    serve_http(listener, app.endpoint, settings, shutdown_signal())
-        .await
-        .with_context(|| format!("could not serve on {}", config.listen))
+    serve_http(
+        listener,
+        app.endpoint,
+        config.listen.serve,
+        shutdown_signal(),
+    )
+    .await
+    .with_context(|| format!("could not serve on {address}"))
 }
 
 async fn shutdown_signal() {

@@ -1,15 +1,14 @@
 use crate::config::{Config, SecretOrigin, StoreConfig};
 use anyhow::Context;
-use chrono::Duration;
-use latchkey_application::{AuthService, Ports, SessionPolicy};
-use latchkey_crypto::{Argon2Hasher, HmacSuccessors, JwtCodec, JwtSettings, OsRandom, SystemClock};
+use latchkey_application::{AuthService, Ports};
+use latchkey_crypto::{Argon2Hasher, HmacSuccessors, JwtCodec, OsRandom, SystemClock};
 use latchkey_domain::ports::{RefreshTokenRepository, SessionRepository, UserRepository};
-use latchkey_http::HttpSettings;
+use latchkey_http::SiteSettings;
 use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryUsers};
 use latchkey_mongo::MongoStore;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use secrecy::ExposeSecret;
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 /// A fully wired server, ready to be served or called in tests.
 pub struct App {
@@ -51,7 +50,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Stores> {
-    let stores = match &config.store {
+    let stores = match &config.store.backend {
         StoreConfig::Memory => {
             tracing::warn!(
                 "DB_URI is not set: using the in-memory store. NOTHING PERSISTS; every \
@@ -62,7 +61,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Stores> {
         StoreConfig::Mongo { uri, database } => {
             let store = MongoStore::connect(uri, database.as_deref())
                 .await?
-                .with_operation_timeout(std::time::Duration::from_secs(config.store_timeout_secs));
+                .with_operation_timeout(config.store.operation_timeout);
             store
                 .ensure_indexes()
                 .await
@@ -77,7 +76,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Stores> {
 /// Wires everything but the store around the given repositories. `build` uses it after
 /// opening the configured store; tests use it to put the server on a store of their choosing.
 pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
-    if config.jwt_secret_origin == SecretOrigin::GeneratedForThisProcess {
+    if config.jwt.secret_origin == SecretOrigin::GeneratedForThisProcess {
         tracing::warn!(
             "JWT_SECRET is not set: signing with a random secret generated for this process; \
              tokens stop working when it restarts"
@@ -88,43 +87,24 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         move || Argon2Hasher::new(settings)
     })
     .await??;
-    let codec = JwtCodec::new(JwtSettings {
-        secret: config.jwt_secret.clone(),
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        leeway_secs: config.jwt_leeway_secs,
-    });
-    let policy = SessionPolicy {
-        access_token_ttl: seconds(config.access_token_ttl_secs)?,
-        refresh_token_ttl: seconds(config.refresh_token_ttl_secs)?,
-        reuse_grace: seconds(config.refresh_reuse_grace_secs)?,
-        session_max_age: seconds(config.session_max_age_secs)?,
-    };
+    let successors = HmacSuccessors::new(&HmacSuccessors::derive_key(
+        config.jwt.codec.secret.expose_secret().as_bytes(),
+        "latchkey refresh-token successor v1",
+    ));
     let service = AuthService::new(
         Ports {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
             sessions: stores.sessions,
             hasher: Arc::new(hasher),
-            access_tokens: Arc::new(codec),
+            access_tokens: Arc::new(JwtCodec::new(config.jwt.codec.clone())),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
-            successors: Arc::new(HmacSuccessors::new(&HmacSuccessors::derive_key(
-                config.jwt_secret.expose_secret().as_bytes(),
-                "latchkey refresh-token successor v1",
-            ))),
+            successors: Arc::new(successors),
         },
-        policy,
+        config.session,
     );
-    let endpoint = latchkey_http::routes(
-        service.clone(),
-        HttpSettings {
-            max_body_bytes: config.max_body_bytes,
-            body_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_secs),
-            hsts_max_age_secs: config.hsts_max_age_secs,
-        },
-        site(&config.site_dir),
-    );
+    let endpoint = latchkey_http::routes(service.clone(), config.http, site(&config.site));
     Ok(App {
         endpoint: endpoint.boxed(),
         service,
@@ -133,8 +113,9 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
 
 /// The static export of the Perseus site, loaded into memory and compressed once; the API
 /// alone when it has not been built or cannot be read.
-fn site(dir: &Path) -> Option<BoxEndpoint<'static, Response>> {
-    match latchkey_http::site_endpoint(dir) {
+fn site(settings: &SiteSettings) -> Option<BoxEndpoint<'static, Response>> {
+    let dir = &settings.dir;
+    match settings.endpoint() {
         Ok(Some(site)) => {
             tracing::info!(site_dir = %dir.display(), "serving the web site at /");
             Some(site)
@@ -155,9 +136,4 @@ fn site(dir: &Path) -> Option<BoxEndpoint<'static, Response>> {
             None
         }
     }
-}
-
-fn seconds(secs: u64) -> anyhow::Result<Duration> {
-    let secs = i64::try_from(secs).context("duration too large")?;
-    Duration::try_seconds(secs).context("duration too large")
 }

@@ -1,32 +1,43 @@
-//! A wired latchkey server on either store, driven through poem's test client.
+//! The one harness: every suite that needs a latchkey server gets it from [`spawn_app`] or
+//! [`app`] (zero2prod's `spawn_app`), on either store, in process or on a real socket.
 
-use crate::mongo::TestDatabase;
+use crate::{free_port, mongo::TestDatabase, Backend};
 use figment::Figment;
-use latchkey_bootstrap::{assemble, build, Config, StoreConfig, Stores};
+use latchkey_application::AuthService;
+use latchkey_bootstrap::{assemble, serve, Config, Stores};
 use latchkey_crypto::Argon2Settings;
-use poem::{endpoint::BoxEndpoint, http::StatusCode, test::TestClient, Response};
+use poem::{endpoint::BoxEndpoint, http::StatusCode, test::TestClient, EndpointExt, Response};
 use secrecy::SecretString;
 use serde_json::Value;
+use std::{net::SocketAddr, sync::Arc};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 pub type Client = TestClient<BoxEndpoint<'static, Response>>;
+type WrapStores = Box<dyn FnOnce(Stores) -> Stores + Send>;
+type WrapEndpoint =
+    Box<dyn FnOnce(BoxEndpoint<'static, Response>) -> BoxEndpoint<'static, Response> + Send>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Memory,
-    Mongo,
+/// A running app, plus whatever must live as long as it (its database, its server task).
+pub struct TestApp {
+    /// Calls the app in process (no socket), also when it listens on one.
+    pub client: Client,
+    pub service: AuthService,
+    /// Where it listens, when spawned [`Spawn::listening`].
+    pub address: Option<SocketAddr>,
+    server: Option<Server>,
+    _database: Option<TestDatabase>,
 }
 
-/// A running app plus whatever must live as long as it (its database).
-pub struct TestApp {
-    pub client: Client,
-    _database: Option<TestDatabase>,
+struct Server {
+    stop: Option<oneshot::Sender<()>>,
+    stopped: JoinHandle<std::io::Result<()>>,
 }
 
 /// Defaults for tests: cheap argon2 (the production cost is covered by the crypto tests) and
 /// no reuse grace, so a reused token is detected at once.
 pub fn test_config() -> Config {
     let mut config = Config::from_figment(Figment::new()).expect("defaults are valid");
-    config.jwt_secret = SecretString::from("test-secret-test-secret-test-secret-0123");
+    config.jwt.codec.secret = SecretString::from("test-secret-test-secret-test-secret-0123");
     config.argon2 = Argon2Settings {
         memory_kib: 256,
         iterations: 1,
@@ -34,53 +45,116 @@ pub fn test_config() -> Config {
         workers: 2,
         queue_capacity: 64,
     };
-    config.refresh_reuse_grace_secs = 0;
+    config.session.reuse_grace = chrono::Duration::zero();
     // Tests move the clock by seconds; a skew allowance would blur every expiry check.
-    config.jwt_leeway_secs = 0;
+    config.jwt.codec.leeway_secs = 0;
     config
 }
 
+/// A server on `backend` with the test configuration as `adjust` leaves it.
 pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = test_config();
-    adjust(&mut config);
-    let database = match backend {
-        Backend::Memory => None,
-        Backend::Mongo => {
-            let database = TestDatabase::create().await;
-            config.store = StoreConfig::Mongo {
-                uri: database.uri().to_owned(),
-                database: Some(database.name().to_owned()),
-            };
-            Some(database)
-        }
-    };
-    let app = build(&config).await.expect("app builds");
-    TestApp {
-        client: TestClient::new(app.endpoint),
-        _database: database,
+    app(backend).config(adjust).spawn().await
+}
+
+/// A server with more than configuration to choose: see [`Spawn`].
+pub fn app(backend: Backend) -> Spawn {
+    Spawn {
+        backend,
+        config: test_config(),
+        wrap_stores: None,
+        wrap_endpoint: None,
+        listening: false,
     }
 }
 
-/// Like `spawn_app`, but the repositories pass through `wrap` first, so a test can put a
-/// wrapper (pauses, injected failures) between the use cases and a real store.
-pub async fn spawn_app_with(
+pub struct Spawn {
     backend: Backend,
-    adjust: impl FnOnce(&mut Config),
-    wrap: impl FnOnce(Stores) -> Stores,
-) -> TestApp {
-    let mut config = test_config();
-    adjust(&mut config);
-    let (stores, database) = match backend {
-        Backend::Memory => (Stores::in_memory(), None),
-        Backend::Mongo => {
-            let database = TestDatabase::create().await;
-            (Stores::mongo(&database.store), Some(database))
+    config: Config,
+    wrap_stores: Option<WrapStores>,
+    wrap_endpoint: Option<WrapEndpoint>,
+    listening: bool,
+}
+
+impl Spawn {
+    pub fn config(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        adjust(&mut self.config);
+        self
+    }
+
+    /// The repositories pass through `wrap` first, so a test can put a wrapper (pauses,
+    /// injected failures) between the use cases and a real store, or replace the store.
+    pub fn stores(mut self, wrap: impl FnOnce(Stores) -> Stores + Send + 'static) -> Self {
+        self.wrap_stores = Some(Box::new(wrap));
+        self
+    }
+
+    /// Wraps the whole endpoint, e.g. to count requests.
+    pub fn endpoint(
+        mut self,
+        wrap: impl FnOnce(BoxEndpoint<'static, Response>) -> BoxEndpoint<'static, Response>
+            + Send
+            + 'static,
+    ) -> Self {
+        self.wrap_endpoint = Some(Box::new(wrap));
+        self
+    }
+
+    /// Also serves the app on a local port with the production server loop (timeouts and
+    /// all), as configured in `config.listen.serve`.
+    pub fn listening(mut self) -> Self {
+        self.listening = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        crate::init_test_logs();
+        let (stores, database) = match self.backend {
+            Backend::Memory => (Stores::in_memory(), None),
+            Backend::Mongo => {
+                let database = TestDatabase::create().await;
+                (Stores::mongo(&database.store), Some(database))
+            }
+        };
+        let stores = match self.wrap_stores {
+            Some(wrap) => wrap(stores),
+            None => stores,
+        };
+        let built = assemble(&self.config, stores).await.expect("app builds");
+        let endpoint = match self.wrap_endpoint {
+            Some(wrap) => wrap(built.endpoint),
+            None => built.endpoint,
+        };
+        let (client, address, server) = if self.listening {
+            let shared = Arc::new(endpoint);
+            let port = free_port();
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .expect("a local port");
+            let address = listener.local_addr().expect("a TCP address");
+            let (stop, stopping) = oneshot::channel::<()>();
+            let stopped = tokio::spawn(serve(
+                listener,
+                shared.clone().boxed(),
+                self.config.listen.serve,
+                async {
+                    let _ = stopping.await;
+                },
+            ));
+            let server = Server {
+                stop: Some(stop),
+                stopped,
+            };
+            (TestClient::new(shared.boxed()), Some(address), Some(server))
+        } else {
+            (TestClient::new(endpoint), None, None)
+        };
+        TestApp {
+            client,
+            service: built.service,
+            address,
+            server,
+            _database: database,
         }
-    };
-    let app = assemble(&config, wrap(stores)).await.expect("app builds");
-    TestApp {
-        client: TestClient::new(app.endpoint),
-        _database: database,
     }
 }
 
@@ -134,26 +208,38 @@ impl Reply {
 }
 
 impl TestApp {
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
-        Reply::from(self.client.post(path).body_json(&body).send().await).await
+    /// `http://127.0.0.1:<port><path>` of a listening app.
+    pub fn url(&self, path: &str) -> String {
+        let address = self.address.expect("spawned with `listening()`");
+        format!("http://{address}{path}")
     }
 
-    pub async fn post_authorized(&self, path: &str, token: &str, body: Value) -> Reply {
-        Reply::from(
-            self.client
-                .post(path)
-                .header("Authorization", format!("Bearer {token}"))
-                .body_json(&body)
-                .send()
-                .await,
-        )
-        .await
+    /// Stops accepting connections, lets in-flight requests finish, and returns how the server
+    /// loop ended.
+    pub async fn shut_down(&mut self) -> std::io::Result<()> {
+        let mut server = self.server.take().expect("spawned with `listening()`");
+        if let Some(stop) = server.stop.take() {
+            let _ = stop.send(());
+        }
+        server
+            .stopped
+            .await
+            .expect("the server task ran to its end")
     }
 
-    pub async fn get(&self, path: &str, authorization: Option<&str>) -> Reply {
+    /// Every request helper takes `token`: `Some(access token)` sends it as a bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let mut request = self.client.post(path).body_json(&body);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Reply::from(request.send().await).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut request = self.client.get(path);
-        if let Some(value) = authorization {
-            request = request.header("Authorization", value);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
         }
         Reply::from(request.send().await).await
     }
@@ -161,6 +247,7 @@ impl TestApp {
     pub async fn register(&self, email: &str, password: &str) -> Reply {
         self.post(
             "/api/auth/register",
+            None,
             serde_json::json!({ "email": email, "password": password }),
         )
         .await
@@ -169,6 +256,7 @@ impl TestApp {
     pub async fn login(&self, email: &str, password: &str) -> Reply {
         self.post(
             "/api/auth/login",
+            None,
             serde_json::json!({ "email": email, "password": password }),
         )
         .await
@@ -177,6 +265,7 @@ impl TestApp {
     pub async fn refresh(&self, refresh_token: &str) -> Reply {
         self.post(
             "/api/auth/refresh",
+            None,
             serde_json::json!({ "refresh_token": refresh_token }),
         )
         .await
@@ -185,19 +274,18 @@ impl TestApp {
     pub async fn logout(&self, refresh_token: &str) -> Reply {
         self.post(
             "/api/auth/logout",
+            None,
             serde_json::json!({ "refresh_token": refresh_token }),
         )
         .await
     }
 
     pub async fn session(&self, access_token: &str) -> Reply {
-        self.get("/api/auth/session", Some(&format!("Bearer {access_token}")))
-            .await
+        self.get("/api/auth/session", Some(access_token)).await
     }
 
     pub async fn me(&self, access_token: &str) -> Reply {
-        self.get("/api/users/me", Some(&format!("Bearer {access_token}")))
-            .await
+        self.get("/api/users/me", Some(access_token)).await
     }
 
     /// Registers and logs in; returns the login reply.
@@ -213,29 +301,4 @@ impl TestApp {
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
         login
     }
-}
-
-/// Instantiates each listed async scenario once per backend:
-/// `for_each_backend!(scenario_a, scenario_b);` gives `memory::scenario_a`, `mongo::scenario_a`, ...
-#[macro_export]
-macro_rules! for_each_backend {
-    ($($scenario:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                // Multi-threaded, so concurrent requests really run at once.
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario($crate::http::Backend::Memory).await;
-                }
-            )+
-        }
-        mod mongo {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario($crate::http::Backend::Mongo).await;
-                }
-            )+
-        }
-    };
 }

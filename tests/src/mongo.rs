@@ -89,7 +89,7 @@ impl ContainerSpec {
         // On the host network every container needs its own port; behind a bridge they can
         // all listen on the standard one and Docker maps it.
         let (host, port) = if host_network {
-            ("127.0.0.1", free_local_port())
+            ("127.0.0.1", crate::free_port())
         } else {
             ("0.0.0.0", MONGO_PORT)
         };
@@ -158,13 +158,6 @@ impl ContainerSpec {
             _container: Box::new(container),
         })
     }
-}
-
-fn free_local_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 async fn wait_for_tcp(host: &str, port: u16, limit: Duration) -> Result<(), String> {

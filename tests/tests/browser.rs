@@ -6,19 +6,21 @@
 
 use fantoccini::{wd::WindowHandle, Client, ClientBuilder, Locator};
 use latchkey_application::{LogoutCommand, RefreshCommand, RegisterCommand};
-use latchkey_bootstrap::{build, Config};
+use latchkey_tests::{
+    eventually, free_port,
+    http::{app, TestApp},
+    Backend,
+};
 use poem::EndpointExt;
 use serde_json::json;
 use std::{
-    future::Future,
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 const ACCESS_TOKEN_TTL_SECS: u64 = 3;
@@ -38,14 +40,14 @@ fn screenshots_dir() -> PathBuf {
 
 /// The server on a real socket, counting the refresh requests it receives.
 struct Site {
-    base: String,
+    app: TestApp,
     refreshes: Arc<AtomicUsize>,
     service: latchkey_application::AuthService,
 }
 
 impl Site {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.app.url(path)
     }
 }
 
@@ -54,39 +56,33 @@ async fn start_site() -> Site {
         site_dir().join("index.html").is_file(),
         "the web site is not built: run scripts/build-site.sh (scripts/test.sh does)"
     );
-    let mut config: Config = latchkey_tests::http::test_config();
-    config.site_dir = site_dir();
-    config.access_token_ttl_secs = ACCESS_TOKEN_TTL_SECS;
-    config.refresh_reuse_grace_secs = 10;
-    let app = build(&config).await.expect("app builds");
     let refreshes = Arc::new(AtomicUsize::new(0));
     let counter = refreshes.clone();
-    let endpoint = app.endpoint.around(move |next, req| {
-        if req.uri().path() == "/api/auth/refresh" {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        async move { next.call(req).await }
-    });
-    // The production server loop (timeouts and all), not poem's.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a local port");
-    let addr: SocketAddr = listener.local_addr().expect("a TCP address");
-    let settings = latchkey_bootstrap::ServeSettings {
-        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
-        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
-        shutdown_grace: Duration::from_secs(1),
-    };
-    tokio::spawn(latchkey_bootstrap::serve(
-        listener,
-        endpoint.boxed(),
-        settings,
-        std::future::pending(),
-    ));
+    let app = app(Backend::Memory)
+        .config(|config| {
+            config.site.dir = site_dir();
+            config.session.access_token_ttl =
+                chrono::Duration::seconds(ACCESS_TOKEN_TTL_SECS as i64);
+            config.session.reuse_grace = chrono::Duration::seconds(10);
+        })
+        .endpoint(move |endpoint| {
+            endpoint
+                .around(move |next, req| {
+                    if req.uri().path() == "/api/auth/refresh" {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async move { next.call(req).await }
+                })
+                .boxed()
+        })
+        .listening()
+        .spawn()
+        .await;
+    let service = app.service.clone();
     Site {
-        base: format!("http://{addr}"),
+        app,
         refreshes,
-        service: app.service,
+        service,
     }
 }
 
@@ -115,10 +111,7 @@ impl Drop for Browser {
 async fn start_browser() -> Browser {
     let chromedriver = which("chromedriver");
     let chromium = which("chromium");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_port();
     let driver = Command::new(&chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -132,7 +125,8 @@ async fn start_browser() -> Browser {
         "goog:chromeOptions".into(),
         json!({
             "binary": chromium,
-            // Headless as root, and quiet on a closed network (see shared/design/test-infra.md).
+            // Headless as root (no sandbox), and quiet on a closed network: no background services
+            // that would only time out.
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
@@ -143,7 +137,7 @@ async fn start_browser() -> Browser {
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
-    let client = eventually("chromedriver to accept a session", || async {
+    let client = eventually("chromedriver to accept a session", PATIENCE, || async {
         ClientBuilder::native()
             .capabilities(capabilities.clone())
             .connect(&url)
@@ -170,23 +164,8 @@ fn which(program: &str) -> PathBuf {
         })
 }
 
-/// Retries `attempt` until it succeeds (pages hydrate and navigate asynchronously).
-async fn eventually<T, E: std::fmt::Display, F, Fut>(what: &str, attempt: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let started = Instant::now();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(e) if started.elapsed() > Duration::from_secs(20) => {
-                panic!("timed out waiting for {what}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
+/// Pages hydrate and navigate asynchronously.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 impl Browser {
     async fn path(&self) -> String {
@@ -194,7 +173,7 @@ impl Browser {
     }
 
     async fn wait_for_path(&self, expected: &str) {
-        eventually(&format!("the page {expected}"), || async {
+        eventually(&format!("the page {expected}"), PATIENCE, || async {
             let path = self.path().await;
             if path.trim_end_matches('/') == expected.trim_end_matches('/') {
                 Ok(())
@@ -206,7 +185,7 @@ impl Browser {
     }
 
     async fn text_of(&self, css: &str) -> String {
-        eventually(&format!("text in {css}"), || async {
+        eventually(&format!("text in {css}"), PATIENCE, || async {
             let text = self
                 .client
                 .find(Locator::Css(css))
@@ -231,7 +210,7 @@ impl Browser {
 
     /// Waits until the log-in or register page is live (and following the other tabs).
     async fn wait_until_hydrated(&self) {
-        eventually("the form to hydrate", || async {
+        eventually("the form to hydrate", PATIENCE, || async {
             match self.attribute("main", "data-hydrated").await.as_deref() {
                 Some("true") => Ok(()),
                 other => Err(format!("data-hydrated = {other:?}")),
@@ -278,7 +257,7 @@ impl Browser {
 
     /// Waits until the signed-in page has loaded the account again, after `before` loads.
     async fn wait_for_another_load(&self, before: u32) {
-        eventually("the page to load again", || async {
+        eventually("the page to load again", PATIENCE, || async {
             let loads = self.loads().await;
             if loads > before {
                 Ok(())
@@ -290,7 +269,7 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        eventually(&format!("{css} to be clickable"), || async {
+        eventually(&format!("{css} to be clickable"), PATIENCE, || async {
             self.client
                 .find(Locator::Css(css))
                 .await
@@ -413,7 +392,7 @@ impl Browser {
 async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_when_revoked() {
     let site = start_site().await;
     let browser = start_browser().await;
-    let url = |path: &str| format!("{}{path}", site.base);
+    let url = |path: &str| site.url(path);
     let email = "ann@example.com";
 
     // Without tokens, the signed-in page sends the visitor to log in.

@@ -1,9 +1,12 @@
 //! The edge: the web site served from memory (paths, HEAD, compression, validators), the
 //! security headers on every response, and a JSON 500 for a panicking handler.
 
-use latchkey_bootstrap::{build, Config};
+use latchkey_bootstrap::Config;
 use latchkey_http::{harden, EdgeSettings};
-use latchkey_tests::http::{test_config, Client};
+use latchkey_tests::{
+    http::{spawn_app, Client},
+    Backend,
+};
 use poem::{
     http::{HeaderMap, StatusCode},
     test::{TestClient, TestResponse},
@@ -88,11 +91,13 @@ impl Drop for TempSite {
 }
 
 async fn app_with(site_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Client {
-    let mut config = test_config();
-    config.site_dir = site_dir.to_owned();
-    adjust(&mut config);
-    let app = build(&config).await.expect("app builds");
-    TestClient::new(app.endpoint)
+    let app = spawn_app(Backend::Memory, |config| {
+        config.site.dir = site_dir.to_owned();
+        adjust(config);
+    })
+    .await;
+    // The in-memory store has nothing else to keep alive.
+    app.client
 }
 
 async fn app(site: &TempSite) -> Client {
@@ -491,7 +496,7 @@ async fn hsts_is_sent_only_when_configured() {
     let site = TempSite::create();
     let without = app(&site).await;
     let with = app_with(&site.dir(), |config| {
-        config.hsts_max_age_secs = Some(31_536_000);
+        config.http.hsts_max_age_secs = Some(31_536_000);
     })
     .await;
 

@@ -3,8 +3,9 @@
 use latchkey_bootstrap::StoreConfig;
 use latchkey_tests::{
     for_each_backend,
-    http::{spawn_app, spawn_app_with, Backend, Reply, TestApp},
+    http::{app as spawn, spawn_app, Reply, TestApp},
     interleave::{Faults, Hold, Interleaved, Step},
+    Backend,
 };
 use poem::http::StatusCode;
 use serde_json::json;
@@ -59,10 +60,7 @@ async fn a_user_registers_logs_in_refreshes_and_logs_out(backend: Backend) {
     assert_eq!(me.body, registered.body);
 
     let session = app
-        .get(
-            "/api/auth/session",
-            Some(&format!("Bearer {}", login.str("access_token"))),
-        )
+        .get("/api/auth/session", Some(&login.str("access_token")))
         .await;
     assert_eq!(session.status, StatusCode::OK, "{}", session.body);
     assert_eq!(session.body["user_id"], registered.body["id"]);
@@ -119,7 +117,10 @@ async fn user_data_and_tokens_are_never_cached(backend: Backend) {
 async fn logout_needs_only_the_refresh_token_and_works_after_the_access_token_expired(
     backend: Backend,
 ) {
-    let app = spawn_app(backend, |c| c.access_token_ttl_secs = 1).await;
+    let app = spawn_app(backend, |c| {
+        c.session.access_token_ttl = chrono::Duration::seconds(1)
+    })
+    .await;
     let login = app.signed_in("ann@example.com").await;
     let other_session = app.login("ann@example.com", "correct horse battery").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -143,7 +144,7 @@ async fn logout_needs_only_the_refresh_token_and_works_after_the_access_token_ex
         app.logout("not-a-token-we-issued").await.status,
         StatusCode::NO_CONTENT
     );
-    app.post("/api/auth/logout", json!({}))
+    app.post("/api/auth/logout", None, json!({}))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_request");
     // Only that session ended.
@@ -157,8 +158,8 @@ async fn logout_needs_only_the_refresh_token_and_works_after_the_access_token_ex
 
 async fn a_session_ends_at_its_absolute_lifetime_however_often_it_rotated(backend: Backend) {
     let app = spawn_app(backend, |c| {
-        c.access_token_ttl_secs = 1;
-        c.session_max_age_secs = 3;
+        c.session.access_token_ttl = chrono::Duration::seconds(1);
+        c.session.session_max_age = chrono::Duration::seconds(3);
     })
     .await;
     let login = app.signed_in("ann@example.com").await;
@@ -215,7 +216,10 @@ async fn reusing_a_rotated_refresh_token_revokes_the_whole_session(backend: Back
 }
 
 async fn reuse_within_the_grace_window_gets_a_working_pair_in_the_same_session(backend: Backend) {
-    let app = spawn_app(backend, |c| c.refresh_reuse_grace_secs = 60).await;
+    let app = spawn_app(backend, |c| {
+        c.session.reuse_grace = chrono::Duration::seconds(60)
+    })
+    .await;
     let login = app.signed_in("ann@example.com").await;
     let session_id = app
         .session(&login.str("access_token"))
@@ -251,16 +255,15 @@ async fn reuse_within_the_grace_window_gets_a_working_pair_in_the_same_session(b
 /// compare-and-swap alone decides. With a compare-and-swap that always says "won", all eight
 /// would get a pair.
 async fn concurrent_refreshes_without_a_grace_window_have_exactly_one_winner(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        |c| c.refresh_reuse_grace_secs = 0,
-        |mut stores| {
+    let app = spawn(backend)
+        .config(|c| c.session.reuse_grace = chrono::Duration::seconds(0))
+        .stores(|mut stores| {
             stores.refresh_tokens =
                 Arc::new(Interleaved::new(stores.refresh_tokens).readers_meet(8));
             stores
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let login = app.signed_in("ann@example.com").await;
     let token = login.str("refresh_token");
     let replies = futures::future::join_all((0..8).map(|_| app.refresh(&token))).await;
@@ -285,16 +288,15 @@ async fn concurrent_refreshes_without_a_grace_window_have_exactly_one_winner(bac
 }
 
 async fn concurrent_refreshes_within_the_grace_window_all_stay_signed_in(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        |c| c.refresh_reuse_grace_secs = 60,
-        |mut stores| {
+    let app = spawn(backend)
+        .config(|c| c.session.reuse_grace = chrono::Duration::seconds(60))
+        .stores(|mut stores| {
             stores.refresh_tokens =
                 Arc::new(Interleaved::new(stores.refresh_tokens).readers_meet(8));
             stores
-        },
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let login = app.signed_in("ann@example.com").await;
     let token = login.str("refresh_token");
     let replies = futures::future::join_all((0..8).map(|_| app.refresh(&token))).await;
@@ -319,15 +321,18 @@ async fn a_logout_racing_a_refresh_is_never_undone(backend: Backend) {
     ] {
         let hold = Hold::at(step);
         let app = Arc::new(
-            spawn_app_with(backend, |c| c.refresh_reuse_grace_secs = 10, {
-                let hold = hold.clone();
-                move |mut stores| {
-                    stores.refresh_tokens =
-                        Arc::new(Interleaved::new(stores.refresh_tokens).holding(hold));
-                    stores
-                }
-            })
-            .await,
+            spawn(backend)
+                .config(|c| c.session.reuse_grace = chrono::Duration::seconds(10))
+                .stores({
+                    let hold = hold.clone();
+                    move |mut stores| {
+                        stores.refresh_tokens =
+                            Arc::new(Interleaved::new(stores.refresh_tokens).holding(hold));
+                        stores
+                    }
+                })
+                .spawn()
+                .await,
         );
         let login = app.signed_in("ann@example.com").await;
         let token = login.str("refresh_token");
@@ -378,15 +383,18 @@ async fn a_failed_or_lost_refresh_can_be_retried_without_ending_the_session(back
     ];
     for (what, inject) in injections {
         let faults = Faults::new();
-        let app = spawn_app_with(backend, |c| c.refresh_reuse_grace_secs = 10, {
-            let faults = faults.clone();
-            move |mut stores| {
-                stores.refresh_tokens =
-                    Arc::new(Interleaved::new(stores.refresh_tokens).with_faults(faults));
-                stores
-            }
-        })
-        .await;
+        let app = spawn(backend)
+            .config(|c| c.session.reuse_grace = chrono::Duration::seconds(10))
+            .stores({
+                let faults = faults.clone();
+                move |mut stores| {
+                    stores.refresh_tokens =
+                        Arc::new(Interleaved::new(stores.refresh_tokens).with_faults(faults));
+                    stores
+                }
+            })
+            .spawn()
+            .await;
         let login = app.signed_in("ann@example.com").await;
         let token = login.str("refresh_token");
         inject(&faults);
@@ -495,6 +503,7 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     let wrong_type = app
         .post(
             "/api/auth/register",
+            None,
             json!({ "email": { "nested": 1 }, "password": "x" }),
         )
         .await;
@@ -505,6 +514,7 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     let unknown_field = app
         .post(
             "/api/auth/login",
+            None,
             json!({ "email": "ann@example.com", "password": "x", "passwrod": "x" }),
         )
         .await;
@@ -512,12 +522,16 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     assert!(unknown_field.str("message").contains("passwrod"));
 
     // A number is not a string, even where a string would be accepted.
-    app.post("/api/auth/refresh", json!({ "refresh_token": 12345 }))
+    app.post("/api/auth/refresh", None, json!({ "refresh_token": 12345 }))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_request");
 
     let missing_field = app
-        .post("/api/auth/login", json!({ "email": "ann@example.com" }))
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "ann@example.com" }),
+        )
         .await;
     missing_field.assert_error(StatusCode::BAD_REQUEST, "bad_request");
 
@@ -560,6 +574,7 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     let oversized = app
         .post(
             "/api/auth/register",
+            None,
             json!({ "email": "ann@example.com", "password": "p".repeat(100_000) }),
         )
         .await;
@@ -602,7 +617,14 @@ async fn protected_routes_need_a_valid_bearer_token(backend: Backend) {
         format!("Basic {access}"),
         "Bearer ".to_owned(),
     ] {
-        let reply = app.get("/api/users/me", Some(&bad)).await;
+        let reply = Reply::from(
+            app.client
+                .get("/api/users/me")
+                .header("Authorization", &bad)
+                .send()
+                .await,
+        )
+        .await;
         assert_eq!(
             reply.status,
             StatusCode::UNAUTHORIZED,
@@ -618,7 +640,10 @@ async fn protected_routes_need_a_valid_bearer_token(backend: Backend) {
 }
 
 async fn an_expired_access_token_is_refused_and_a_refresh_recovers(backend: Backend) {
-    let app = spawn_app(backend, |c| c.access_token_ttl_secs = 1).await;
+    let app = spawn_app(backend, |c| {
+        c.session.access_token_ttl = chrono::Duration::seconds(1)
+    })
+    .await;
     let login = app.signed_in("ann@example.com").await;
     assert_eq!(login.body["expires_in"], 1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -674,7 +699,7 @@ for_each_backend!(
 
 /// A MongoDB server that does not answer: nothing listens on this port.
 fn unreachable_store(config: &mut latchkey_bootstrap::Config) {
-    config.store = StoreConfig::Mongo {
+    config.store.backend = StoreConfig::Mongo {
         uri: "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300&connectTimeoutMS=300".into(),
         database: Some("unreachable".into()),
     };
@@ -700,13 +725,11 @@ async fn a_store_outage_while_running_is_a_503_not_a_500() {
     )
     .await
     .unwrap();
-    let app = latchkey_bootstrap::assemble(
-        &latchkey_tests::http::test_config(),
-        latchkey_bootstrap::Stores::mongo(&store),
-    )
-    .await
-    .unwrap();
-    let client = poem::test::TestClient::new(app.endpoint);
+    let app = spawn(Backend::Memory)
+        .stores(move |_| latchkey_bootstrap::Stores::mongo(&store))
+        .spawn()
+        .await;
+    let client = &app.client;
 
     let register = Reply::from(
         client
@@ -762,13 +785,11 @@ async fn a_store_that_accepts_but_never_answers_is_a_503_within_the_store_timeou
     .await
     .unwrap()
     .with_operation_timeout(Duration::from_secs(1));
-    let app = latchkey_bootstrap::assemble(
-        &latchkey_tests::http::test_config(),
-        latchkey_bootstrap::Stores::mongo(&store),
-    )
-    .await
-    .unwrap();
-    let client = poem::test::TestClient::new(app.endpoint);
+    let app = spawn(Backend::Memory)
+        .stores(move |_| latchkey_bootstrap::Stores::mongo(&store))
+        .spawn()
+        .await;
+    let client = &app.client;
 
     let started = std::time::Instant::now();
     let login = Reply::from(

@@ -7,7 +7,7 @@ use latchkey_domain::{
     EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
     SessionRecord, User, UserId,
 };
-use latchkey_tests::mongo::TestDatabase;
+use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -19,22 +19,24 @@ struct Stores {
     _database: Option<TestDatabase>,
 }
 
-async fn memory() -> Stores {
-    Stores {
-        users: Arc::new(latchkey_memory::InMemoryUsers::default()),
-        tokens: Arc::new(latchkey_memory::InMemoryRefreshTokens::default()),
-        sessions: Arc::new(latchkey_memory::InMemorySessions::default()),
-        _database: None,
-    }
-}
-
-async fn mongo() -> Stores {
-    let database = TestDatabase::create().await;
-    Stores {
-        users: Arc::new(database.store.users()),
-        tokens: Arc::new(database.store.refresh_tokens()),
-        sessions: Arc::new(database.store.sessions()),
-        _database: Some(database),
+/// The fixture: fresh, empty stores of `backend`.
+async fn stores(backend: Backend) -> Stores {
+    match backend {
+        Backend::Memory => Stores {
+            users: Arc::new(latchkey_memory::InMemoryUsers::default()),
+            tokens: Arc::new(latchkey_memory::InMemoryRefreshTokens::default()),
+            sessions: Arc::new(latchkey_memory::InMemorySessions::default()),
+            _database: None,
+        },
+        Backend::Mongo => {
+            let database = TestDatabase::create().await;
+            Stores {
+                users: Arc::new(database.store.users()),
+                tokens: Arc::new(database.store.refresh_tokens()),
+                sessions: Arc::new(database.store.sessions()),
+                _database: Some(database),
+            }
+        }
     }
 }
 
@@ -328,28 +330,8 @@ async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: S
     assert_eq!(winners, 1);
 }
 
-macro_rules! contract {
-    ($($case:ident),+ $(,)?) => {
-        mod memory_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::memory().await).await;
-                }
-            )+
-        }
-        mod mongo_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::mongo().await).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+for_each_backend!(
+    fixture = super::stores;
     a_user_is_found_by_id_and_by_email_in_any_case,
     unknown_users_are_none,
     a_second_user_with_the_same_email_in_other_case_is_refused_and_the_first_kept,

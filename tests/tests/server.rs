@@ -1,42 +1,27 @@
 //! The real HTTP server loop on a socket: slow or silent clients are cut off, normal ones served.
 
-use latchkey_bootstrap::{build, serve, ServeSettings};
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
+use latchkey_tests::{
+    http::{app, TestApp},
+    Backend,
 };
+use std::time::{Duration, Instant};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
+    net::TcpStream,
 };
 
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    stopped: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(header_read_timeout: Duration, idle_timeout: Duration) -> Running {
-    let mut config = latchkey_tests::http::test_config();
-    config.header_read_timeout_secs = header_read_timeout.as_secs();
-    let app = build(&config).await.expect("app builds");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopping) = oneshot::channel::<()>();
-    let settings = ServeSettings {
-        header_read_timeout,
-        idle_timeout,
-        shutdown_grace: Duration::from_secs(2),
-    };
-    let stopped = tokio::spawn(serve(listener, app.endpoint, settings, async {
-        let _ = stopping.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        stopped,
-    }
+/// The app on a socket, with `header_read_timeout` for headers and bodies alike.
+async fn start(header_read_timeout: Duration, idle_timeout: Duration) -> TestApp {
+    app(Backend::Memory)
+        .config(|config| {
+            config.listen.serve.header_read_timeout = header_read_timeout;
+            config.listen.serve.idle_timeout = idle_timeout;
+            config.listen.serve.shutdown_grace = Duration::from_secs(2);
+            config.http.body_read_timeout = header_read_timeout;
+        })
+        .listening()
+        .spawn()
+        .await
 }
 
 /// Reads until the server closes the connection; returns what it sent and when it closed.
@@ -60,7 +45,7 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
-    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    let mut slow = TcpStream::connect(server.address.unwrap()).await.unwrap();
     slow.write_all(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
@@ -71,7 +56,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_trickles_its_body_gets_408_and_is_cut_off() {
     let server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
-    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    let mut slow = TcpStream::connect(server.address.unwrap()).await.unwrap();
     slow.write_all(
         b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em",
     )
@@ -86,7 +71,7 @@ async fn a_client_that_trickles_its_body_gets_408_and_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleartext_http2_is_not_spoken() {
     let server = start(Duration::from_secs(1), Duration::from_secs(2)).await;
-    let mut h2 = TcpStream::connect(server.addr).await.unwrap();
+    let mut h2 = TcpStream::connect(server.address.unwrap()).await.unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .unwrap();
@@ -102,7 +87,7 @@ async fn cleartext_http2_is_not_spoken() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed() {
     let server = start(Duration::from_secs(1), Duration::from_secs(2)).await;
-    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut silent = TcpStream::connect(server.address.unwrap()).await.unwrap();
     let (_, after) = until_closed(&mut silent, Duration::from_secs(6)).await;
     assert!(after < Duration::from_secs(4), "closed after {after:?}");
 }
@@ -110,7 +95,7 @@ async fn a_silent_connection_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_requests_are_served_over_keep_alive_and_shutdown_is_graceful() {
     let mut server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
-    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let mut client = TcpStream::connect(server.address.unwrap()).await.unwrap();
     for _ in 0..2 {
         client
             .write_all(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -122,14 +107,12 @@ async fn ordinary_requests_are_served_over_keep_alive_and_shutdown_is_graceful()
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("\"status\":\"ok\""), "{response}");
     }
-    server.stop.take().unwrap().send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), &mut server.stopped)
+    tokio::time::timeout(Duration::from_secs(5), server.shut_down())
         .await
         .expect("serve returns after the shutdown signal")
-        .unwrap()
         .unwrap();
     assert!(
-        TcpStream::connect(server.addr).await.is_err(),
+        TcpStream::connect(server.address.unwrap()).await.is_err(),
         "no longer accepting"
     );
 }

@@ -25,8 +25,7 @@ use std::sync::{
 };
 use tokio::sync::oneshot;
 
-/// Argon2id cost and the pool that runs it. `Default` is OWASP's recommendation
-/// (m=19 MiB, t=2, p=1) on one worker per core.
+/// Argon2id cost and the pool that runs it (defaults: the bootstrap configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Argon2Settings {
     pub memory_kib: u32,
@@ -36,24 +35,6 @@ pub struct Argon2Settings {
     pub workers: usize,
     /// Hash requests that may wait for a worker; beyond that, `Overloaded`.
     pub queue_capacity: usize,
-}
-
-impl Default for Argon2Settings {
-    fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-            workers: default_workers(),
-            queue_capacity: 128,
-        }
-    }
-}
-
-/// One worker per core: hashing is CPU-bound, so more workers only add memory, and the async
-/// workers need little CPU for the rest of a request.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Stored hashes carry their own cost (so raising it later keeps old hashes verifiable), but a
@@ -380,6 +361,17 @@ mod tests {
     use argon2::{PasswordHasher as _, PasswordVerifier as _};
     use std::time::Duration;
 
+    /// OWASP's recommended cost, as the service runs by default.
+    fn owasp() -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            workers: 2,
+            queue_capacity: 128,
+        }
+    }
+
     fn cheap(workers: usize, queue_capacity: usize) -> Argon2Hasher {
         Argon2Hasher::new(Argon2Settings {
             memory_kib: 256,
@@ -459,7 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn default_settings_are_owasps_and_the_dummy_hash_uses_them() {
-        let hasher = Argon2Hasher::new(Argon2Settings::default()).unwrap();
+        let hasher = Argon2Hasher::new(owasp()).unwrap();
         assert!(hasher
             .dummy_hash()
             .as_str()
@@ -548,7 +540,7 @@ mod tests {
     fn a_pool_without_workers_is_refused() {
         let settings = Argon2Settings {
             workers: 0,
-            ..Argon2Settings::default()
+            ..owasp()
         };
         assert!(matches!(
             Argon2Hasher::new(settings),

@@ -21,6 +21,7 @@ fn is_access_token_typ(typ: Option<&str>) -> bool {
     })
 }
 
+#[derive(Clone, Debug)]
 pub struct JwtSettings {
     pub secret: SecretString,
     pub issuer: String,

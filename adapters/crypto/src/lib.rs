@@ -5,9 +5,7 @@ mod jwt;
 mod successor;
 mod system;
 
-pub use argon2_hasher::{
-    default_workers, Argon2Hasher, Argon2Settings, HashPoolStats, HasherSetupError,
-};
+pub use argon2_hasher::{Argon2Hasher, Argon2Settings, HashPoolStats, HasherSetupError};
 pub use jwt::{JwtCodec, JwtSettings};
 pub use successor::HmacSuccessors;
 pub use system::{OsRandom, SystemClock};

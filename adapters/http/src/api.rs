@@ -23,16 +23,6 @@ pub struct HttpSettings {
     pub hsts_max_age_secs: Option<u64>,
 }
 
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            body_read_timeout: std::time::Duration::from_secs(10),
-            hsts_max_age_secs: None,
-        }
-    }
-}
-
 #[derive(Tags)]
 enum ApiTags {
     /// Registration, login and session tokens.
