@@ -8,7 +8,7 @@ fn the_committed_openapi_document_matches_the_code() {
     assert!(
         committed.trim_end() == generated.trim_end(),
         "openapi/openapi.json is out of date; regenerate it with\n\n    \
-         cargo run -p latchkey-bootstrap -- openapi > openapi/openapi.json\n"
+         cargo run --bin latchkey -- openapi > openapi/openapi.json\n"
     );
 }
 

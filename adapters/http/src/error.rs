@@ -11,8 +11,26 @@ use latchkey_domain::ports::{HashingError, StoreError};
 use poem::{http::StatusCode, IntoResponse, Response};
 use poem_openapi::{payload::Json, Enum, Object};
 
-/// Stable, machine-readable error codes; the meaning of each is listed with the responses of
-/// the operations that can answer it.
+/// Stable, machine-readable error codes (each operation's responses say which it can answer):
+/// - `bad_request`: the body is not JSON, has a wrong type, misses a field or has an unknown one;
+/// - `unsupported_media_type`: the body is not sent as `application/json`;
+/// - `payload_too_large`: the body is larger than the server accepts;
+/// - `request_timeout`: the body did not arrive in time;
+/// - `missing_token`: no `Authorization: Bearer` header;
+/// - `invalid_token`: the access token is malformed, expired, or its session or account ended;
+/// - `invalid_credentials`: no account has this email and password;
+/// - `invalid_refresh_token`: the refresh token is unknown, expired, spent, or its session ended;
+/// - `refresh_token_reused`: a spent refresh token came back late; its session was ended;
+/// - `invalid_email`: the email breaks the schema's rules;
+/// - `invalid_password`: the password is longer than allowed;
+/// - `weak_password`: a new password breaks the password policy;
+/// - `email_taken`: an account with this email exists;
+/// - `not_found`: no such endpoint or page;
+/// - `method_not_allowed`: the path does not answer this method (see `Allow`);
+/// - `not_acceptable`: no acceptable encoding of a site file;
+/// - `internal_error`: an unexpected fault, logged on the server;
+/// - `service_unavailable`: the data store does not answer;
+/// - `server_busy`: too many passwords are being hashed; retry after `Retry-After`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
 pub enum ErrorCode {
