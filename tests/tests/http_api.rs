@@ -818,7 +818,21 @@ async fn the_api_documents_itself() {
         (&scheme["type"], &scheme["scheme"], &scheme["bearerFormat"]),
         (&json!("http"), &json!("bearer"), &json!("JWT"))
     );
+    // The served document is the committed one, links and all, and so is the UI's.
+    assert_eq!(
+        spec.body,
+        serde_json::from_str::<serde_json::Value>(&latchkey_bootstrap::openapi_json()).unwrap()
+    );
+    assert!(spec.body["paths"]["/auth/login"]["post"]["responses"]["200"]["links"].is_object());
     let docs = app.client.get("/api/docs").send().await;
     docs.assert_status_is_ok();
     docs.assert_content_type("text/html; charset=utf-8");
+    let html = docs.0.into_body().into_string().await.unwrap();
+    assert!(
+        html.contains("\"additionalProperties\": false"),
+        "the UI shows the served document"
+    );
+    let post = Reply::from(app.client.post("/api/openapi.json").send().await).await;
+    post.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }

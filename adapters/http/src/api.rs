@@ -458,7 +458,11 @@ pub fn routes(
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let document = openapi_json();
-    let allow = AllowTable::from_document(&document, API_PREFIX);
+    // The browsable UI shows the served document, not poem-openapi's unrefined one.
+    let docs_html = api.swagger_ui_html().replacen(&api.spec(), &document, 1);
+    let allow = AllowTable::from_document(&document, API_PREFIX)
+        .with_get_only("/api/openapi.json")
+        .with_get_only("/api/docs");
     let max_body_bytes = settings.max_body_bytes;
     let body_read_timeout = settings.body_read_timeout;
     let mut root = Route::new()
@@ -470,7 +474,15 @@ pub fn routes(
                     .body(document.clone())
             })),
         )
-        .nest("/api/docs", api.swagger_ui())
+        .nest(
+            "/api/docs",
+            Route::new().at(
+                "/",
+                poem::get(poem::endpoint::make_sync(move |_| {
+                    poem::web::Html(docs_html.clone())
+                })),
+            ),
+        )
         .nest(API_PREFIX, api);
     if let Some(site) = site {
         root = root.nest("/", site);

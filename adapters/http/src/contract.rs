@@ -98,6 +98,12 @@ impl AllowTable {
         Self(Arc::new(routes))
     }
 
+    /// Adds a path outside the document that answers GET (and so HEAD) only.
+    pub(crate) fn with_get_only(mut self, path: &str) -> Self {
+        Arc::make_mut(&mut self.0).push((segments(path), HeaderValue::from_static("GET, HEAD")));
+        self
+    }
+
     fn allowed(&self, path: &str) -> Option<&HeaderValue> {
         let path = segments(path);
         self.0.iter().find_map(|(template, allow)| {
@@ -153,6 +159,8 @@ mod tests {
         assert_eq!(table.allowed("/api/sessions/42").unwrap(), "DELETE");
         assert!(table.allowed("/api/sessions").is_none());
         assert!(table.allowed("/auth/login").is_none());
+        let table = table.with_get_only("/api/docs");
+        assert_eq!(table.allowed("/api/docs").unwrap(), "GET, HEAD");
     }
 
     #[test]
