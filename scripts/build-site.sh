@@ -71,6 +71,7 @@ if ! grep -qx 'version = 3' Cargo.lock; then
   echo "web/Cargo.lock must be lockfile format 3 (perseus-cli 0.4.2 reads no other)" >&2
   exit 1
 fi
+lock_before="$(sha256sum Cargo.lock)"
 # Debian's toolchain first in PATH for every step; perseus-cli calls plain `cargo`.
 export PATH="/usr/bin:$TOOLS/bin:$PATH"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld
@@ -79,6 +80,12 @@ RUSTC_BOOTSTRAP=1 perseus --rustup-path false --no-system-tools-cache \
   --wasm-opt-path "$TOOLS/binaryen/node_modules/.bin/wasm-opt" \
   --cargo-browser-args="-Z build-std=std,panic_abort" \
   deploy --export-static --no-minify-js -o "$OUT"
+
+# perseus calls cargo without --locked; a lockfile that needed changing would change silently.
+if [[ "$(sha256sum Cargo.lock)" != "$lock_before" ]]; then
+  echo "the build changed web/Cargo.lock: update it on purpose (in format 3) and commit it" >&2
+  exit 1
+fi
 
 wasm="$OUT/.perseus/bundle.wasm"
 if [[ -f "$wasm" ]]; then

@@ -21,14 +21,15 @@ apt_install() {
     || { apt-get update -qq && apt-get install -y -q "$@" >/dev/null; }
 }
 
-# pip_tool VENV PACKAGE==VERSION MODULE: a virtualenv under .tmp/ with the package, once.
+# pip_tool VENV PACKAGE==VERSION: a virtualenv under .tmp/ holding exactly that version, made
+# once (and made afresh when the version or the venv itself is not right).
 pip_tool() {
-  local venv="$1" requirement="$2" module="$3"
-  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import $module" 2>/dev/null \
-    || ! "$venv/bin/pip" show -q "${requirement%%==*}" 2>/dev/null \
-    || [[ "$("$venv/bin/pip" show "${requirement%%==*}" | awk '/^Version:/ {print $2}')" != "${requirement##*==}" ]]; then
+  local venv="$1" requirement="$2"
+  local installed
+  installed="$("$venv/bin/pip" show "${requirement%%==*}" 2>/dev/null | awk '/^Version:/ {print $2}' || true)"
+  if [[ "$installed" != "${requirement##*==}" ]]; then
     step "installing $requirement into $venv"
-    python3 -m venv "$venv"
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement"
   fi
 }

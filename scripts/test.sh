@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test in the workspace: unit tests, the repository contract suite and the HTTP
-# suites on both the in-memory store and a real MongoDB-compatible server over the wire, and the
-# web site in headless Chromium (screenshots in target/screenshots/).
+# suites on both the in-memory store and a real MongoDB-compatible server over the wire, the API
+# contract under schemathesis, and the web site in headless Chromium (screenshots in
+# target/screenshots/).
 #
 # Builds the site first (scripts/build-site.sh) and installs Debian's chromium and
 # chromium-driver when they are missing (as root).
@@ -19,12 +20,12 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt_install chromium chromium-driver
 fi
 
-pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" schemathesis
+pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION"
 export SCHEMATHESIS="$PWD/.tmp/schemathesis-venv/bin/st"
 
 if [[ -z "${MONGODB_URI:-}" ]]; then
   VENV=".tmp/secantus-venv"
-  pip_tool "$VENV" "secantusdb==$SECANTUS_VERSION" secantus
+  pip_tool "$VENV" "secantusdb==$SECANTUS_VERSION"
   port="$(free_port)"
   log=".tmp/secantus-$port.log"
   step "starting SecantusDB on 127.0.0.1:$port (log: $log)"

@@ -11,7 +11,7 @@ pub enum CurrentUserError {
 }
 
 impl AuthService {
-    #[tracing::instrument(name = "current_user", skip(self), fields(user_id = %id))]
+    #[tracing::instrument(name = "current_user", skip_all, fields(user_id = %id))]
     pub async fn current_user(&self, id: UserId) -> Result<User, CurrentUserError> {
         self.ports
             .users

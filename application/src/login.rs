@@ -32,7 +32,7 @@ impl AuthService {
     /// The span names the account once known; never the email or the password.
     #[tracing::instrument(name = "login", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn login(&self, command: LoginCommand) -> Result<TokenPair, LoginError> {
-        let email = EmailAddress::parse(&command.email)?;
+        let email = EmailAddress::for_login(&command.email)?;
         let password = Password::for_login(command.password)?;
         let found = self.ports.users.find_by_email(&email).await?;
         if let Some(user) = &found {

@@ -16,7 +16,7 @@ pub enum RegisterError {
     InvalidEmail(#[from] EmailError),
     #[error(transparent)]
     WeakPassword(#[from] PasswordError),
-    #[error("a user with this email already exists")]
+    #[error("{}", InsertUserError::EmailTaken)]
     EmailTaken,
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -50,7 +50,7 @@ pub enum AppEnv {
     Production,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// Nothing persists; the zero-setup default.
     Memory,
@@ -58,6 +58,20 @@ pub enum StoreConfig {
         uri: String,
         database: Option<String>,
     },
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URI may carry a password.
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Mongo { database, .. } => f
+                .debug_struct("Mongo")
+                .field("uri", &"[REDACTED]")
+                .field("database", database)
+                .finish(),
+        }
+    }
 }
 
 /// Where the JWT signing secret came from; a generated one dies with the process.
@@ -88,25 +102,11 @@ pub struct ListenSettings {
     pub serve: ServeSettings,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StoreSettings {
     pub backend: StoreConfig,
     /// Every store call fails as unavailable (503) after this long.
     pub operation_timeout: Duration,
-}
-
-impl fmt::Debug for StoreSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URI may carry a password.
-        let backend = match &self.backend {
-            StoreConfig::Memory => "memory".to_owned(),
-            StoreConfig::Mongo { database, .. } => format!("mongodb (database {database:?})"),
-        };
-        f.debug_struct("StoreSettings")
-            .field("backend", &backend)
-            .field("operation_timeout", &self.operation_timeout)
-            .finish()
-    }
 }
 
 /// The token codec's settings, and where its secret came from.
@@ -353,9 +353,17 @@ impl Config {
         if raw.jwt_leeway > 300 {
             return Err(bad("JWT_LEEWAY", "must be at most 300 seconds"));
         }
-        let store_timeout = positive("STORE_TIMEOUT", raw.store_timeout)?;
-        let header_read_timeout = positive("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
-        let idle_timeout = positive("IDLE_TIMEOUT", raw.idle_timeout)?;
+        // Beyond a day a timeout protects nothing, and deadlines past the clock's range panic.
+        let timeout = |variable: &'static str, value: u64| {
+            let value = positive(variable, value)?;
+            if value > 24 * 3600 {
+                return Err(bad(variable, "must be at most one day (86400 seconds)"));
+            }
+            Ok(value)
+        };
+        let store_timeout = timeout("STORE_TIMEOUT", raw.store_timeout)?;
+        let header_read_timeout = timeout("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
+        let idle_timeout = timeout("IDLE_TIMEOUT", raw.idle_timeout)?;
         let hsts_max_age_secs = match raw.hsts_max_age {
             Some(0) => None,
             other => other,
@@ -371,7 +379,7 @@ impl Config {
                 return Err(bad(variable, "must not be empty"));
             }
         }
-        // Bounded above, so both conversions below are exact.
+        // Every duration is bounded above (ten years at most), so this conversion is exact.
         let seconds = |secs: u64| chrono::Duration::seconds(secs as i64);
         Ok(Self {
             app_env: raw.app_env,
@@ -658,6 +666,26 @@ mod tests {
     }
 
     #[test]
+    fn lifetimes_beyond_ten_years_and_timeouts_beyond_a_day_are_refused() {
+        Jail::expect_with(|jail| {
+            let eleven_years = (11 * 365 * 24 * 3600).to_string();
+            for variable in ["REFRESH_TOKEN_EXPIRY", "SESSION_MAX_AGE"] {
+                let err = load(jail, &[(variable, &eleven_years)]).err().unwrap();
+                assert!(err.to_string().starts_with(variable), "{err}");
+            }
+            for variable in ["STORE_TIMEOUT", "HEADER_READ_TIMEOUT", "IDLE_TIMEOUT"] {
+                let err = load(jail, &[(variable, "86401")]).err().unwrap();
+                assert_eq!(
+                    err.to_string(),
+                    format!("{variable} must be at most one day (86400 seconds)")
+                );
+                assert!(load(jail, &[(variable, "86400")]).is_ok());
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn debug_output_hides_the_secret_and_database_credentials() {
         Jail::expect_with(|jail| {
             let config = load(
@@ -671,6 +699,7 @@ mod tests {
             let printed = format!("{config:?}");
             assert!(!printed.contains(SECRET));
             assert!(!printed.contains("pa55word"));
+            assert!(!format!("{:?}", config.store.backend).contains("pa55word"));
             Ok(())
         });
     }

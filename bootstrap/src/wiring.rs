@@ -59,9 +59,9 @@ async fn open_store(config: &Config) -> anyhow::Result<Stores> {
             Stores::in_memory()
         }
         StoreConfig::Mongo { uri, database } => {
-            let store = MongoStore::connect(uri, database.as_deref())
-                .await?
-                .with_operation_timeout(config.store.operation_timeout);
+            let store =
+                MongoStore::connect(uri, database.as_deref(), config.store.operation_timeout)
+                    .await?;
             store
                 .ensure_indexes()
                 .await

@@ -1,10 +1,12 @@
 //! The one harness: every suite that needs a latchkey server gets it from [`spawn_app`] or
 //! [`app`] (zero2prod's `spawn_app`), on either store, in process or on a real socket.
 
-use crate::{free_port, mongo::TestDatabase, Backend};
+use crate::{mongo::TestDatabase, Backend};
 use figment::Figment;
 use latchkey_application::AuthService;
-use latchkey_bootstrap::{assemble, serve, Config, Stores};
+use latchkey_bootstrap::{
+    assemble, build, config::SecretOrigin, serve, Config, StoreConfig, Stores,
+};
 use latchkey_crypto::Argon2Settings;
 use poem::{endpoint::BoxEndpoint, http::StatusCode, test::TestClient, EndpointExt, Response};
 use secrecy::SecretString;
@@ -33,11 +35,25 @@ struct Server {
     stopped: JoinHandle<std::io::Result<()>>,
 }
 
+impl Drop for TestApp {
+    /// The server task must not outlive the test's database (nor keep serving to the end of
+    /// the runtime).
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Some(stop) = server.stop.take() {
+                let _ = stop.send(());
+            }
+            server.stopped.abort();
+        }
+    }
+}
+
 /// Defaults for tests: cheap argon2 (the production cost is covered by the crypto tests) and
 /// no reuse grace, so a reused token is detected at once.
 pub fn test_config() -> Config {
     let mut config = Config::from_figment(Figment::new()).expect("defaults are valid");
     config.jwt.codec.secret = SecretString::from("test-secret-test-secret-test-secret-0123");
+    config.jwt.secret_origin = SecretOrigin::Configured;
     config.argon2 = Argon2Settings {
         memory_kib: 256,
         iterations: 1,
@@ -106,28 +122,44 @@ impl Spawn {
         self
     }
 
-    pub async fn spawn(self) -> TestApp {
+    pub async fn spawn(mut self) -> TestApp {
         crate::init_test_logs();
-        let (stores, database) = match self.backend {
-            Backend::Memory => (Stores::in_memory(), None),
-            Backend::Mongo => {
+        let (built, database) = match (self.backend, self.wrap_stores) {
+            // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
+            (Backend::Mongo, None) => {
                 let database = TestDatabase::create().await;
-                (Stores::mongo(&database.store), Some(database))
+                self.config.store.backend = StoreConfig::Mongo {
+                    uri: database.uri().to_owned(),
+                    database: Some(database.name().to_owned()),
+                };
+                (
+                    build(&self.config).await.expect("app builds"),
+                    Some(database),
+                )
+            }
+            (backend, wrap) => {
+                let (stores, database) = match backend {
+                    Backend::Memory => (Stores::in_memory(), None),
+                    Backend::Mongo => {
+                        let database = TestDatabase::create().await;
+                        (Stores::mongo(&database.store), Some(database))
+                    }
+                };
+                let stores = match wrap {
+                    Some(wrap) => wrap(stores),
+                    None => stores,
+                };
+                let built = assemble(&self.config, stores).await.expect("app builds");
+                (built, database)
             }
         };
-        let stores = match self.wrap_stores {
-            Some(wrap) => wrap(stores),
-            None => stores,
-        };
-        let built = assemble(&self.config, stores).await.expect("app builds");
         let endpoint = match self.wrap_endpoint {
             Some(wrap) => wrap(built.endpoint),
             None => built.endpoint,
         };
         let (client, address, server) = if self.listening {
             let shared = Arc::new(endpoint);
-            let port = free_port();
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("a local port");
             let address = listener.local_addr().expect("a TCP address");

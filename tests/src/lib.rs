@@ -10,6 +10,7 @@ use std::{
     future::Future,
     time::{Duration, Instant},
 };
+use tracing_subscriber::fmt::TestWriter;
 
 /// The stores every suite runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +87,7 @@ where
 pub fn init_test_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     if std::env::var_os("TEST_LOG").is_some() {
-        ONCE.call_once(|| latchkey_bootstrap::telemetry::init("debug", std::io::stdout));
+        // libtest's writer: each test's logs are shown with that test, not interleaved.
+        ONCE.call_once(|| latchkey_bootstrap::telemetry::init("debug", TestWriter::new));
     }
 }

@@ -187,7 +187,8 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let server = MongoServer::provide().await;
         let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
-        let store = MongoStore::connect(server.uri(), Some(&name))
+        let timeout = crate::http::test_config().store.operation_timeout;
+        let store = MongoStore::connect(server.uri(), Some(&name), timeout)
             .await
             .expect("the MongoDB URI is not a valid connection string");
         store

@@ -4,7 +4,7 @@
 use latchkey_bootstrap::Config;
 use latchkey_http::{harden, EdgeSettings};
 use latchkey_tests::{
-    http::{spawn_app, Client},
+    http::{spawn_app, Client, TestApp},
     Backend,
 };
 use poem::{
@@ -90,17 +90,15 @@ impl Drop for TempSite {
     }
 }
 
-async fn app_with(site_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Client {
-    let app = spawn_app(Backend::Memory, |config| {
+async fn app_with(site_dir: &Path, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app(Backend::Memory, |config| {
         config.site.dir = site_dir.to_owned();
         adjust(config);
     })
-    .await;
-    // The in-memory store has nothing else to keep alive.
-    app.client
+    .await
 }
 
-async fn app(site: &TempSite) -> Client {
+async fn app(site: &TempSite) -> TestApp {
     app_with(&site.dir(), |_| {}).await
 }
 
@@ -175,9 +173,10 @@ fn unbrotli(data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn the_site_has_security_headers_and_a_csp_allowing_exactly_its_inline_code() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
 
-    let index = get(&client, "/", None).await;
+    let index = get(client, "/", None).await;
     assert_eq!(index.status, StatusCode::OK);
     assert_eq!(index.body, INDEX_HTML.as_bytes());
     assert_eq!(
@@ -217,22 +216,23 @@ async fn the_site_has_security_headers_and_a_csp_allowing_exactly_its_inline_cod
 #[tokio::test]
 async fn pages_resolve_as_in_the_perseus_export() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
 
     for path in ["/login", "/login/", "/login/index.html"] {
-        let page = get(&client, path, None).await;
+        let page = get(client, path, None).await;
         assert_eq!(page.status, StatusCode::OK, "{path}");
         assert_eq!(page.body, LOGIN_HTML.as_bytes(), "{path}");
     }
-    let index = get(&client, "/index.html", None).await;
+    let index = get(client, "/index.html", None).await;
     assert_eq!(index.body, INDEX_HTML.as_bytes());
 
-    let page_data = get(&client, "/.perseus/page/xx-XX/.json?entity_name=x", None).await;
+    let page_data = get(client, "/.perseus/page/xx-XX/.json?entity_name=x", None).await;
     assert_eq!(page_data.status, StatusCode::OK);
     assert_eq!(page_data.header("content-type"), Some("application/json"));
     assert_eq!(page_data.body, PAGE_JSON.as_bytes());
 
-    let missing = get(&client, "/register", None).await;
+    let missing = get(client, "/register", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json()["error"], "not_found");
     missing.assert_hardened();
@@ -245,11 +245,12 @@ async fn pages_resolve_as_in_the_perseus_export() {
 #[tokio::test]
 async fn head_answers_as_get_does_without_the_body() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
 
     for accept_encoding in [None, Some("br")] {
         for path in ["/", "/.perseus/bundle.wasm"] {
-            let full = get(&client, path, accept_encoding).await;
+            let full = get(client, path, accept_encoding).await;
             let mut request = client.head(path);
             if let Some(value) = accept_encoding {
                 request = request.header("Accept-Encoding", value);
@@ -273,11 +274,12 @@ async fn head_answers_as_get_does_without_the_body() {
 #[tokio::test]
 async fn assets_are_sent_compressed_as_the_client_accepts() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
     let wasm = wasm_bundle();
     let path = "/.perseus/bundle.wasm";
 
-    let br = get(&client, path, Some("gzip, deflate, br")).await;
+    let br = get(client, path, Some("gzip, deflate, br")).await;
     assert_eq!(br.status, StatusCode::OK);
     assert_eq!(br.header("content-encoding"), Some("br"));
     assert_eq!(br.header("content-type"), Some("application/wasm"));
@@ -289,19 +291,19 @@ async fn assets_are_sent_compressed_as_the_client_accepts() {
     );
     assert_eq!(unbrotli(&br.body), wasm);
 
-    let gzip = get(&client, path, Some("gzip")).await;
+    let gzip = get(client, path, Some("gzip")).await;
     assert_eq!(gzip.header("content-encoding"), Some("gzip"));
     assert_eq!(gunzip(&gzip.body), wasm);
 
-    let refused_br = get(&client, path, Some("br;q=0, gzip")).await;
+    let refused_br = get(client, path, Some("br;q=0, gzip")).await;
     assert_eq!(refused_br.header("content-encoding"), Some("gzip"));
     assert_eq!(gunzip(&refused_br.body), wasm);
 
-    let preferred_gzip = get(&client, path, Some("br;q=0.2, gzip;q=0.9")).await;
+    let preferred_gzip = get(client, path, Some("br;q=0.2, gzip;q=0.9")).await;
     assert_eq!(preferred_gzip.header("content-encoding"), Some("gzip"));
 
     for accept_encoding in [None, Some("identity"), Some("")] {
-        let plain = get(&client, path, accept_encoding).await;
+        let plain = get(client, path, accept_encoding).await;
         assert_eq!(
             plain.header("content-encoding"),
             None,
@@ -311,14 +313,14 @@ async fn assets_are_sent_compressed_as_the_client_accepts() {
         assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
     }
 
-    let plain = get(&client, path, None).await;
+    let plain = get(client, path, None).await;
     let etags = [&br, &gzip, &plain].map(|got| got.header("etag").expect("an ETag"));
     assert!(
         etags[0] != etags[1] && etags[1] != etags[2] && etags[0] != etags[2],
         "one ETag per encoding: {etags:?}"
     );
 
-    let js = get(&client, "/.perseus/bundle.js", Some("gzip, br")).await;
+    let js = get(client, "/.perseus/bundle.js", Some("gzip, br")).await;
     assert_eq!(js.header("content-encoding"), Some("br"));
     assert_eq!(
         js.header("content-type"),
@@ -327,22 +329,23 @@ async fn assets_are_sent_compressed_as_the_client_accepts() {
     assert_eq!(unbrotli(&js.body), js_glue().as_bytes());
 
     // Compressing one byte only makes it bigger: only the original is kept.
-    let tiny = get(&client, "/.perseus/tiny.txt", Some("gzip, br")).await;
+    let tiny = get(client, "/.perseus/tiny.txt", Some("gzip, br")).await;
     assert_eq!(tiny.header("content-encoding"), None);
     assert_eq!(tiny.body, b"a");
 
     // Nothing acceptable is available.
-    let refused = get(&client, "/.perseus/tiny.txt", Some("br, identity;q=0")).await;
+    let refused = get(client, "/.perseus/tiny.txt", Some("br, identity;q=0")).await;
     assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
 }
 
 #[tokio::test]
 async fn a_matching_if_none_match_gives_304() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
     let path = "/.perseus/bundle.wasm";
 
-    let first = get(&client, path, Some("br")).await;
+    let first = get(client, path, Some("br")).await;
     let etag = first.header("etag").expect("an ETag").to_owned();
     for presented in [
         etag.clone(),
@@ -385,7 +388,7 @@ async fn a_matching_if_none_match_gives_304() {
         assert!(!changed.body.is_empty());
     }
 
-    let index_etag = get(&client, "/", None)
+    let index_etag = get(client, "/", None)
         .await
         .header("etag")
         .unwrap()
@@ -404,7 +407,8 @@ async fn a_matching_if_none_match_gives_304() {
 #[tokio::test]
 async fn nothing_outside_the_site_is_ever_served() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
 
     for path in [
         "/../Cargo.toml",
@@ -418,7 +422,7 @@ async fn nothing_outside_the_site_is_ever_served() {
         "/%2e%2e%5cCargo.toml",
         "/login/%2e%2e/%2e%2e/Cargo.toml",
     ] {
-        let got = get(&client, path, None).await;
+        let got = get(client, path, None).await;
         assert_eq!(got.status, StatusCode::NOT_FOUND, "{path}");
         assert!(
             !String::from_utf8_lossy(&got.body).contains(SECRET),
@@ -431,7 +435,8 @@ async fn nothing_outside_the_site_is_ever_served() {
 #[tokio::test]
 async fn other_methods_get_405_with_allow() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
 
     for response in [
         client.post("/").send().await,
@@ -449,11 +454,12 @@ async fn other_methods_get_405_with_allow() {
 #[tokio::test]
 async fn api_responses_are_never_stored_and_carry_a_strict_csp() {
     let site = TempSite::create();
-    let client = app(&site).await;
+    let app = app(&site).await;
+    let client = &app.client;
     let strict = Some("default-src 'none'; frame-ancestors 'none'");
 
     for path in ["/api/users/me", "/api/auth/session"] {
-        let unauthorized = get(&client, path, None).await;
+        let unauthorized = get(client, path, None).await;
         assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(
             unauthorized.header("cache-control"),
@@ -468,22 +474,22 @@ async fn api_responses_are_never_stored_and_carry_a_strict_csp() {
         unauthorized.assert_hardened();
     }
 
-    let live = get(&client, "/api/health/live", None).await;
+    let live = get(client, "/api/health/live", None).await;
     assert_eq!(live.status, StatusCode::OK);
     assert_eq!(live.header("cache-control"), Some("no-store"));
     assert_eq!(live.header("content-security-policy"), strict);
     live.assert_hardened();
 
-    let unknown = get(&client, "/api/no-such-thing", None).await;
+    let unknown = get(client, "/api/no-such-thing", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.header("cache-control"), Some("no-store"));
 
     // The public document may be cached; the Swagger UI page runs its inline scripts.
-    let document = get(&client, "/api/openapi.json", None).await;
+    let document = get(client, "/api/openapi.json", None).await;
     assert_eq!(document.status, StatusCode::OK);
     assert_ne!(document.header("cache-control"), Some("no-store"));
     assert_eq!(document.header("content-security-policy"), strict);
-    let docs = get(&client, "/api/docs", None).await;
+    let docs = get(client, "/api/docs", None).await;
     assert_eq!(
         docs.header("content-security-policy"),
         Some("frame-ancestors 'none'")
@@ -495,19 +501,21 @@ async fn api_responses_are_never_stored_and_carry_a_strict_csp() {
 async fn hsts_is_sent_only_when_configured() {
     let site = TempSite::create();
     let without = app(&site).await;
+    let without = &without.client;
     let with = app_with(&site.dir(), |config| {
         config.http.hsts_max_age_secs = Some(31_536_000);
     })
     .await;
+    let with = &with.client;
 
     for path in ["/", "/api/health/live", "/nope"] {
-        let got = get(&with, path, None).await;
+        let got = get(with, path, None).await;
         assert_eq!(
             got.header("strict-transport-security"),
             Some("max-age=31536000; includeSubDomains"),
             "{path}"
         );
-        let got = get(&without, path, None).await;
+        let got = get(without, path, None).await;
         assert_eq!(got.header("strict-transport-security"), None, "{path}");
     }
 }
@@ -516,14 +524,15 @@ async fn hsts_is_sent_only_when_configured() {
 async fn without_a_site_the_api_is_served_and_every_other_path_is_a_hardened_404() {
     let missing = std::env::temp_dir().join(format!("latchkey-no-site-{}", uuid::Uuid::new_v4()));
     assert!(latchkey_http::site_endpoint(&missing).unwrap().is_none());
-    let client = app_with(&missing, |_| {}).await;
+    let app = app_with(&missing, |_| {}).await;
+    let client = &app.client;
 
-    let root = get(&client, "/", None).await;
+    let root = get(client, "/", None).await;
     assert_eq!(root.status, StatusCode::NOT_FOUND);
     assert_eq!(root.json()["error"], "not_found");
     root.assert_hardened();
     assert_eq!(
-        get(&client, "/api/health/live", None).await.status,
+        get(client, "/api/health/live", None).await.status,
         StatusCode::OK
     );
 }

@@ -225,6 +225,10 @@ pub fn take_return_to() -> String {
 }
 
 pub async fn login(email: String, password: String) -> Result<(), String> {
+    // The document bounds a login email's length, so the client checks it before sending.
+    let email = email
+        .parse::<types::CredentialsEmail>()
+        .map_err(|_| "Enter your email address (at most 254 characters).".to_owned())?;
     let pair = client(None)
         .login(&types::Credentials { email, password })
         .await

@@ -33,12 +33,14 @@ enum ApiTags {
     Health,
 }
 
-/// Tokens must never be cached by browsers or proxies (RFC 6749 §5.1).
-const NO_STORE: &str = "no-store";
+// Tokens must never be cached by browsers or proxies (RFC 6749 §5.1). The edge sends it on
+// every `/api` response; the token responses document it because there it is a promise.
+use crate::edge::NO_STORE;
 
 // One response enum per operation (as in poem's `users-crud` example): each lists exactly the
-// statuses its operation answers and, in its description, the error codes behind each.
-// `narrow!` fills them from the one `ApiError` mapping.
+// statuses its operation answers and, in its description, the error codes behind each (what a
+// code means is said once, in `ErrorBody.error`; a variant adds only what is particular to its
+// operation). `narrow!` fills them from the one `ApiError` mapping.
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "RegisterResponse::from_framework")]
@@ -46,27 +48,25 @@ enum RegisterResponse {
     /// The account was created.
     #[oai(status = 201)]
     Created(Json<UserView>),
-    /// `bad_request`: the body is not JSON, a field is missing or not a string, or a field is not
-    /// part of the schema.
+    /// `bad_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// `request_timeout`: the body did not arrive in time.
+    /// `request_timeout`.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
     /// `email_taken`: an account with this email (in any letter case) exists.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// `payload_too_large`: the body is larger than the server accepts.
+    /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `invalid_email`: the email breaks the schema's rules; `weak_password`: the password is
-    /// shorter or longer than allowed. The message names the rule.
+    /// `invalid_email`, `weak_password`; the message names the rule that failed.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// `service_unavailable`: the data store does not answer; `server_busy`: too many
@@ -94,28 +94,26 @@ enum LoginResponse {
     /// A new session: an access token and a refresh token.
     #[oai(status = 200)]
     Issued(Json<TokenPairView>, #[oai(header = "Cache-Control")] String),
-    /// `bad_request`: the body is not JSON, a field is missing or not a string, or a field is not
-    /// part of the schema.
+    /// `bad_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `invalid_credentials`: no account has this email and password (which one is wrong is
     /// deliberately not said).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `request_timeout`: the body did not arrive in time.
+    /// `request_timeout`.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
-    /// `payload_too_large`: the body is larger than the server accepts.
+    /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `invalid_email`: the email breaks the schema's rules; `invalid_password`: the password is
-    /// longer than allowed.
+    /// `invalid_email` (empty or too long), `invalid_password` (too long).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// `service_unavailable`: the data store does not answer; `server_busy`: too many
@@ -143,8 +141,7 @@ enum RefreshResponse {
     /// The next token pair of the session. The presented refresh token is spent.
     #[oai(status = 200)]
     Issued(Json<TokenPairView>, #[oai(header = "Cache-Control")] String),
-    /// `bad_request`: the body is not JSON, the field is missing or not a string, or a field is
-    /// not part of the schema.
+    /// `bad_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `invalid_refresh_token`: unknown, expired, already exchanged, or its session has ended;
@@ -152,19 +149,21 @@ enum RefreshResponse {
     /// was ended. Either way: log in again.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `request_timeout`: the body did not arrive in time.
+    /// `request_timeout`.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
-    /// `payload_too_large`: the body is larger than the server accepts.
+    /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `service_unavailable`: the data store does not answer; the token is still usable.
+    /// `service_unavailable`: the data store does not answer. Retry with the same token at
+    /// once: after `REFRESH_REUSE_GRACE` a retry of an exchange that did complete counts as
+    /// reuse.
     #[oai(status = 503)]
     Unavailable(
         Json<ErrorBody>,
@@ -199,23 +198,22 @@ enum LogoutResponse {
     /// The session is over (or the token was unknown): none of its tokens work any more.
     #[oai(status = 204)]
     LoggedOut,
-    /// `bad_request`: the body is not JSON, the field is missing or not a string, or a field is
-    /// not part of the schema.
+    /// `bad_request`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// `request_timeout`: the body did not arrive in time.
+    /// `request_timeout`.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
-    /// `payload_too_large`: the body is larger than the server accepts.
+    /// `payload_too_large`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
-    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `service_unavailable`: the data store does not answer; the session goes on, retry.
+    /// `service_unavailable`: the data store does not answer; the session may go on, retry.
     #[oai(status = 503)]
     Unavailable(
         Json<ErrorBody>,
@@ -249,7 +247,7 @@ macro_rules! bearer_read_response {
                 Json<ErrorBody>,
                 #[oai(header = "WWW-Authenticate")] String,
             ),
-            /// `internal_error`: an unexpected fault; the details are in the server log.
+            /// `internal_error`.
             #[oai(status = 500)]
             Internal(Json<ErrorBody>),
             /// `service_unavailable`: the data store does not answer.
@@ -279,7 +277,7 @@ enum LiveResponse {
     /// The process is up.
     #[oai(status = 200)]
     Ok(Json<HealthView>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
 }
@@ -291,7 +289,7 @@ enum ReadyResponse {
     /// The data store answers.
     #[oai(status = 200)]
     Ok(Json<HealthView>),
-    /// `internal_error`: an unexpected fault; the details are in the server log.
+    /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// `service_unavailable`: the data store does not answer.
@@ -459,7 +457,13 @@ pub fn routes(
     let api = api_service();
     let document = openapi_json();
     // The browsable UI shows the served document, not poem-openapi's unrefined one.
-    let docs_html = api.swagger_ui_html().replacen(&api.spec(), &document, 1);
+    let generated_html = api.swagger_ui_html();
+    let docs_html = generated_html.replacen(&api.spec(), &document, 1);
+    if docs_html == generated_html {
+        tracing::warn!(
+            "the docs UI could not embed the served document; it shows the generated one"
+        );
+    }
     let allow = AllowTable::from_document(&document, API_PREFIX)
         .with_get_only("/api/openapi.json")
         .with_get_only("/api/docs");

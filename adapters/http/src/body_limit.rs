@@ -1,5 +1,5 @@
 use crate::error::{ApiError, ErrorCode, Status};
-use poem::{error::ReadBodyError, Endpoint, IntoResponse, Request, Response, Result};
+use poem::{error::ReadBodyError, http::Method, Endpoint, IntoResponse, Request, Response, Result};
 
 /// Caps request bodies, with or without a `Content-Length`, so an oversized or endless body
 /// gets a 413 instead of filling memory. (poem's own `SizeLimit` refuses requests that have no
@@ -13,6 +13,11 @@ pub(crate) async fn limit_body<E: Endpoint>(
     max_bytes: usize,
     read_timeout: std::time::Duration,
 ) -> Result<Response> {
+    // Nothing reads a GET or HEAD body, so none is buffered or waited for: those operations
+    // answer (and document) no body errors.
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)

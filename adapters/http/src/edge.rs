@@ -25,7 +25,7 @@ const DOCS_CONTENT_SECURITY_POLICY: &str = "frame-ancestors 'none'";
 /// tokens (no CSRF check reads it), and the site links nowhere else. Sending none keeps page
 /// paths out of other sites' logs.
 const REFERRER_POLICY: &str = "no-referrer";
-const NO_STORE: &str = "no-store";
+pub(crate) const NO_STORE: &str = "no-store";
 
 /// Wraps `ep` so that a panic becomes a JSON 500 and every response carries the security
 /// headers. Apply it outermost, so that error responses get the headers too.

@@ -9,30 +9,11 @@ use latchkey_application::{
 };
 use latchkey_domain::ports::{HashingError, StoreError};
 use poem::{http::StatusCode, IntoResponse, Response};
-use poem_openapi::{payload::Json, Enum, Object};
+use poem_openapi::{payload::Json, Object};
 
-/// Stable, machine-readable error codes (each operation's responses say which it can answer):
-/// - `bad_request`: the body is not JSON, has a wrong type, misses a field or has an unknown one;
-/// - `unsupported_media_type`: the body is not sent as `application/json`;
-/// - `payload_too_large`: the body is larger than the server accepts;
-/// - `request_timeout`: the body did not arrive in time;
-/// - `missing_token`: no `Authorization: Bearer` header;
-/// - `invalid_token`: the access token is malformed, expired, or its session or account ended;
-/// - `invalid_credentials`: no account has this email and password;
-/// - `invalid_refresh_token`: the refresh token is unknown, expired, spent, or its session ended;
-/// - `refresh_token_reused`: a spent refresh token came back late; its session was ended;
-/// - `invalid_email`: the email breaks the schema's rules;
-/// - `invalid_password`: the password is longer than allowed;
-/// - `weak_password`: a new password breaks the password policy;
-/// - `email_taken`: an account with this email exists;
-/// - `not_found`: no such endpoint or page;
-/// - `method_not_allowed`: the path does not answer this method (see `Allow`);
-/// - `not_acceptable`: no acceptable encoding of a site file;
-/// - `internal_error`: an unexpected fault, logged on the server;
-/// - `service_unavailable`: the data store does not answer;
-/// - `server_busy`: too many passwords are being hashed; retry after `Retry-After`.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "snake_case")]
+/// Stable, machine-readable error codes. The document lists them in `ErrorBody.error` as a
+/// plain string, so a client built today keeps working when a later release adds a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     BadRequest,
     UnsupportedMediaType,
@@ -55,11 +36,60 @@ pub enum ErrorCode {
     ServerBusy,
 }
 
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::InvalidEmail => "invalid_email",
+            Self::InvalidPassword => "invalid_password",
+            Self::WeakPassword => "weak_password",
+            Self::EmailTaken => "email_taken",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotAcceptable => "not_acceptable",
+            Self::InternalError => "internal_error",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::ServerBusy => "server_busy",
+        }
+    }
+}
+
 /// Every error response has this body.
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
 pub struct ErrorBody {
-    /// What went wrong, for programs: stable across releases.
-    pub error: ErrorCode,
+    /// What went wrong, for programs: a stable code (more may be added; treat unknown ones by
+    /// the status alone). Each operation's responses name the codes it answers:
+    /// - `bad_request`: the body is not JSON, has a wrong type, misses a field or has an
+    ///   unknown one;
+    /// - `unsupported_media_type`: the body is not sent as `application/json`;
+    /// - `payload_too_large`: the body is larger than the server accepts;
+    /// - `request_timeout`: the body did not arrive in time;
+    /// - `missing_token`: no `Authorization: Bearer` header;
+    /// - `invalid_token`: the access token is malformed or expired, or its session or account
+    ///   has ended;
+    /// - `invalid_credentials`: no account has this email and password;
+    /// - `invalid_refresh_token`: the refresh token is unknown, expired or spent, or its session
+    ///   has ended;
+    /// - `refresh_token_reused`: a spent refresh token came back late; its session was ended;
+    /// - `invalid_email`: the email breaks the rules in the field's description;
+    /// - `invalid_password`: the password is longer than allowed;
+    /// - `weak_password`: a new password is shorter or longer than allowed;
+    /// - `email_taken`: an account with this email exists;
+    /// - `not_found`: no such endpoint or page;
+    /// - `method_not_allowed`: the path does not answer this method (see `Allow`);
+    /// - `not_acceptable`: no acceptable encoding of a site file;
+    /// - `internal_error`: an unexpected fault, logged on the server;
+    /// - `service_unavailable`: the data store does not answer;
+    /// - `server_busy`: too many passwords are being hashed; retry after `Retry-After`.
+    pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
 }
@@ -117,12 +147,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: Status, error: ErrorCode, message: impl ToString) -> Self {
+        // RFC 9110 §15.5.2: every 401 carries a challenge, also on login and refresh (which take
+        // no bearer token): it names the scheme the rest of the API uses.
         let challenge =
             (status == Status::Unauthorized).then(|| WWW_AUTHENTICATE_BEARER.to_owned());
         Self {
             status,
             body: ErrorBody {
-                error,
+                error: error.as_str().to_owned(),
                 message: message.to_string(),
             },
             challenge,
@@ -133,9 +165,10 @@ impl ApiError {
     /// RFC 6750 §3: say in the challenge why a presented token failed.
     fn invalid_token(message: impl ToString) -> Self {
         let mut error = Self::new(Status::Unauthorized, ErrorCode::InvalidToken, message);
+        // A quoted-string may hold no bare `"` or `\`.
+        let description = error.body.message.replace(['"', '\\'], "'");
         error.challenge = Some(format!(
-            "{WWW_AUTHENTICATE_BEARER}, error=\"invalid_token\", error_description=\"{}\"",
-            error.body.message
+            "{WWW_AUTHENTICATE_BEARER}, error=\"invalid_token\", error_description=\"{description}\""
         ));
         error
     }
@@ -209,12 +242,23 @@ impl ApiError {
                 ErrorCode::UnsupportedMediaType,
                 "the request body must be sent as `Content-Type: application/json`".to_owned(),
             ),
-            s if s.is_client_error() => {
-                (Status::BadRequest, ErrorCode::BadRequest, err.to_string())
-            }
+            s if s.is_client_error() => (
+                Status::BadRequest,
+                ErrorCode::BadRequest,
+                without_values(&err.to_string()),
+            ),
             _ => return Self::internal(&err),
         };
         Self::new(status, code, message)
+    }
+}
+
+/// poem-openapi's parse errors quote the offending value (`..., found <value>`), which may be
+/// a password sent in the wrong place; say what was expected, never what was sent.
+fn without_values(message: &str) -> String {
+    match message.split_once(", found ") {
+        Some((expected, _)) => expected.to_owned(),
+        None => message.to_owned(),
     }
 }
 
@@ -254,12 +298,13 @@ macro_rules! narrow {
                 match error.status {
                     $($crate::error::Status::$status => $crate::error::variant!($response, $status, error),)+
                     #[allow(unreachable_patterns)]
-                    undocumented => {
-                        tracing::error!(?undocumented, body = ?error.body, "status not documented for this operation");
-                        Self::Internal(poem_openapi::payload::Json(
-                            $crate::error::ApiError::internal(&"undocumented status").body,
+                    undocumented => Self::Internal(poem_openapi::payload::Json(
+                        $crate::error::ApiError::internal(&format_args!(
+                            "status {undocumented:?} is not documented for this operation: {}",
+                            error.body.message
                         ))
-                    }
+                        .body,
+                    )),
                 }
             }
         }
@@ -369,8 +414,8 @@ impl From<StoreError> for ApiError {
 /// Renders every error that did not come from an operation (unknown route, wrong method, body
 /// too large, ...) in the same JSON shape.
 pub(crate) async fn framework_error_to_json(err: poem::Error) -> Response {
-    if err.is_from_response() && err.downcast_ref::<ApiError>().is_none() {
-        // Already rendered by an operation's response enum.
+    if err.is_from_response() {
+        // Already rendered (the body limit's 408).
         return err.into_response();
     }
     ApiError::from_framework(err).into_response()

@@ -281,7 +281,7 @@ impl Endpoint for Site {
 
 fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let mut response = Json(ErrorBody {
-        error: code,
+        error: code.as_str().to_owned(),
         message: message.to_owned(),
     })
     .into_response();

@@ -46,9 +46,11 @@ macro_rules! documented_string {
 
         impl poem_openapi::types::ParseFromJSON for $name {
             fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+                // Never echo the value: it may be a password.
                 match value {
                     Some(serde_json::Value::String(text)) => Ok(Self(text)),
-                    other => Err(ParseError::expected_type(other.unwrap_or_default())),
+                    None | Some(serde_json::Value::Null) => Err(ParseError::expected_input()),
+                    Some(_) => Err(ParseError::custom("must be a string")),
                 }
             }
         }
@@ -61,10 +63,27 @@ macro_rules! documented_string {
     };
 }
 
+/// What `EmailAddress::parse` accepts, as an ECMA-262 regex; together with `format: email` (which
+/// bounds the part before `@` to 64 characters and each label to 63) and `maxLength`, exactly
+/// those addresses. A test holds the two to each other.
+pub const EMAIL_PATTERN: &str = concat!(
+    "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
+    "@[A-Za-z0-9]+(-[A-Za-z0-9]+)*(\\.[A-Za-z0-9]+(-[A-Za-z0-9]+)*)+$",
+);
+
 documented_string!(
-    /// An email address as `EmailAddress::parse` accepts it.
-    EmailInput {
+    /// An email address being registered.
+    NewEmailInput {
         format: Some("email"),
+        pattern: Some(EMAIL_PATTERN.to_owned()),
+        min_length: Some(1),
+        max_length: Some(EmailAddress::MAX_LEN),
+    }
+);
+
+documented_string!(
+    /// An email address being presented: any registered one, so only its length is checked.
+    EmailInput {
         min_length: Some(1),
         max_length: Some(EmailAddress::MAX_LEN),
     }
@@ -100,8 +119,9 @@ documented_string!(
 #[oai(example, deny_unknown_fields)]
 pub struct NewAccount {
     /// `name@example.com`: ASCII, no quotes or spaces, at most 254 characters (64 before the
-    /// `@`), a host name of at least two labels. Compared case-insensitively.
-    pub email: EmailInput,
+    /// `@`), a host name of at least two labels of letters and digits joined by single
+    /// hyphens. Compared case-insensitively.
+    pub email: NewEmailInput,
     /// 8 to 1024 characters (Unicode code points), any characters, never truncated.
     pub password: NewPasswordInput,
 }
@@ -109,7 +129,7 @@ pub struct NewAccount {
 impl Example for NewAccount {
     fn example() -> Self {
         Self {
-            email: EmailInput("ann@example.com".into()),
+            email: NewEmailInput("ann@example.com".into()),
             password: NewPasswordInput("correct horse battery staple".into()),
         }
     }
@@ -119,7 +139,8 @@ impl Example for NewAccount {
 #[derive(Object)]
 #[oai(example, deny_unknown_fields)]
 pub struct Credentials {
-    /// The email the account was registered with, in any letter case.
+    /// The email the account was registered with, in any letter case; surrounding spaces are
+    /// ignored.
     pub email: EmailInput,
     /// At most 1024 characters.
     pub password: PasswordInput,
@@ -256,4 +277,56 @@ impl From<AccessClaims> for SessionView {
 pub struct HealthView {
     /// `ok` when the check passed.
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `format: email` as jsonschema-rs checks it, for addresses the pattern already admits.
+    fn within_email_format_limits(address: &str) -> bool {
+        let (local, domain) = address.split_once('@').expect("the pattern requires `@`");
+        local.len() <= 64 && domain.split('.').all(|label| label.len() <= 63)
+    }
+
+    fn schema_admits(pattern: &regex::Regex, address: &str) -> bool {
+        !address.is_empty()
+            && address.chars().count() <= EmailAddress::MAX_LEN
+            && pattern.is_match(address)
+            && within_email_format_limits(address)
+    }
+
+    #[test]
+    fn the_email_schema_admits_exactly_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(EMAIL_PATTERN).unwrap();
+        let alphabet = ['a', 'Z', '0', '.', '@', '-', '+', ' ', '\u{e4}', '"'];
+        let mut candidates = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            frontier = frontier
+                .iter()
+                .flat_map(|prefix| alphabet.iter().map(move |c| format!("{prefix}{c}")))
+                .collect();
+            candidates.extend(frontier.iter().cloned());
+        }
+        let label = "b".repeat(63);
+        candidates.extend([
+            format!("{}@example.com", "a".repeat(64)),
+            format!("{}@example.com", "a".repeat(65)),
+            format!("a@{label}.com"),
+            format!("a@{label}b.com"),
+            format!("a@{label}.{label}.{label}.{}", "c".repeat(60)),
+            format!("a@{label}.{label}.{label}.{}", "c".repeat(61)),
+            "o'brien+tag@mail.example.org".into(),
+            "ann@xn--bcher-kva.example".into(),
+        ]);
+        for candidate in &candidates {
+            assert_eq!(
+                schema_admits(&pattern, candidate),
+                EmailAddress::parse(candidate).is_ok(),
+                "{candidate:?}"
+            );
+        }
+        assert!(candidates.len() > 100_000);
+    }
 }

@@ -34,7 +34,6 @@ use std::{future::IntoFuture, time::Duration};
 const USERS: &str = "users";
 const REFRESH_TOKENS: &str = "refresh_tokens";
 const SESSIONS: &str = "sessions";
-const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const DUPLICATE_KEY: i32 = 11000;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +53,14 @@ pub struct MongoStore {
 
 impl MongoStore {
     /// Connects lazily (the driver dials on first use). `database` overrides the one named in
-    /// the URI; with neither, `latchkey` is used.
-    pub async fn connect(uri: &str, database: Option<&str>) -> Result<Self, MongoSetupError> {
+    /// the URI; with neither, `latchkey` is used. Every repository call, and finding and dialling
+    /// a server, fails as unavailable after `operation_timeout` (`STORE_TIMEOUT`) unless the URI
+    /// sets its own driver timeouts.
+    pub async fn connect(
+        uri: &str,
+        database: Option<&str>,
+        operation_timeout: Duration,
+    ) -> Result<Self, MongoSetupError> {
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
@@ -63,10 +68,8 @@ impl MongoStore {
         // Fail a request with 503 in seconds instead of the driver's 30 s default.
         options
             .server_selection_timeout
-            .get_or_insert(DEFAULT_OPERATION_TIMEOUT);
-        options
-            .connect_timeout
-            .get_or_insert(DEFAULT_OPERATION_TIMEOUT);
+            .get_or_insert(operation_timeout);
+        options.connect_timeout.get_or_insert(operation_timeout);
         let name = database
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
@@ -75,14 +78,8 @@ impl MongoStore {
             .map_err(|e| MongoSetupError::InvalidUri(e.to_string()))?;
         Ok(Self {
             database: client.database(&name),
-            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            operation_timeout,
         })
-    }
-
-    /// Bounds every repository call (`STORE_TIMEOUT`); past it the call fails as unavailable.
-    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
-        self
     }
 
     pub fn database(&self) -> &Database {
