@@ -72,6 +72,9 @@ if ! grep -qx 'version = 3' Cargo.lock; then
   exit 1
 fi
 lock_before="$(sha256sum Cargo.lock)"
+lock_unchanged() { [[ "$(sha256sum Cargo.lock)" == "$lock_before" ]]; }
+# Also when the build fails: a rewritten lockfile must not become the next run's baseline.
+trap 'lock_unchanged || echo "the build changed web/Cargo.lock; restore it (git checkout web/Cargo.lock) or commit a deliberate change in format 3" >&2' EXIT
 # Debian's toolchain first in PATH for every step; perseus-cli calls plain `cargo`.
 export PATH="/usr/bin:$TOOLS/bin:$PATH"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld
@@ -82,10 +85,7 @@ RUSTC_BOOTSTRAP=1 perseus --rustup-path false --no-system-tools-cache \
   deploy --export-static --no-minify-js -o "$OUT"
 
 # perseus calls cargo without --locked; a lockfile that needed changing would change silently.
-if [[ "$(sha256sum Cargo.lock)" != "$lock_before" ]]; then
-  echo "the build changed web/Cargo.lock: update it on purpose (in format 3) and commit it" >&2
-  exit 1
-fi
+lock_unchanged || exit 1
 
 wasm="$OUT/.perseus/bundle.wasm"
 if [[ -f "$wasm" ]]; then

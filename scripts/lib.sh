@@ -21,16 +21,18 @@ apt_install() {
     || { apt-get update -qq && apt-get install -y -q "$@" >/dev/null; }
 }
 
-# pip_tool VENV PACKAGE==VERSION: a virtualenv under .tmp/ holding exactly that version, made
-# once (and made afresh when the version or the venv itself is not right).
+# pip_tool VENV PACKAGE==VERSION [CONSTRAINTS]: a virtualenv under .tmp/ holding exactly that
+# version (and its dependencies at the versions in the CONSTRAINTS file, when given), made once,
+# and made afresh when the version or the venv itself is not right.
 pip_tool() {
-  local venv="$1" requirement="$2"
+  local venv="$1" requirement="$2" constraints="${3:-}"
   local installed
   installed="$("$venv/bin/pip" show "${requirement%%==*}" 2>/dev/null | awk '/^Version:/ {print $2}' || true)"
   if [[ "$installed" != "${requirement##*==}" ]]; then
     step "installing $requirement into $venv"
     python3 -m venv --clear "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      ${constraints:+--constraint "$constraints"} "$requirement"
   fi
 }
 

@@ -20,7 +20,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt_install chromium chromium-driver
 fi
 
-pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION"
+# Its dependencies pinned too: the verdict depends on them (jsonschema-rs decides what an email
+# is). Regenerate with `.tmp/schemathesis-venv/bin/pip freeze > scripts/schemathesis-constraints.txt`.
+pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" scripts/schemathesis-constraints.txt
 export SCHEMATHESIS="$PWD/.tmp/schemathesis-venv/bin/st"
 
 if [[ -z "${MONGODB_URI:-}" ]]; then

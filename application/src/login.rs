@@ -1,7 +1,7 @@
 use crate::{AuthService, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    EmailAddress, EmailError, FamilyId, Password, PasswordError, RefreshTokenSecret, SessionRecord,
+    EmailError, EmailKey, FamilyId, Password, PasswordError, RefreshTokenSecret, SessionRecord,
 };
 
 #[derive(Debug)]
@@ -32,7 +32,7 @@ impl AuthService {
     /// The span names the account once known; never the email or the password.
     #[tracing::instrument(name = "login", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn login(&self, command: LoginCommand) -> Result<TokenPair, LoginError> {
-        let email = EmailAddress::for_login(&command.email)?;
+        let email = EmailKey::for_login(&command.email)?;
         let password = Password::for_login(command.password)?;
         let found = self.ports.users.find_by_email(&email).await?;
         if let Some(user) = &found {
@@ -101,7 +101,7 @@ mod tests {
         mocks
             .users
             .expect_find_by_email()
-            .withf(|e| e.normalized() == "user1@example.com")
+            .withf(|e| e.as_str() == "user1@example.com")
             .returning(move |_| Ok(Some(stored.clone())));
         mocks
             .hasher
@@ -198,6 +198,33 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, LoginError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn an_account_registered_under_older_email_rules_still_logs_in() {
+        let mut mocks = Mocks::new();
+        let mut stored = user(1);
+        stored.email = latchkey_domain::EmailAddress::from_trusted("José@Bücher.de".into());
+        mocks
+            .users
+            .expect_find_by_email()
+            .withf(|key| key.as_str() == "josé@bücher.de")
+            .returning(move |_| Ok(Some(stored.clone())));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.random.expect_secret_bytes().return_const([9u8; 32]);
+        mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        mocks.sessions.expect_insert().returning(|_| Ok(()));
+        mocks.refresh_tokens.expect_insert().returning(|_| Ok(None));
+        mocks
+            .access_tokens
+            .expect_encode()
+            .returning(|_| Ok("jwt".into()));
+        let pair = mocks
+            .service()
+            .login(command(" josé@BÜCHER.de ", "right password"))
+            .await
+            .unwrap();
+        assert_eq!(pair.access_token, "jwt");
     }
 
     #[tokio::test]

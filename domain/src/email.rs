@@ -42,17 +42,8 @@ impl EmailAddress {
         Ok(Self::from_trusted(raw.to_owned()))
     }
 
-    /// An address presented at login, to look an account up by. Only the length is checked
-    /// and surrounding spaces are ignored (as when the account was registered under older,
-    /// looser rules), so tightening `parse` never locks anyone out.
-    pub fn for_login(raw: &str) -> Result<Self, EmailError> {
-        let trimmed = raw.trim();
-        Self::check_length(trimmed)?;
-        Ok(Self::from_trusted(trimmed.to_owned()))
-    }
-
     /// In characters, as JSON Schema's `maxLength` counts.
-    fn check_length(raw: &str) -> Result<(), EmailError> {
+    pub fn check_length(raw: &str) -> Result<(), EmailError> {
         if raw.is_empty() {
             return Err(EmailError::Empty);
         }
@@ -62,7 +53,7 @@ impl EmailAddress {
         Ok(())
     }
 
-    /// Rebuilds an address that was validated before it was stored.
+    /// Rebuilds an address that was valid when it was stored (under the rules of its day).
     pub fn from_trusted(display: String) -> Self {
         let normalized = display.to_lowercase();
         Self {
@@ -77,6 +68,30 @@ impl EmailAddress {
 
     pub fn normalized(&self) -> &str {
         &self.normalized
+    }
+
+    /// What finds this address's account.
+    pub fn key(&self) -> EmailKey {
+        EmailKey(self.normalized.clone())
+    }
+}
+
+/// The key an account is found by: an address lower-cased. Not an address in its own right:
+/// it is never stored or shown, so it may come from input no longer valid at registration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EmailKey(String);
+
+impl EmailKey {
+    /// An address presented at login. Only its length is checked (on what was sent, as the
+    /// document states), so tightening `EmailAddress::parse` never locks an account out; then
+    /// surrounding whitespace is ignored, as older versions trimmed addresses at registration.
+    pub fn for_login(raw: &str) -> Result<Self, EmailError> {
+        EmailAddress::check_length(raw)?;
+        Ok(Self(raw.trim().to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -153,16 +168,22 @@ mod tests {
 
     #[test]
     fn login_looks_up_any_address_of_a_valid_length_trimmed() {
-        let legacy = EmailAddress::for_login(" José@Bücher.de ").unwrap();
-        assert_eq!(legacy.normalized(), "josé@bücher.de");
-        assert_eq!(EmailAddress::for_login("  "), Err(EmailError::Empty));
-        let long = "é".repeat(255);
+        let legacy = EmailKey::for_login(" José@Bücher.de ").unwrap();
+        assert_eq!(legacy.as_str(), "josé@bücher.de");
         assert_eq!(
-            EmailAddress::for_login(&long),
+            legacy,
+            EmailAddress::from_trusted("José@Bücher.de".into()).key()
+        );
+        // The length is what was sent: blank is a lookup that finds nothing, not a 422.
+        assert_eq!(EmailKey::for_login(" ").unwrap().as_str(), "");
+        assert_eq!(EmailKey::for_login(""), Err(EmailError::Empty));
+        let padded = format!(" {}", "a".repeat(254));
+        assert_eq!(
+            EmailKey::for_login(&padded),
             Err(EmailError::TooLong { max: 254 })
         );
         assert!(
-            EmailAddress::for_login(&"é".repeat(254)).is_ok(),
+            EmailKey::for_login(&"é".repeat(254)).is_ok(),
             "characters, not bytes"
         );
     }

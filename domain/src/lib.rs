@@ -8,7 +8,7 @@ pub mod ports;
 pub mod token;
 pub mod user;
 
-pub use email::{EmailAddress, EmailError};
+pub use email::{EmailAddress, EmailError, EmailKey};
 pub use password::{Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,

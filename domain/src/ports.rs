@@ -1,8 +1,8 @@
 //! What the core needs from the outside world. Adapters implement these traits.
 
 use crate::{
-    AccessClaims, EmailAddress, FamilyId, Password, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, RefreshTokenSecret, SessionRecord, TokenRejection, User, UserId,
+    AccessClaims, EmailKey, FamilyId, Password, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
+    RefreshTokenSecret, SessionRecord, TokenRejection, User, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,7 +27,7 @@ pub trait UserRepository: Send + Sync {
     /// Fails with `EmailTaken` when the normalized email is already registered; stores must
     /// enforce this atomically (a unique index), not by reading first.
     async fn insert(&self, user: &User) -> Result<(), InsertUserError>;
-    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError>;
+    async fn find_by_email(&self, email: &EmailKey) -> Result<Option<User>, StoreError>;
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     /// Cheap round trip used by the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -36,8 +36,7 @@ struct Server {
 }
 
 impl Drop for TestApp {
-    /// The server task must not outlive the test's database (nor keep serving to the end of
-    /// the runtime).
+    /// Stops accepting at once; connections still open end with the test's runtime.
     fn drop(&mut self) {
         if let Some(mut server) = self.server.take() {
             if let Some(stop) = server.stop.take() {

@@ -521,6 +521,22 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     unknown_field.assert_error(StatusCode::BAD_REQUEST, "bad_request");
     assert!(unknown_field.str("message").contains("passwrod"));
 
+    // A 400 says what was expected, never what was sent: the value may be a password.
+    for body in [
+        json!("hunter2-secret"),
+        json!(["ann@example.com", "hunter2-secret"]),
+        json!({ "email": "ann@example.com", "password": { "x": "hunter2-secret" } }),
+        json!({ "email": "ann@example.com", "password": 771_234_567 }),
+    ] {
+        let reply = app.post("/api/auth/login", None, body.clone()).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+        let message = reply.str("message");
+        assert!(
+            !message.contains("hunter2") && !message.contains("771234567"),
+            "{body} -> {message}"
+        );
+    }
+
     // A number is not a string, even where a string would be accepted.
     app.post("/api/auth/refresh", None, json!({ "refresh_token": 12345 }))
         .await

@@ -102,7 +102,7 @@ async fn a_user_is_found_by_id_and_by_email_in_any_case(stores: Stores) {
     let by_id = stores.users.find_by_id(user.id).await.unwrap();
     let by_email = stores
         .users
-        .find_by_email(&EmailAddress::parse("ann.lee@EXAMPLE.com").unwrap())
+        .find_by_email(&EmailAddress::parse("ann.lee@EXAMPLE.com").unwrap().key())
         .await
         .unwrap();
 
@@ -121,7 +121,10 @@ async fn unknown_users_are_none(stores: Stores) {
         None
     );
     let email = EmailAddress::parse("nobody@example.com").unwrap();
-    assert_eq!(stores.users.find_by_email(&email).await.unwrap(), None);
+    assert_eq!(
+        stores.users.find_by_email(&email.key()).await.unwrap(),
+        None
+    );
 }
 
 async fn a_second_user_with_the_same_email_in_other_case_is_refused_and_the_first_kept(
@@ -139,7 +142,7 @@ async fn a_second_user_with_the_same_email_in_other_case_is_refused_and_the_firs
     assert_eq!(err, InsertUserError::EmailTaken);
     let email = EmailAddress::parse("ann@example.com").unwrap();
     assert_eq!(
-        stores.users.find_by_email(&email).await.unwrap(),
+        stores.users.find_by_email(&email.key()).await.unwrap(),
         Some(first)
     );
 }

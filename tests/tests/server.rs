@@ -116,3 +116,20 @@ async fn ordinary_requests_are_served_over_keep_alive_and_shutdown_is_graceful()
         "no longer accepting"
     );
 }
+
+/// GET operations document no body errors because no GET body is ever read: a huge declared
+/// body neither fills memory nor holds the answer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_body_is_never_read() {
+    let server = start(Duration::from_secs(1), Duration::from_secs(30)).await;
+    let mut client = TcpStream::connect(server.address.unwrap()).await.unwrap();
+    client
+        .write_all(
+            b"GET /api/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\nsome",
+        )
+        .await
+        .unwrap();
+    let (response, after) = until_closed(&mut client, Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}

@@ -37,6 +37,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    #[cfg(test)]
+    const ALL: [ErrorCode; 19] = [
+        Self::BadRequest,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::RequestTimeout,
+        Self::MissingToken,
+        Self::InvalidToken,
+        Self::InvalidCredentials,
+        Self::InvalidRefreshToken,
+        Self::RefreshTokenReused,
+        Self::InvalidEmail,
+        Self::InvalidPassword,
+        Self::WeakPassword,
+        Self::EmailTaken,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::NotAcceptable,
+        Self::InternalError,
+        Self::ServiceUnavailable,
+        Self::ServerBusy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
@@ -419,4 +442,34 @@ pub(crate) async fn framework_error_to_json(err: poem::Error) -> Response {
         return err.into_response();
     }
     ApiError::from_framework(err).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_error_code() {
+        let document: serde_json::Value = serde_json::from_str(&crate::openapi_json()).unwrap();
+        let described = document
+            .pointer("/components/schemas/ErrorBody/properties/error/description")
+            .and_then(serde_json::Value::as_str)
+            .unwrap();
+        for code in ErrorCode::ALL {
+            assert!(
+                described.contains(&format!("`{}`:", code.as_str())),
+                "{code:?}"
+            );
+        }
+        assert_eq!(described.matches("\n- `").count(), ErrorCode::ALL.len());
+    }
+
+    #[test]
+    fn parse_errors_keep_what_was_expected_and_drop_what_was_sent() {
+        assert_eq!(
+            without_values(r#"failed to parse "string": Expected input type "string", found 12"#),
+            r#"failed to parse "string": Expected input type "string""#
+        );
+        assert_eq!(without_values("unknown field `x`."), "unknown field `x`.");
+    }
 }

@@ -9,7 +9,7 @@ use latchkey_domain::{
     ports::{
         InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
     },
-    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
+    EmailKey, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
 };
 use std::{
     collections::HashMap,
@@ -73,11 +73,11 @@ impl UserRepository for InMemoryUsers {
         Ok(())
     }
 
-    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+    async fn find_by_email(&self, email: &EmailKey) -> Result<Option<User>, StoreError> {
         Ok(self
             .lock()
             .values()
-            .find(|u| u.email.normalized() == email.normalized())
+            .find(|u| u.email.normalized() == email.as_str())
             .cloned())
     }
 

@@ -19,7 +19,7 @@ use latchkey_domain::{
     ports::{
         InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
     },
-    EmailAddress, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
+    EmailKey, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
@@ -219,11 +219,11 @@ impl UserRepository for MongoUsers {
         }
     }
 
-    async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+    async fn find_by_email(&self, email: &EmailKey) -> Result<Option<User>, StoreError> {
         timed(
             self.timeout,
             self.collection
-                .find_one(doc! { "email_normalized": email.normalized() }),
+                .find_one(doc! { "email_normalized": email.as_str() }),
         )
         .await
         .map_err(store_error)?
