@@ -123,35 +123,31 @@ impl Spawn {
 
     pub async fn spawn(mut self) -> TestApp {
         crate::init_test_logs();
-        let (built, database) = match (self.backend, self.wrap_stores) {
+        let database = match self.backend {
+            Backend::Memory => None,
+            Backend::Mongo => Some(TestDatabase::create().await),
+        };
+        let built = match (&database, self.wrap_stores) {
             // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
-            (Backend::Mongo, None) => {
-                let database = TestDatabase::create().await;
+            (Some(database), None) => {
                 self.config.store.backend = StoreConfig::Mongo {
                     uri: database.uri().to_owned(),
                     database: Some(database.name().to_owned()),
                 };
-                (
-                    build(&self.config).await.expect("app builds"),
-                    Some(database),
-                )
+                build(&self.config).await
             }
-            (backend, wrap) => {
-                let (stores, database) = match backend {
-                    Backend::Memory => (Stores::in_memory(), None),
-                    Backend::Mongo => {
-                        let database = TestDatabase::create().await;
-                        (Stores::mongo(&database.store), Some(database))
-                    }
-                };
+            (database, wrap) => {
+                let stores = database
+                    .as_ref()
+                    .map_or_else(Stores::in_memory, |database| Stores::mongo(&database.store));
                 let stores = match wrap {
                     Some(wrap) => wrap(stores),
                     None => stores,
                 };
-                let built = assemble(&self.config, stores).await.expect("app builds");
-                (built, database)
+                assemble(&self.config, stores).await
             }
-        };
+        }
+        .expect("app builds");
         let endpoint = match self.wrap_endpoint {
             Some(wrap) => wrap(built.endpoint),
             None => built.endpoint,

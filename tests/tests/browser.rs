@@ -164,6 +164,10 @@ fn which(program: &str) -> PathBuf {
         })
 }
 
+async fn wait_for_access_tokens_to_expire() {
+    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+}
+
 /// Pages hydrate and navigate asynchronously.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -348,6 +352,19 @@ impl Browser {
         }
     }
 
+    /// Lets the tabs' access token expire, reloads every tab at once (so their refreshes race)
+    /// and checks that all of them are still signed in.
+    async fn after_expiry_reload_and_assert_signed_in(
+        &self,
+        site: &Site,
+        tabs: &[WindowHandle],
+        email: &str,
+    ) {
+        wait_for_access_tokens_to_expire().await;
+        self.reload_at_once(tabs).await;
+        self.assert_signed_in_everywhere(site, tabs, email).await;
+    }
+
     /// Every tab still shows the account on the signed-in page, and the tokens they share
     /// still work on the server.
     async fn assert_signed_in_everywhere(&self, site: &Site, tabs: &[WindowHandle], email: &str) {
@@ -418,7 +435,7 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
 
     // Past the access token's expiry, the page's next load (two calls failing together) still
     // works, through exactly one refresh.
-    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+    wait_for_access_tokens_to_expire().await;
     let loads_before = browser.loads().await;
     browser.click("#reload").await;
     browser.wait_for_another_load(loads_before).await;
@@ -494,11 +511,8 @@ async fn two_tabs_refreshing_at_once_both_stay_signed_in() {
 
     // Both tabs find the access token expired at the same moment and refresh with the same
     // refresh token (or one uses what the other stored): neither may sign the other out.
-    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
-    browser.reload_at_once(&tabs).await;
-
     browser
-        .assert_signed_in_everywhere(&site, &tabs, email)
+        .after_expiry_reload_and_assert_signed_in(&site, &tabs, email)
         .await;
     browser.close().await;
 }
@@ -519,11 +533,8 @@ async fn two_tabs_stay_signed_in_when_their_refresh_token_was_rotated_moments_ea
         })
         .await
         .expect("the stored refresh token rotates");
-    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
-    browser.reload_at_once(&tabs).await;
-
     browser
-        .assert_signed_in_everywhere(&site, &tabs, email)
+        .after_expiry_reload_and_assert_signed_in(&site, &tabs, email)
         .await;
     browser.close().await;
 }
@@ -534,7 +545,7 @@ async fn logging_out_after_the_access_token_expired_ends_the_session_on_the_serv
     let browser = start_browser().await;
     browser.sign_in(&site, "dee@example.com").await;
     let refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + 1)).await;
+    wait_for_access_tokens_to_expire().await;
 
     // When the server cannot be told, the page says so and keeps the user signed in.
     browser.set_online(false).await;

@@ -251,6 +251,26 @@ fn blocks(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
     &mut memory[..blocks]
 }
 
+/// Argon2 of `password` and `salt` into `output`, in the worker's reused `memory`.
+fn derive(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    output: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), HashingError> {
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            output,
+            blocks(memory, params.block_count()),
+        )
+        .map_err(failed)
+}
+
 fn hash(
     params: &Params,
     password: &str,
@@ -262,16 +282,16 @@ fn hash(
         .as_salt()
         .decode_b64(&mut salt_buffer)
         .map_err(failed)?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
-    argon2
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt_bytes,
-            &mut output,
-            blocks(memory, params.block_count()),
-        )
-        .map_err(failed)?;
+    derive(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+        password,
+        salt_bytes,
+        &mut output,
+        memory,
+    )?;
     let phc = argon2::PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -316,14 +336,15 @@ fn verify(
         .decode_b64(&mut salt_buffer)
         .map_err(|e| unreadable(&e))?;
     let mut output = vec![0u8; expected.len()];
-    Argon2::new(algorithm, version, params.clone())
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt_bytes,
-            &mut output,
-            blocks(memory, params.block_count()),
-        )
-        .map_err(failed)?;
+    derive(
+        algorithm,
+        version,
+        &params,
+        password,
+        salt_bytes,
+        &mut output,
+        memory,
+    )?;
     Ok(Output::new(&output).map_err(failed)? == expected)
 }
 

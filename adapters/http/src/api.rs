@@ -455,9 +455,10 @@ pub fn routes(
     site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
-    let document = openapi_json();
+    let generated = api.spec();
+    let document = crate::contract::refine(&generated);
     // The browsable UI shows the served document, not poem-openapi's unrefined one.
-    let docs_html = api.swagger_ui_html().replacen(&api.spec(), &document, 1);
+    let docs_html = api.swagger_ui_html().replacen(&generated, &document, 1);
     let allow = AllowTable::from_document(&document, API_PREFIX)
         .with_get_only("/api/openapi.json")
         .with_get_only("/api/docs");

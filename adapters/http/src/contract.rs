@@ -147,12 +147,13 @@ pub(crate) async fn add_allow<E: Endpoint>(
     req: Request,
     allow: AllowTable,
 ) -> poem::Result<Response> {
-    let path = req.uri().path().to_owned();
+    // A cheap clone (shared bytes): the path is only read for a 405.
+    let uri = req.uri().clone();
     let mut response = next.call(req).await?.into_response();
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && !response.headers().contains_key(header::ALLOW)
     {
-        if let Some(value) = allow.allowed(&path) {
+        if let Some(value) = allow.allowed(uri.path()) {
             response.headers_mut().insert(header::ALLOW, value.clone());
         }
     }
