@@ -1,5 +1,6 @@
 //! latchkey's use cases, one module each, written against the domain's ports only.
 
+mod abuse;
 mod authenticate;
 mod current_user;
 mod login;
@@ -10,13 +11,14 @@ mod register;
 mod service;
 mod tokens;
 
+pub use abuse::{AbusePolicy, Budget, Throttled};
 pub use authenticate::AuthenticateError;
 pub use current_user::CurrentUserError;
 pub use login::{LoginCommand, LoginError};
 pub use logout::LogoutCommand;
 pub use refresh::{RefreshCommand, RefreshError};
 pub use register::{RegisterCommand, RegisterError};
-pub use service::{AuthService, Ports, SessionPolicy};
+pub use service::{AuthService, Policies, Ports, SessionPolicy};
 pub use tokens::TokenPair;
 
 #[cfg(test)]

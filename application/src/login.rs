@@ -1,13 +1,15 @@
-use crate::{AuthService, TokenPair};
+use crate::{AuthService, Throttled, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    EmailError, EmailKey, FamilyId, Password, PasswordError, RefreshTokenSecret, SessionRecord,
+    BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, Password, PasswordError,
+    PasswordHash, RefreshTokenSecret, SessionRecord, User,
 };
 
 #[derive(Debug)]
 pub struct LoginCommand {
     pub email: String,
     pub password: String,
+    pub client: ClientNetwork,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,8 @@ pub enum LoginError {
     #[error("invalid email or password")]
     InvalidCredentials,
     #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Hashing(#[from] HashingError),
@@ -29,33 +33,52 @@ pub enum LoginError {
 
 impl AuthService {
     /// Starts a new session (a new refresh-token family) for valid credentials.
+    ///
+    /// Failures are counted per (account, network) and per account, and past a threshold the
+    /// next attempt must wait (exponentially longer, capped). A throttled attempt is answered
+    /// before any hashing, identically for registered and unknown emails.
     /// The span names the account once known; never the email or the password.
     #[tracing::instrument(name = "login", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn login(&self, command: LoginCommand) -> Result<TokenPair, LoginError> {
         let email = EmailKey::for_login(&command.email)?;
         let password = Password::for_login(command.password)?;
+        self.spend::<LoginError>(BudgetAction::Login, command.client)
+            .await?;
+        // Looked up for every attempt, throttled or not, known or not: the same work for all.
         let found = self.ports.users.find_by_email(&email).await?;
-        if let Some(user) = &found {
-            tracing::Span::current().record("user_id", tracing::field::display(user.id));
+        let account = found.as_ref().map(|user| user.id);
+        if let Some(id) = account {
+            tracing::Span::current().record("user_id", tracing::field::display(id));
         }
-        let Some(user) = found else {
-            // Spend the same argon2 work as a real check so timing does not reveal the email.
-            let _ = self
-                .ports
-                .hasher
-                .verify(&password, &self.ports.hasher.dummy_hash())
-                .await?;
+        let keys = self.login_keys(&email, command.client);
+        let now = self.ports.clock.now();
+        if let Some(retry_after) = self.login_wait(&keys, now).await? {
+            tracing::info!(
+                user_id = account.map(tracing::field::display),
+                client = %command.client,
+                retry_after_ms = retry_after.as_millis() as u64,
+                "login refused with 429 after repeated failures"
+            );
+            return Err(Throttled::LoginFailures { retry_after }.into());
+        }
+        let verified = match &found {
+            Some(user) => self.verify(&password, &user.password_hash).await?,
+            None => {
+                // Spend the same argon2 work as a real check so timing does not reveal the email.
+                let _ = self
+                    .verify(&password, &self.ports.hasher.dummy_hash())
+                    .await?;
+                None
+            }
+        };
+        let (Some(user), Some(matched)) = (found, verified) else {
+            self.record_login_failure(&keys, now).await?;
             return Err(LoginError::InvalidCredentials);
         };
-        if !self
-            .ports
-            .hasher
-            .verify(&password, &user.password_hash)
-            .await?
-        {
-            return Err(LoginError::InvalidCredentials);
+        self.clear_login_failures(&keys).await?;
+        if matched == Matched::AsSent || self.ports.hasher.needs_rehash(&user.password_hash) {
+            self.upgrade_hash(&user, &password).await;
         }
-        let now = self.ports.clock.now();
         let session = SessionRecord {
             id: FamilyId::from_uuid(self.ports.random.uuid()),
             user_id: user.id,
@@ -79,18 +102,67 @@ impl AuthService {
         tracing::info!(user_id = %user.id, session = %session.id, "user logged in");
         Ok(tokens)
     }
+
+    /// Which form of the password matched `hash`, if any. Hashes stored before passwords were
+    /// NFKC-normalised were computed over the password as sent; the normalised form is tried
+    /// first, and the form as sent only when it differs (a second hash for those alone).
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: &PasswordHash,
+    ) -> Result<Option<Matched>, HashingError> {
+        if self.ports.hasher.verify(password, hash).await? {
+            return Ok(Some(Matched::Normalized));
+        }
+        match password.as_sent() {
+            Some(as_sent) if self.ports.hasher.verify(&as_sent, hash).await? => {
+                Ok(Some(Matched::AsSent))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Re-hashes a just-verified password with today's parameters over its normalised form.
+    /// Best effort: the login succeeds whatever happens here, and the next login tries again.
+    async fn upgrade_hash(&self, user: &User, password: &Password) {
+        let upgraded = match self.ports.hasher.hash(password).await {
+            Ok(hash) => hash,
+            Err(error) => {
+                tracing::warn!(user_id = %user.id, %error, "password hash not upgraded");
+                return;
+            }
+        };
+        match self
+            .ports
+            .users
+            .replace_password_hash(user.id, &user.password_hash, &upgraded)
+            .await
+        {
+            Ok(true) => tracing::info!(user_id = %user.id, "password hash upgraded"),
+            // The password changed meanwhile; its new hash is already current.
+            Ok(false) => {}
+            Err(error) => tracing::warn!(user_id = %user.id, %error, "password hash not upgraded"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Matched {
+    Normalized,
+    AsSent,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use latchkey_domain::{PasswordHash, UserId};
+    use latchkey_domain::{ports::MockThrottleStore, BucketState, FailureRecord, UserId};
 
     fn command(email: &str, password: &str) -> LoginCommand {
         LoginCommand {
             email: email.into(),
             password: password.into(),
+            client: ClientNetwork::Unknown,
         }
     }
 
@@ -109,6 +181,7 @@ mod tests {
             .withf(|p, h| p.expose() == "right password" && h.as_str() == "$argon2id$user1")
             .times(1)
             .returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
         mocks.random.expect_secret_bytes().return_const([9u8; 32]);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
         let expected_hash =
@@ -211,6 +284,7 @@ mod tests {
             .withf(|key| key.as_str() == "josé@bücher.de")
             .returning(move |_| Ok(Some(stored.clone())));
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
         mocks.random.expect_secret_bytes().return_const([9u8; 32]);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
         mocks.sessions.expect_insert().returning(|_| Ok(()));
@@ -253,5 +327,241 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, LoginError::InvalidPassword(_)));
+    }
+
+    /// A successful login's session and tokens, for tests about what happens around them.
+    fn expect_session(mocks: &mut Mocks) {
+        mocks.random.expect_secret_bytes().return_const([9u8; 32]);
+        mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        mocks.sessions.expect_insert().returning(|_| Ok(()));
+        mocks.refresh_tokens.expect_insert().returning(|_| Ok(None));
+        mocks
+            .access_tokens
+            .expect_encode()
+            .returning(|_| Ok("jwt".into()));
+    }
+
+    fn failures(count: u32, seconds_ago: i64) -> FailureRecord {
+        FailureRecord {
+            count,
+            last_failure_at: t0() - chrono::Duration::seconds(seconds_ago),
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_free_failures_a_login_waits_without_hashing_for_known_and_unknown_emails() {
+        for known in [true, false] {
+            let mut mocks = Mocks::new();
+            let found = known.then(|| user(1));
+            mocks
+                .users
+                .expect_find_by_email()
+                .returning(move |_| Ok(found.clone()));
+            let mut throttle = MockThrottleStore::new();
+            // The network's six failures asked for 2 s, long past; the account's sixty ask for
+            // 2^10 s, capped at 15 minutes, from 3 s ago. The longer wait wins.
+            throttle.expect_failures().returning(|key, _| {
+                let from_network = key.as_str().ends_with(":unknown");
+                Ok(Some(if from_network {
+                    failures(6, 10)
+                } else {
+                    failures(60, 3)
+                }))
+            });
+            throttle.expect_record_failure().never();
+            mocks.throttle = Some(throttle);
+            mocks.hasher.expect_verify().never();
+            mocks.hasher.expect_dummy_hash().never();
+            let err = mocks
+                .service()
+                .login(command("user1@example.com", "whatever password"))
+                .await
+                .unwrap_err();
+            let LoginError::Throttled(throttled) = err else {
+                panic!("expected a throttled login, got {err:?}")
+            };
+            assert_eq!(
+                throttled.retry_after_secs(),
+                900 - 3,
+                "capped at 15 minutes"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_counts_a_failure_for_the_network_and_for_the_account() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(false));
+        let mut throttle = MockThrottleStore::new();
+        throttle
+            .expect_failures()
+            .returning(|_, _| Ok(Some(failures(4, 0))));
+        throttle
+            .expect_record_failure()
+            .withf(|_, at, forget_at| {
+                *at == t0() && *forget_at == t0() + chrono::Duration::hours(24)
+            })
+            .times(2)
+            .returning(|_, at, _| {
+                Ok(FailureRecord {
+                    count: 5,
+                    last_failure_at: at,
+                })
+            });
+        throttle.expect_clear_failures().never();
+        mocks.throttle = Some(throttle);
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "wrong password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn a_success_resets_both_counts() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        let mut throttle = MockThrottleStore::new();
+        throttle
+            .expect_failures()
+            .returning(|_, _| Ok(Some(failures(4, 0))));
+        throttle
+            .expect_clear_failures()
+            .times(2)
+            .returning(|_| Ok(()));
+        mocks.throttle = Some(throttle);
+        expect_session(&mut mocks);
+        mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_other_parameters_is_replaced_after_a_successful_login() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(true);
+        mocks
+            .hasher
+            .expect_hash()
+            .withf(|p| p.expose() == "right password")
+            .times(1)
+            .returning(|_| Ok(PasswordHash::new("$argon2id$stronger".into())));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .withf(|id, current, new| {
+                *id == UserId::from_uuid(fixed_uuid(1))
+                    && current.as_str() == "$argon2id$user1"
+                    && new.as_str() == "$argon2id$stronger"
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        expect_session(&mut mocks);
+        mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_upgrade_does_not_fail_the_login() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(true);
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Err(HashingError::Overloaded));
+        mocks.users.expect_replace_password_hash().never();
+        expect_session(&mut mocks);
+        assert!(mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_hash_of_the_unnormalised_password_still_matches_and_is_upgraded() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        // Stored before normalisation: a hash of the ligature itself.
+        mocks
+            .hasher
+            .expect_verify()
+            .returning(|p, _| Ok(p.expose() == "the ﬁnest password"));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        mocks
+            .hasher
+            .expect_hash()
+            .withf(|p| p.expose() == "the finest password")
+            .times(1)
+            .returning(|_| Ok(PasswordHash::new("$argon2id$normalised".into())));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        expect_session(&mut mocks);
+        mocks
+            .service()
+            .login(command("user1@example.com", "the ﬁnest password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_spent_login_budget_answers_before_any_lookup() {
+        let mut mocks = Mocks::new();
+        mocks.abuse.login = Some(crate::Budget {
+            burst: std::num::NonZeroU32::new(1).unwrap(),
+            replenish_every: std::time::Duration::from_secs(30),
+        });
+        let mut throttle = MockThrottleStore::new();
+        // Paid for until 20 s from now.
+        let spent = BucketState(
+            (t0() + chrono::Duration::seconds(20))
+                .timestamp_nanos_opt()
+                .unwrap() as u64,
+        );
+        throttle
+            .expect_bucket()
+            .withf(|key, _| key.as_str() == "budget:login:192.0.2.9")
+            .returning(move |_, _| Ok(Some(spent)));
+        throttle.expect_replace_bucket().never();
+        mocks.throttle = Some(throttle);
+        mocks.users.expect_find_by_email().never();
+        let mut login = command("user1@example.com", "whatever password");
+        login.client = ClientNetwork::of("192.0.2.9".parse().unwrap());
+        let err = mocks.service().login(login).await.unwrap_err();
+        assert!(
+            matches!(err, LoginError::Throttled(Throttled::Budget { retry_after }) if retry_after == std::time::Duration::from_secs(20)),
+            "{err:?}"
+        );
     }
 }

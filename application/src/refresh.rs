@@ -1,13 +1,14 @@
-use crate::{AuthService, TokenPair};
+use crate::{AuthService, Throttled, TokenPair};
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
-    RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
+    BudgetAction, ClientNetwork, RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
 };
 
 #[derive(Debug)]
 pub struct RefreshCommand {
     pub refresh_token: String,
+    pub client: ClientNetwork,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum RefreshError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Signing(#[from] TokenSigningError),
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
 }
 
 impl AuthService {
@@ -39,6 +42,8 @@ impl AuthService {
     /// chain instead of each growing their own.
     #[tracing::instrument(name = "refresh", skip_all, fields(session = tracing::field::Empty))]
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
+        self.spend::<RefreshError>(BudgetAction::Refresh, command.client)
+            .await?;
         let presented = RefreshTokenSecret::from_presented(command.refresh_token);
         let hash = presented.hash();
         let Some(record) = self.ports.refresh_tokens.find_by_hash(&hash).await? else {
@@ -155,6 +160,7 @@ mod tests {
     fn command() -> RefreshCommand {
         RefreshCommand {
             refresh_token: "presented-token".into(),
+            client: ClientNetwork::Unknown,
         }
     }
 

@@ -1,13 +1,15 @@
-use crate::AuthService;
+use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, InsertUserError, StoreError},
-    EmailAddress, EmailError, Password, PasswordError, Role, User, UserId,
+    BudgetAction, ClientNetwork, EmailAddress, EmailError, Password, PasswordError, Role, User,
+    UserId,
 };
 
 #[derive(Debug)]
 pub struct RegisterCommand {
     pub email: String,
     pub password: String,
+    pub client: ClientNetwork,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,14 +24,18 @@ pub enum RegisterError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hashing(#[from] HashingError),
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
 }
 
 impl AuthService {
     /// The span never holds the email or the password.
     #[tracing::instrument(name = "register", skip_all)]
     pub async fn register(&self, command: RegisterCommand) -> Result<User, RegisterError> {
+        self.spend::<RegisterError>(BudgetAction::Register, command.client)
+            .await?;
         let email = EmailAddress::parse(&command.email)?;
-        let password = Password::new_for_registration(command.password)?;
+        let password = Password::new_for_account(command.password, &email, &self.passwords)?;
         let password_hash = self.ports.hasher.hash(&password).await?;
         let user = User {
             id: UserId::from_uuid(self.ports.random.uuid()),
@@ -59,6 +65,7 @@ mod tests {
         RegisterCommand {
             email: email.into(),
             password: password.into(),
+            client: ClientNetwork::Unknown,
         }
     }
 
@@ -163,5 +170,109 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RegisterError::Store(_)));
+    }
+
+    #[tokio::test]
+    async fn register_refuses_a_common_password_or_one_holding_the_email_naming_the_rule() {
+        for (password, rule) in [
+            ("Password123", "common_password"),
+            ("annie-and-me", "contains_email"),
+            ("my latchkey pw", "contains_service_name"),
+        ] {
+            let mut mocks = Mocks::new();
+            mocks.hasher.expect_hash().never();
+            let err = mocks
+                .service()
+                .register(command("annie@example.com", password))
+                .await
+                .unwrap_err();
+            let RegisterError::WeakPassword(weak) = err else {
+                panic!("{password}: expected a weak password, got {err:?}")
+            };
+            assert_eq!(weak.rule(), rule);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_register_budget_refuses_before_hashing() {
+        let mut mocks = Mocks::new();
+        mocks.abuse.register = Some(crate::Budget {
+            burst: std::num::NonZeroU32::new(2).unwrap(),
+            replenish_every: std::time::Duration::from_secs(60),
+        });
+        let mut throttle = latchkey_domain::ports::MockThrottleStore::new();
+        // Two spent a moment ago: the next one is a minute away.
+        let spent = latchkey_domain::BucketState(
+            (t0() + chrono::Duration::seconds(120))
+                .timestamp_nanos_opt()
+                .unwrap() as u64,
+        );
+        throttle
+            .expect_bucket()
+            .returning(move |_, _| Ok(Some(spent)));
+        mocks.throttle = Some(throttle);
+        mocks.hasher.expect_hash().never();
+        let err = mocks
+            .service()
+            .register(command("ann@example.com", "long enough password"))
+            .await
+            .unwrap_err();
+        let RegisterError::Throttled(throttled) = err else {
+            panic!("expected a throttled registration, got {err:?}")
+        };
+        assert_eq!(throttled.retry_after_secs(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_budget_spends_one_token_per_registration_by_compare_and_swap() {
+        let mut mocks = Mocks::new();
+        mocks.abuse.register = Some(crate::Budget {
+            burst: std::num::NonZeroU32::new(2).unwrap(),
+            replenish_every: std::time::Duration::from_secs(60),
+        });
+        let mut throttle = latchkey_domain::ports::MockThrottleStore::new();
+        let mut seq = mockall::Sequence::new();
+        throttle
+            .expect_bucket()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(None));
+        // Another instance spent one meanwhile: the swap fails and the decision is redone.
+        throttle
+            .expect_replace_bucket()
+            .withf(|_, expected, _, _, _| expected.is_none())
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _, _| Ok(false));
+        let theirs = latchkey_domain::BucketState(
+            (t0() + chrono::Duration::seconds(60))
+                .timestamp_nanos_opt()
+                .unwrap() as u64,
+        );
+        throttle
+            .expect_bucket()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _| Ok(Some(theirs)));
+        throttle
+            .expect_replace_bucket()
+            .withf(move |_, expected, next, _, _| {
+                *expected == Some(theirs) && next.0 == theirs.0 + 60_000_000_000
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _, _| Ok(true));
+        mocks.throttle = Some(throttle);
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("h".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.users.expect_insert().returning(|_| Ok(()));
+        mocks
+            .service()
+            .register(command("ann@example.com", "long enough password"))
+            .await
+            .unwrap();
     }
 }

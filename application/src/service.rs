@@ -1,7 +1,11 @@
+use crate::AbusePolicy;
 use chrono::Duration;
-use latchkey_domain::ports::{
-    AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
-    SessionRepository, SuccessorDerivation, UserRepository,
+use latchkey_domain::{
+    ports::{
+        AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
+        SessionRepository, SuccessorDerivation, ThrottleStore, UserRepository,
+    },
+    PasswordPolicy,
 };
 use std::sync::Arc;
 
@@ -30,6 +34,15 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn RandomSource>,
     pub successors: Arc<dyn SuccessorDerivation>,
+    pub throttle: Arc<dyn ThrottleStore>,
+}
+
+/// The rules the use cases apply, chosen by the configuration.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub session: SessionPolicy,
+    pub abuse: AbusePolicy,
+    pub passwords: PasswordPolicy,
 }
 
 /// Entry point to every use case. Cheap to clone.
@@ -37,11 +50,18 @@ pub struct Ports {
 pub struct AuthService {
     pub(crate) ports: Ports,
     pub(crate) policy: SessionPolicy,
+    pub(crate) abuse: AbusePolicy,
+    pub(crate) passwords: PasswordPolicy,
 }
 
 impl AuthService {
-    pub fn new(ports: Ports, policy: SessionPolicy) -> Self {
-        Self { ports, policy }
+    pub fn new(ports: Ports, policies: Policies) -> Self {
+        Self {
+            ports,
+            policy: policies.session,
+            abuse: policies.abuse,
+            passwords: policies.passwords,
+        }
     }
 
     pub fn policy(&self) -> SessionPolicy {

@@ -1,15 +1,16 @@
 //! Mocks of every port, bundled so each test states only the expectations it cares about.
 
-use crate::{AuthService, Ports, SessionPolicy};
+use crate::{AbusePolicy, AuthService, Policies, Ports, SessionPolicy};
+use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use latchkey_domain::{
     ports::{
-        MockAccessTokenCodec, MockClock, MockPasswordHasher, MockRandomSource,
+        CommonPasswords, MockAccessTokenCodec, MockClock, MockPasswordHasher, MockRandomSource,
         MockRefreshTokenRepository, MockSessionRepository, MockSuccessorDerivation,
-        MockUserRepository,
+        MockThrottleStore, MockUserRepository, StoreError, ThrottleStore,
     },
-    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
-    SessionRecord, User, UserId,
+    Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, PasswordHash, PasswordPolicy,
+    RefreshTokenRecord, RefreshTokenSecret, Role, SessionRecord, ThrottleKey, User, UserId,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -67,6 +68,90 @@ pub struct Mocks {
     pub clock: MockClock,
     pub random: MockRandomSource,
     pub successors: MockSuccessorDerivation,
+    /// `None`: a store that never throttles, for tests about something else.
+    pub throttle: Option<MockThrottleStore>,
+    pub abuse: AbusePolicy,
+}
+
+/// Login backoff as configured by default; no budgets (the tests that want one set it).
+pub fn abuse_policy() -> AbusePolicy {
+    AbusePolicy {
+        login_from_network: Backoff {
+            free_failures: 5,
+            base_delay: chrono::Duration::seconds(1),
+            max_delay: chrono::Duration::minutes(15),
+        },
+        login_account: Backoff {
+            free_failures: 50,
+            base_delay: chrono::Duration::seconds(1),
+            max_delay: chrono::Duration::minutes(15),
+        },
+        forget_failures_after: chrono::Duration::hours(24),
+        register: None,
+        login: None,
+        refresh: None,
+    }
+}
+
+struct NothingCommon;
+
+impl CommonPasswords for NothingCommon {
+    fn contains(&self, lowercase: &str) -> bool {
+        lowercase == "password123"
+    }
+}
+
+pub fn password_policy() -> PasswordPolicy {
+    PasswordPolicy {
+        min_chars: 8,
+        service_name: "latchkey".into(),
+        common: Arc::new(NothingCommon),
+    }
+}
+
+/// Remembers nothing: every login is a first attempt, every budget full.
+struct NeverThrottled;
+
+#[async_trait]
+impl ThrottleStore for NeverThrottled {
+    async fn failures(
+        &self,
+        _: &ThrottleKey,
+        _: DateTime<Utc>,
+    ) -> Result<Option<FailureRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn record_failure(
+        &self,
+        _: &ThrottleKey,
+        at: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<FailureRecord, StoreError> {
+        Ok(FailureRecord {
+            count: 1,
+            last_failure_at: at,
+        })
+    }
+    async fn clear_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn bucket(
+        &self,
+        _: &ThrottleKey,
+        _: DateTime<Utc>,
+    ) -> Result<Option<BucketState>, StoreError> {
+        Ok(None)
+    }
+    async fn replace_bucket(
+        &self,
+        _: &ThrottleKey,
+        _: Option<BucketState>,
+        _: BucketState,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// The production defaults (see the bootstrap configuration), which the tests' numbers assume.
@@ -93,6 +178,8 @@ impl Mocks {
             clock,
             random: MockRandomSource::new(),
             successors: MockSuccessorDerivation::new(),
+            throttle: None,
+            abuse: abuse_policy(),
         }
     }
 
@@ -111,8 +198,16 @@ impl Mocks {
                 clock: Arc::new(self.clock),
                 random: Arc::new(self.random),
                 successors: Arc::new(self.successors),
+                throttle: match self.throttle {
+                    Some(mock) => Arc::new(mock),
+                    None => Arc::new(NeverThrottled),
+                },
             },
-            policy,
+            Policies {
+                session: policy,
+                abuse: self.abuse,
+                passwords: password_policy(),
+            },
         )
     }
 }

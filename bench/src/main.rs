@@ -37,6 +37,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const SETTLE: Duration = Duration::from_secs(2);
 /// Connections for the bearer-request phases.
 const READ_CONNECTIONS: usize = 8;
+/// Issue 10's storm: this many logins at once, each from its own address.
+const STORM_LOGINS: usize = 400;
+const STORM_SLOWEST_ANSWER: Duration = Duration::from_secs(10);
+const STORM_READ_P99: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
     let options = match args::parse(std::env::args().skip(1)) {
@@ -179,7 +183,11 @@ async fn against_server(
         return Ok(());
     }
     bearer_requests(&bench, report).await;
-    server_ended(&mut server, "bearer", report);
+    if server_ended(&mut server, "bearer", report) {
+        return Ok(());
+    }
+    login_storm(&bench, report).await;
+    server_ended(&mut server, "storm", report);
     Ok(())
 }
 
@@ -361,6 +369,117 @@ async fn bearer_requests(bench: &Bench, report: &mut Report) {
         report.info(&phase, "req/s", format!("{rate:.0}"));
         report.info(&phase, "latency p50 / p99", latency_pair(&result));
     }
+}
+
+/// 400 wrong-password logins at once from 400 addresses (named in `X-Forwarded-For`, which the
+/// server trusts from loopback) while 8 connections read `/api/users/me`. Every login must be
+/// answered 401, 429 or 503 (the last two with `Retry-After`) within 10 s, and the reads must
+/// keep p99 under 10 ms: a storm is shed, not queued, and never reaches token-only routes.
+async fn login_storm(bench: &Bench, report: &mut Report) {
+    let phase = format!("storm x{STORM_LOGINS}");
+    let token = match log_in_once(bench).await {
+        Ok(token) => token,
+        Err(e) => {
+            report.check(&phase, "log in once", format!("{e:#}"), "200".into(), false);
+            return;
+        }
+    };
+    println!(
+        "
+== {phase}: {STORM_LOGINS} logins at once from as many addresses, /api/users/me meanwhile"
+    );
+    let authorization = format!("Bearer {token}");
+    let read = http::request(
+        "GET",
+        "/api/users/me",
+        bench.addr,
+        &[("Authorization", authorization.as_str())],
+        None,
+    );
+    let wrong = serde_json::json!({ "email": EMAIL, "password": "a wrong guess" }).to_string();
+    let logins = (0..STORM_LOGINS).map(|n| {
+        let from = format!("198.51.{}.{}", n / 250, n % 250 + 1);
+        let request = http::request(
+            "POST",
+            "/api/auth/login",
+            bench.addr,
+            &[("X-Forwarded-For", from.as_str())],
+            Some(&wrong),
+        );
+        let addr = bench.addr;
+        async move {
+            let started = Instant::now();
+            let outcome = http::once(addr, &request).await;
+            (outcome, started.elapsed())
+        }
+    });
+    let storm = async {
+        // The reads are under way before the storm breaks.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        futures::future::join_all(logins).await
+    };
+    let (answers, reads) = tokio::join!(
+        storm,
+        load::run(
+            bench.addr,
+            read.into(),
+            READ_CONNECTIONS,
+            Duration::from_secs(5)
+        )
+    );
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    let mut slowest = Duration::ZERO;
+    let mut unacceptable = 0;
+    for (outcome, took) in &answers {
+        slowest = slowest.max(*took);
+        let label = match outcome {
+            Ok(response) => {
+                let acceptable = match response.status {
+                    401 => true,
+                    429 | 503 => response.retry_after.is_some(),
+                    _ => false,
+                };
+                unacceptable += usize::from(!acceptable);
+                response.status.to_string()
+            }
+            Err(e) => {
+                unacceptable += 1;
+                format!("error ({e})")
+            }
+        };
+        *statuses.entry(label).or_default() += 1;
+    }
+    let counts = statuses
+        .iter()
+        .map(|(status, n)| format!("{n} x {status}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("  logins answered: {counts}; slowest {}", ms(slowest));
+    print_counts(&reads);
+    print_latency(&reads);
+    report.info(&phase, "login answers", counts);
+    report.check(
+        &phase,
+        "logins not 401, 429 or 503 with Retry-After",
+        unacceptable.to_string(),
+        "0".into(),
+        unacceptable == 0,
+    );
+    report.check(
+        &phase,
+        "slowest login answer",
+        ms(slowest),
+        format!("< {}", ms(STORM_SLOWEST_ANSWER)),
+        slowest < STORM_SLOWEST_ANSWER,
+    );
+    let p99 = reads.percentile(99.0);
+    report.check(
+        &phase,
+        "GET /api/users/me p99 during the storm",
+        p99.map_or_else(|| "no answers".into(), ms),
+        format!("< {}", ms(STORM_READ_P99)),
+        p99.is_some_and(|p99| p99 < STORM_READ_P99) && reads.ok > 0,
+    );
 }
 
 async fn log_in_once(bench: &Bench) -> anyhow::Result<String> {

@@ -59,6 +59,13 @@ impl Server {
             ("PORT".to_owned(), port.to_string()),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
             ("SITE_DIR".to_owned(), "/nonexistent".to_owned()),
+            // The throughput phases measure capacity from one address; budgets would turn
+            // them into a measure of the budget. The storm phase names its clients through
+            // the (trusted) loopback proxy.
+            ("REGISTER_BURST".to_owned(), "0".to_owned()),
+            ("LOGIN_BURST".to_owned(), "0".to_owned()),
+            ("REFRESH_BURST".to_owned(), "0".to_owned()),
+            ("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()),
         ];
         if let Some(workers) = workers {
             env.push(("HASH_WORKERS".to_owned(), workers.to_string()));

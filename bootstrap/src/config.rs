@@ -2,9 +2,10 @@
 
 use crate::ServeSettings;
 use figment::{providers::Env, Figment};
-use latchkey_application::SessionPolicy;
+use latchkey_application::{AbusePolicy, Budget, SessionPolicy};
 use latchkey_crypto::{Argon2Settings, JwtSettings};
-use latchkey_http::{HttpSettings, SiteSettings};
+use latchkey_domain::{Backoff, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use latchkey_http::{ForwardedHeader, HttpSettings, SiteSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
@@ -35,6 +36,21 @@ pub const VARIABLES: &[&str] = &[
     "HSTS_MAX_AGE",
     "MAX_BODY_BYTES",
     "SITE_DIR",
+    "SERVICE_NAME",
+    "PASSWORD_MIN_LENGTH",
+    "TRUSTED_PROXIES",
+    "FORWARDED_HEADER",
+    "LOGIN_FREE_FAILURES",
+    "LOGIN_ACCOUNT_FREE_FAILURES",
+    "LOGIN_BACKOFF_BASE",
+    "LOGIN_BACKOFF_MAX",
+    "LOGIN_FAILURE_MEMORY",
+    "REGISTER_BURST",
+    "REGISTER_REFILL",
+    "LOGIN_BURST",
+    "LOGIN_REFILL",
+    "REFRESH_BURST",
+    "REFRESH_REFILL",
 ];
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
@@ -93,6 +109,16 @@ pub struct Config {
     pub argon2: Argon2Settings,
     pub http: HttpSettings,
     pub site: SiteSettings,
+    pub abuse: AbusePolicy,
+    pub passwords: PasswordSettings,
+}
+
+/// The configurable part of the password policy (the common-password list is built in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordSettings {
+    pub min_chars: usize,
+    /// Refused inside passwords.
+    pub service_name: String,
 }
 
 /// The socket and how its connections are treated.
@@ -181,6 +207,36 @@ struct Raw {
     max_body_bytes: usize,
     #[serde(default = "defaults::site_dir")]
     site_dir: PathBuf,
+    #[serde(default = "defaults::service_name")]
+    service_name: String,
+    #[serde(default = "defaults::password_min_length")]
+    password_min_length: usize,
+    #[serde(default)]
+    trusted_proxies: String,
+    #[serde(default = "defaults::forwarded_header")]
+    forwarded_header: String,
+    #[serde(default = "defaults::login_free_failures")]
+    login_free_failures: u32,
+    #[serde(default = "defaults::login_account_free_failures")]
+    login_account_free_failures: u32,
+    #[serde(default = "defaults::login_backoff_base")]
+    login_backoff_base: u64,
+    #[serde(default = "defaults::login_backoff_max")]
+    login_backoff_max: u64,
+    #[serde(default = "defaults::login_failure_memory")]
+    login_failure_memory: u64,
+    #[serde(default = "defaults::register_burst")]
+    register_burst: u32,
+    #[serde(default = "defaults::register_refill")]
+    register_refill: f64,
+    #[serde(default = "defaults::login_burst")]
+    login_burst: u32,
+    #[serde(default = "defaults::login_refill")]
+    login_refill: f64,
+    #[serde(default = "defaults::refresh_burst")]
+    refresh_burst: u32,
+    #[serde(default = "defaults::refresh_refill")]
+    refresh_refill: f64,
 }
 
 mod defaults {
@@ -248,6 +304,55 @@ mod defaults {
     }
     pub fn site_dir() -> std::path::PathBuf {
         "web/dist/site".into()
+    }
+    pub fn service_name() -> String {
+        "latchkey".into()
+    }
+    pub fn forwarded_header() -> String {
+        "x-forwarded-for".into()
+    }
+    pub fn password_min_length() -> usize {
+        8
+    }
+    /// Five wrong guesses from one network cost nothing; then 1 s, 2 s, 4 s ... up to 15 min.
+    pub fn login_free_failures() -> u32 {
+        5
+    }
+    /// Far above the per-network threshold, which one network reaches first, so guessing
+    /// from one network never locks the owner out elsewhere; below NIST's 100.
+    pub fn login_account_free_failures() -> u32 {
+        50
+    }
+    pub fn login_backoff_base() -> u64 {
+        1
+    }
+    pub fn login_backoff_max() -> u64 {
+        15 * 60
+    }
+    pub fn login_failure_memory() -> u64 {
+        24 * 3600
+    }
+    /// Ten at once, then one a minute: a family behind one address signs up easily, a script
+    /// gets 60 an hour.
+    pub fn register_burst() -> u32 {
+        10
+    }
+    pub fn register_refill() -> f64 {
+        60.0
+    }
+    pub fn login_burst() -> u32 {
+        20
+    }
+    pub fn login_refill() -> f64 {
+        3.0
+    }
+    /// Every open tab refreshes about once per access-token lifetime; an office behind one
+    /// address has many tabs.
+    pub fn refresh_burst() -> u32 {
+        60
+    }
+    pub fn refresh_refill() -> f64 {
+        1.0
     }
 }
 
@@ -379,8 +484,59 @@ impl Config {
                 return Err(bad(variable, "must not be empty"));
             }
         }
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&raw.password_min_length) {
+            return Err(bad(
+                "PASSWORD_MIN_LENGTH",
+                format!(
+                    "must be between {PASSWORD_MIN_CHARS} (NIST SP 800-63B) and {PASSWORD_MAX_CHARS}"
+                ),
+            ));
+        }
+        if raw.service_name.trim().chars().count() < 3 {
+            return Err(bad("SERVICE_NAME", "must have at least 3 characters"));
+        }
+        let trusted_proxies = parse_proxies(&raw.trusted_proxies)?;
+        let forwarded_header = match raw.forwarded_header.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+            "forwarded" => ForwardedHeader::Forwarded,
+            _ => {
+                return Err(bad(
+                    "FORWARDED_HEADER",
+                    "must be `x-forwarded-for` or `forwarded`",
+                ))
+            }
+        };
+        let backoff_base = timeout("LOGIN_BACKOFF_BASE", raw.login_backoff_base)?;
+        let backoff_max = timeout("LOGIN_BACKOFF_MAX", raw.login_backoff_max)?;
+        if backoff_base > backoff_max {
+            return Err(bad(
+                "LOGIN_BACKOFF_BASE",
+                "must not be longer than LOGIN_BACKOFF_MAX",
+            ));
+        }
+        let failure_memory = timeout("LOGIN_FAILURE_MEMORY", raw.login_failure_memory)?;
+        if failure_memory < backoff_max {
+            return Err(bad(
+                "LOGIN_FAILURE_MEMORY",
+                "must not be shorter than LOGIN_BACKOFF_MAX (failures would be forgotten before their delay ends)",
+            ));
+        }
+        if raw.login_free_failures > 100 || raw.login_account_free_failures > 100 {
+            return Err(bad(
+                "LOGIN_ACCOUNT_FREE_FAILURES",
+                "and LOGIN_FREE_FAILURES must be at most 100 (NIST SP 800-63B 5.2.2)",
+            ));
+        }
+        let register = budget("REGISTER_REFILL", raw.register_burst, raw.register_refill)?;
+        let login = budget("LOGIN_REFILL", raw.login_burst, raw.login_refill)?;
+        let refresh = budget("REFRESH_REFILL", raw.refresh_burst, raw.refresh_refill)?;
         // Every duration is bounded above (ten years at most), so this conversion is exact.
         let seconds = |secs: u64| chrono::Duration::seconds(secs as i64);
+        let backoff = |free_failures| Backoff {
+            free_failures,
+            base_delay: seconds(backoff_base),
+            max_delay: seconds(backoff_max),
+        };
         Ok(Self {
             app_env: raw.app_env,
             listen: ListenSettings {
@@ -422,10 +578,57 @@ impl Config {
                 // A body gets as long as headers do.
                 body_read_timeout: Duration::from_secs(header_read_timeout),
                 hsts_max_age_secs,
+                trusted_proxies,
+                forwarded_header,
             },
             site: SiteSettings { dir: raw.site_dir },
+            abuse: AbusePolicy {
+                login_from_network: backoff(raw.login_free_failures),
+                login_account: backoff(raw.login_account_free_failures),
+                forget_failures_after: seconds(failure_memory),
+                register,
+                login,
+                refresh,
+            },
+            passwords: PasswordSettings {
+                min_chars: raw.password_min_length,
+                service_name: raw.service_name.trim().to_owned(),
+            },
         })
     }
+}
+
+/// A budget of `burst` requests refilled one per `refill` seconds; a burst of 0 turns it off.
+fn budget(variable: &'static str, burst: u32, refill: f64) -> Result<Option<Budget>, ConfigError> {
+    let Some(burst) = std::num::NonZeroU32::new(burst) else {
+        return Ok(None);
+    };
+    if !(refill.is_finite() && (0.001..=86_400.0).contains(&refill)) {
+        return Err(bad(variable, "must be between 0.001 and 86400 seconds"));
+    }
+    Ok(Some(Budget {
+        burst,
+        replenish_every: Duration::from_secs_f64(refill),
+    }))
+}
+
+/// `TRUSTED_PROXIES`: networks in CIDR notation (a bare address is one host), separated by
+/// commas or spaces.
+fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    bad(
+                        "TRUSTED_PROXIES",
+                        format!("has {item:?}, which is not an IP address or CIDR network"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn generated_secret() -> SecretString {

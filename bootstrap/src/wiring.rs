@@ -1,10 +1,15 @@
 use crate::config::{Config, SecretOrigin, StoreConfig};
 use anyhow::Context;
-use latchkey_application::{AuthService, Ports};
-use latchkey_crypto::{Argon2Hasher, HmacSuccessors, JwtCodec, OsRandom, SystemClock};
-use latchkey_domain::ports::{RefreshTokenRepository, SessionRepository, UserRepository};
+use latchkey_application::{AuthService, Policies, Ports};
+use latchkey_crypto::{
+    Argon2Hasher, HmacSuccessors, JwtCodec, OsRandom, SecListsCommonPasswords, SystemClock,
+};
+use latchkey_domain::{
+    ports::{RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository},
+    PasswordPolicy,
+};
 use latchkey_http::SiteSettings;
-use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryUsers};
+use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers};
 use latchkey_mongo::MongoStore;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use secrecy::ExposeSecret;
@@ -22,6 +27,7 @@ pub struct Stores {
     pub users: Arc<dyn UserRepository>,
     pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
     pub sessions: Arc<dyn SessionRepository>,
+    pub throttle: Arc<dyn ThrottleStore>,
 }
 
 impl Stores {
@@ -30,6 +36,7 @@ impl Stores {
             users: Arc::new(InMemoryUsers::default()),
             refresh_tokens: Arc::new(InMemoryRefreshTokens::default()),
             sessions: Arc::new(InMemorySessions::default()),
+            throttle: Arc::new(InMemoryThrottle::default()),
         }
     }
 
@@ -38,6 +45,7 @@ impl Stores {
             users: Arc::new(store.users()),
             refresh_tokens: Arc::new(store.refresh_tokens()),
             sessions: Arc::new(store.sessions()),
+            throttle: Arc::new(store.throttle()),
         }
     }
 }
@@ -101,10 +109,19 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
             successors: Arc::new(successors),
+            throttle: stores.throttle,
         },
-        config.session,
+        Policies {
+            session: config.session,
+            abuse: config.abuse,
+            passwords: PasswordPolicy {
+                min_chars: config.passwords.min_chars,
+                service_name: config.passwords.service_name.clone(),
+                common: Arc::new(SecListsCommonPasswords::default()),
+            },
+        },
     );
-    let endpoint = latchkey_http::routes(service.clone(), config.http, site(&config.site));
+    let endpoint = latchkey_http::routes(service.clone(), config.http.clone(), site(&config.site));
     Ok(App {
         endpoint: endpoint.boxed(),
         service,

@@ -5,11 +5,15 @@
 pub mod email;
 pub mod password;
 pub mod ports;
+pub mod throttle;
 pub mod token;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError, EmailKey};
-pub use password::{Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use password::{
+    Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
+};
+pub use throttle::{Backoff, BucketState, BudgetAction, ClientNetwork, FailureRecord, ThrottleKey};
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
     SessionRecord, TokenRejection,

@@ -1,8 +1,9 @@
 //! What the core needs from the outside world. Adapters implement these traits.
 
 use crate::{
-    AccessClaims, EmailKey, FamilyId, Password, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
-    RefreshTokenSecret, SessionRecord, TokenRejection, User, UserId,
+    AccessClaims, BucketState, EmailKey, FailureRecord, FamilyId, Password, PasswordHash,
+    RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret, SessionRecord, ThrottleKey,
+    TokenRejection, User, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +30,15 @@ pub trait UserRepository: Send + Sync {
     async fn insert(&self, user: &User) -> Result<(), InsertUserError>;
     async fn find_by_email(&self, email: &EmailKey) -> Result<Option<User>, StoreError>;
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// Replaces the password hash only while it is still `current` (a compare-and-swap), so an
+    /// upgrade computed from an old hash never overwrites a password changed meanwhile.
+    /// Returns whether it was replaced.
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError>;
     /// Cheap round trip used by the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -86,6 +96,55 @@ pub trait PasswordHasher: Send + Sync {
     /// A valid hash of a random password with production parameters, verified against when
     /// no user matches so that response time does not reveal which emails are registered.
     fn dummy_hash(&self) -> PasswordHash;
+    /// Whether `hash` was made with other parameters than new hashes get (a lower cost, say),
+    /// so that it should be replaced when its password is next known.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
+}
+
+/// Passwords known from breaches and "most common" lists.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait CommonPasswords: Send + Sync {
+    /// `lowercase` is an NFKC-normalised password in lower case.
+    fn contains(&self, lowercase: &str) -> bool;
+}
+
+/// Counters behind abuse defence. Shared by every instance on one store, so a budget is one
+/// budget however many servers answer; records expire on their own (`forget_at`).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Failures under `key`, unless forgotten by `now`.
+    async fn failures(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FailureRecord>, StoreError>;
+    /// Adds one failure atomically (concurrent calls all count) and returns the new record;
+    /// a record forgotten by `at` starts again from one.
+    async fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        at: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<FailureRecord, StoreError>;
+    async fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
+    /// A token bucket's state, unless forgotten by `now`.
+    async fn bucket(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BucketState>, StoreError>;
+    /// Compare-and-swap: stores `next` only if the state is still `expected` (`None`: absent
+    /// or forgotten by `now`). Returns `true` for exactly one of concurrent callers that
+    /// expected the same state.
+    async fn replace_bucket(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<BucketState>,
+        next: BucketState,
+        now: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -61,6 +61,10 @@ pub fn test_config() -> Config {
         queue_capacity: 64,
     };
     config.session.reuse_grace = chrono::Duration::zero();
+    // Suites send hundreds of requests from one address; the abuse suite turns budgets on.
+    config.abuse.register = None;
+    config.abuse.login = None;
+    config.abuse.refresh = None;
     // Tests move the clock by seconds; a skew allowance would blur every expiry check.
     config.jwt.codec.leeway_secs = 0;
     config
@@ -79,6 +83,7 @@ pub fn app(backend: Backend) -> Spawn {
         wrap_stores: None,
         wrap_endpoint: None,
         listening: false,
+        shared_store: None,
     }
 }
 
@@ -88,6 +93,8 @@ pub struct Spawn {
     wrap_stores: Option<WrapStores>,
     wrap_endpoint: Option<WrapEndpoint>,
     listening: bool,
+    /// MongoDB URI and database of another app, for a second instance on its store.
+    shared_store: Option<(String, String)>,
 }
 
 impl Spawn {
@@ -121,13 +128,32 @@ impl Spawn {
         self
     }
 
+    /// Runs on the MongoDB database of `other` (which must outlive this app), as a second
+    /// instance of one service.
+    pub fn sharing_store_with(mut self, other: &TestApp) -> Self {
+        let database = other
+            ._database
+            .as_ref()
+            .expect("the other app runs on MongoDB");
+        self.shared_store = Some((database.uri().to_owned(), database.name().to_owned()));
+        self
+    }
+
     pub async fn spawn(mut self) -> TestApp {
         crate::init_test_logs();
-        let database = match self.backend {
-            Backend::Memory => None,
-            Backend::Mongo => Some(TestDatabase::create().await),
+        let database = match (self.backend, &self.shared_store) {
+            (Backend::Mongo, None) => Some(TestDatabase::create().await),
+            _ => None,
         };
         let built = match (&database, self.wrap_stores) {
+            _ if self.shared_store.is_some() => {
+                let (uri, name) = self.shared_store.clone().unwrap_or_default();
+                self.config.store.backend = StoreConfig::Mongo {
+                    uri,
+                    database: Some(name),
+                };
+                build(&self.config).await
+            }
             // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
             (Some(database), None) => {
                 self.config.store.backend = StoreConfig::Mongo {
@@ -183,6 +209,66 @@ impl Spawn {
             _database: database,
         }
     }
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) to `to` from the local address `source` (on
+/// Linux every 127.x.y.z is a loopback address of this machine), and reads the reply.
+pub async fn send_from(source: std::net::IpAddr, to: SocketAddr, request: &str) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("a loopback source address");
+    let mut stream = socket.connect(to).await.expect("the server accepts");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("a reply");
+    let text = String::from_utf8(raw).expect("a UTF-8 reply");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete reply");
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let mut headers = poem::http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').expect("a header line");
+        headers.append(
+            poem::http::HeaderName::from_bytes(name.trim().as_bytes()).expect("a header name"),
+            value.trim().parse().expect("a header value"),
+        );
+    }
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status: StatusCode::from_u16(status).expect("a status"),
+        headers,
+        body: if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: not JSON: {body}"))
+        },
+    }
+}
+
+fn dechunk(mut chunked: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, rest)) = chunked.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&rest[..size]);
+        chunked = &rest[size + 2..];
+    }
+    body
 }
 
 /// Status, selected headers and parsed JSON body of a response.
@@ -252,6 +338,40 @@ impl TestApp {
             .stopped
             .await
             .expect("the server task ran to its end")
+    }
+
+    /// POSTs `body` over a socket from `source` (see [`send_from`]), with extra `headers`.
+    pub async fn post_from(
+        &self,
+        source: &str,
+        path: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let address = self.address.expect("spawned with `listening()`");
+        let body = body.to_string();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        send_from(source.parse().expect("an IP address"), address, &request).await
+    }
+
+    /// A login attempt from the loopback address `source`.
+    pub async fn login_from(&self, source: &str, email: &str, password: &str) -> Reply {
+        self.post_from(
+            source,
+            "/api/auth/login",
+            serde_json::json!({ "email": email, "password": password }),
+            &[],
+        )
+        .await
     }
 
     /// Every request helper takes `token`: `Some(access token)` sends it as a bearer token.

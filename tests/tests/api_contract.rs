@@ -40,6 +40,11 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
     let report = work_dir.join("report.json");
     let _ = std::fs::remove_file(&report);
     let args = [
+        "--config-file".to_owned(),
+        repository()
+            .join("tests/schemathesis.toml")
+            .display()
+            .to_string(),
         "run".to_owned(),
         app.url("/api/openapi.json"),
         "--checks".into(),

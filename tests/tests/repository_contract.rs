@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use latchkey_domain::{
-    ports::{InsertUserError, RefreshTokenRepository, SessionRepository, UserRepository},
-    EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role,
-    SessionRecord, User, UserId,
+    ports::{
+        InsertUserError, RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository,
+    },
+    BucketState, EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret,
+    Role, SessionRecord, ThrottleKey, User, UserId,
 };
 use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ struct Stores {
     users: Arc<dyn UserRepository>,
     tokens: Arc<dyn RefreshTokenRepository>,
     sessions: Arc<dyn SessionRepository>,
+    throttle: Arc<dyn ThrottleStore>,
     _database: Option<TestDatabase>,
 }
 
@@ -26,6 +29,7 @@ async fn stores(backend: Backend) -> Stores {
             users: Arc::new(latchkey_memory::InMemoryUsers::default()),
             tokens: Arc::new(latchkey_memory::InMemoryRefreshTokens::default()),
             sessions: Arc::new(latchkey_memory::InMemorySessions::default()),
+            throttle: Arc::new(latchkey_memory::InMemoryThrottle::default()),
             _database: None,
         },
         Backend::Mongo => {
@@ -34,6 +38,7 @@ async fn stores(backend: Backend) -> Stores {
                 users: Arc::new(database.store.users()),
                 tokens: Arc::new(database.store.refresh_tokens()),
                 sessions: Arc::new(database.store.sessions()),
+                throttle: Arc::new(database.store.throttle()),
                 _database: Some(database),
             }
         }
@@ -333,6 +338,179 @@ async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: S
     assert_eq!(winners, 1);
 }
 
+async fn a_password_hash_is_replaced_only_while_it_is_the_expected_one(stores: Stores) {
+    let user = new_user("rehash@example.com");
+    stores.users.insert(&user).await.unwrap();
+    let upgraded = PasswordHash::new("$argon2id$v=19$m=512,t=1,p=1$c2FsdA$aGFzaA".into());
+    let stale = PasswordHash::new("$argon2id$stale".into());
+    assert!(!stores
+        .users
+        .replace_password_hash(user.id, &stale, &upgraded)
+        .await
+        .unwrap());
+    assert!(stores
+        .users
+        .replace_password_hash(user.id, &user.password_hash, &upgraded)
+        .await
+        .unwrap());
+    // The same upgrade again finds the hash changed: no second write.
+    assert!(!stores
+        .users
+        .replace_password_hash(user.id, &user.password_hash, &upgraded)
+        .await
+        .unwrap());
+    let found = stores.users.find_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(found.password_hash, upgraded);
+}
+
+fn key(name: &str) -> ThrottleKey {
+    let email = latchkey_domain::EmailKey::for_login(&format!("{name}@example.com")).unwrap();
+    ThrottleKey::login_account(&email)
+}
+
+async fn failures_count_up_and_are_forgotten_when_cleared_or_expired(stores: Stores) {
+    let throttle = &stores.throttle;
+    let t = now();
+    let k = key("counted");
+    assert_eq!(throttle.failures(&k, t).await.unwrap(), None);
+    let first = throttle
+        .record_failure(&k, t, t + Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!((first.count, first.last_failure_at), (1, t));
+    let later = t + Duration::seconds(5);
+    let second = throttle
+        .record_failure(&k, later, later + Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!((second.count, second.last_failure_at), (2, later));
+    assert_eq!(throttle.failures(&k, later).await.unwrap(), Some(second));
+    // Another key is untouched.
+    assert_eq!(throttle.failures(&key("other"), later).await.unwrap(), None);
+    throttle.clear_failures(&k).await.unwrap();
+    assert_eq!(throttle.failures(&k, later).await.unwrap(), None);
+
+    // Expired records read as absent and start again from one, before any purge ran.
+    let brief = throttle
+        .record_failure(&k, t, t + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(brief.count, 1);
+    let after = t + Duration::seconds(2);
+    assert_eq!(throttle.failures(&k, after).await.unwrap(), None);
+    let fresh = throttle
+        .record_failure(&k, after, after + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(fresh.count, 1);
+}
+
+async fn concurrent_failures_all_count(stores: Stores) {
+    let k = key("racing");
+    let t = now();
+    let attempts = (0..20).map(|_| {
+        let throttle = stores.throttle.clone();
+        let k = k.clone();
+        async move {
+            throttle
+                .record_failure(&k, t, t + Duration::minutes(10))
+                .await
+                .unwrap()
+                .count
+        }
+    });
+    let mut counts = futures::future::join_all(attempts).await;
+    counts.sort();
+    assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        stores
+            .throttle
+            .failures(&k, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        20
+    );
+}
+
+async fn a_bucket_is_swapped_only_from_the_state_it_was_read_in(stores: Stores) {
+    let throttle = &stores.throttle;
+    let k = ThrottleKey::budget(
+        latchkey_domain::BudgetAction::Register,
+        latchkey_domain::ClientNetwork::of("192.0.2.1".parse().unwrap()),
+    );
+    let t = now();
+    let forget = t + Duration::minutes(1);
+    assert_eq!(throttle.bucket(&k, t).await.unwrap(), None);
+    assert!(throttle
+        .replace_bucket(&k, None, BucketState(10), t, forget)
+        .await
+        .unwrap());
+    // A second "first" writer lost the race.
+    assert!(!throttle
+        .replace_bucket(&k, None, BucketState(11), t, forget)
+        .await
+        .unwrap());
+    assert_eq!(throttle.bucket(&k, t).await.unwrap(), Some(BucketState(10)));
+    assert!(!throttle
+        .replace_bucket(&k, Some(BucketState(9)), BucketState(12), t, forget)
+        .await
+        .unwrap());
+    assert!(throttle
+        .replace_bucket(&k, Some(BucketState(10)), BucketState(20), t, forget)
+        .await
+        .unwrap());
+    assert_eq!(throttle.bucket(&k, t).await.unwrap(), Some(BucketState(20)));
+    // Once forgotten, the state reads as absent and "absent" may be replaced again.
+    let later = forget + Duration::seconds(1);
+    assert_eq!(throttle.bucket(&k, later).await.unwrap(), None);
+    assert!(throttle
+        .replace_bucket(
+            &k,
+            None,
+            BucketState(30),
+            later,
+            later + Duration::minutes(1)
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        throttle.bucket(&k, later).await.unwrap(),
+        Some(BucketState(30))
+    );
+}
+
+async fn concurrent_swaps_from_one_state_have_exactly_one_winner(stores: Stores) {
+    let k = ThrottleKey::budget(
+        latchkey_domain::BudgetAction::Login,
+        latchkey_domain::ClientNetwork::of("192.0.2.2".parse().unwrap()),
+    );
+    let t = now();
+    let forget = t + Duration::minutes(1);
+    let mut expected = None;
+    for base in [100, 200] {
+        let swaps = (0..10u64).map(|n| {
+            let throttle = stores.throttle.clone();
+            let k = k.clone();
+            async move {
+                throttle
+                    .replace_bucket(&k, expected, BucketState(base + n), t, forget)
+                    .await
+                    .unwrap()
+            }
+        });
+        let winners = futures::future::join_all(swaps)
+            .await
+            .into_iter()
+            .filter(|won| *won)
+            .count();
+        assert_eq!(winners, 1, "expected {expected:?}");
+        expected = stores.throttle.bucket(&k, t).await.unwrap();
+        assert!(expected.is_some_and(|state| (base..base + 10).contains(&state.0)));
+    }
+}
+
 for_each_backend!(
     fixture = super::stores;
     a_user_is_found_by_id_and_by_email_in_any_case,
@@ -348,4 +526,9 @@ for_each_backend!(
     a_session_round_trips_by_id,
     revoking_a_session_succeeds_once_keeps_its_first_time_and_touches_no_other,
     concurrent_revocations_of_one_session_have_exactly_one_winner,
+    a_password_hash_is_replaced_only_while_it_is_the_expected_one,
+    failures_count_up_and_are_forgotten_when_cleared_or_expired,
+    concurrent_failures_all_count,
+    a_bucket_is_swapped_only_from_the_state_it_was_read_in,
+    concurrent_swaps_from_one_state_have_exactly_one_winner,
 );

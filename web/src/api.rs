@@ -237,15 +237,52 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn register_and_login(email: String, password: String) -> Result<(), String> {
+/// The form field a refusal is about, so the page can show it next to that field.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Field {
+    Email,
+    Password,
+}
+
+/// Why a form was refused: a sentence, and the field it is about when there is one.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FormError {
+    pub message: String,
+    pub field: Option<Field>,
+}
+
+impl From<String> for FormError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            field: None,
+        }
+    }
+}
+
+pub async fn register_and_login(email: String, password: String) -> Result<(), FormError> {
     client(None)
         .register(&types::NewAccount {
             email: email.clone(),
             password: password.clone(),
         })
         .await
-        .map_err(describe)?;
-    login(email, password).await
+        .map_err(|error| {
+            // The API names the rule a weak password breaks; the message says it in words.
+            let field = match &error {
+                ClientError::ErrorResponse(body) => match body.error.as_str() {
+                    "weak_password" => Some(Field::Password),
+                    "invalid_email" | "email_taken" => Some(Field::Email),
+                    _ => None,
+                },
+                _ => None,
+            };
+            FormError {
+                message: describe(error),
+                field,
+            }
+        })?;
+    login(email, password).await.map_err(FormError::from)
 }
 
 pub async fn current_user() -> Result<types::UserView, String> {

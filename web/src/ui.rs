@@ -31,6 +31,9 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
     let email = create_signal(cx, String::new());
     let password = create_signal(cx, String::new());
     let error = create_signal(cx, Option::<String>::None);
+    // Refusals about one field are shown next to it (and announced), the rest under the form.
+    let email_error = create_signal(cx, Option::<String>::None);
+    let password_error = create_signal(cx, Option::<String>::None);
     let busy = create_signal(cx, false);
     // "true" once the page is live in the browser and following the other tabs (tests wait for
     // it before typing, or before signing in elsewhere).
@@ -50,20 +53,29 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
         {
             busy.set(true);
             error.set(None);
+            email_error.set(None);
+            password_error.set(None);
             // Keyboards add spaces around addresses; the API takes an address exactly as sent.
             let (email_value, password_value) =
                 (email.get().trim().to_owned(), (*password.get()).clone());
             spawn_local_scoped(cx, async move {
                 let outcome = match kind {
-                    FormKind::Login => crate::api::login(email_value, password_value).await,
+                    FormKind::Login => crate::api::login(email_value, password_value)
+                        .await
+                        .map_err(crate::api::FormError::from),
                     FormKind::Register => {
                         crate::api::register_and_login(email_value, password_value).await
                     }
                 };
                 match outcome {
                     Ok(()) => crate::api::go_to(&crate::api::take_return_to()),
-                    Err(message) => {
-                        error.set(Some(message));
+                    Err(refusal) => {
+                        let shown_at = match refusal.field {
+                            Some(crate::api::Field::Password) => password_error,
+                            Some(crate::api::Field::Email) => email_error,
+                            None => error,
+                        };
+                        shown_at.set(Some(refusal.message));
                         busy.set(false);
                     }
                 }
@@ -75,7 +87,7 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
         FormKind::Login => ("current-password", ""),
         FormKind::Register => (
             "new-password",
-            "At least 8 characters. A passphrase works well.",
+            "At least 8 characters. A passphrase works well; common passwords are refused.",
         ),
     };
     let switch = match kind {
@@ -96,13 +108,18 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
                     label {
                         "Email"
                         input(id = "email", type = "email", name = "email", autocomplete = "username",
-                            required = true, bind:value = email)
+                            required = true, aria-invalid = email_error.get().is_some().to_string(),
+                            aria-describedby = "email-error", bind:value = email)
                     }
+                    (field_error(cx, "email-error", email_error))
                     label {
                         "Password"
                         input(id = "password", type = "password", name = "password",
-                            autocomplete = password_autocomplete, required = true, bind:value = password)
+                            autocomplete = password_autocomplete, required = true,
+                            aria-invalid = password_error.get().is_some().to_string(),
+                            aria-describedby = "password-error", bind:value = password)
                     }
+                    (field_error(cx, "password-error", password_error))
                     (if password_hint.is_empty() {
                         view! { cx, }
                     } else {
@@ -122,5 +139,19 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
                 (switch)
             }
         }
+    }
+}
+
+/// A refusal shown right under its field.
+fn field_error<'a, G: Html>(
+    cx: Scope<'a>,
+    id: &'static str,
+    message: &'a Signal<Option<String>>,
+) -> View<G> {
+    view! { cx,
+        (match (*message.get()).clone() {
+            Some(text) => view! { cx, p(class = "field-error", role = "alert", id = id) { (text) } },
+            None => view! { cx, },
+        })
     }
 }

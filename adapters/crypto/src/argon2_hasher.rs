@@ -98,6 +98,8 @@ pub struct Argon2Hasher {
     jobs: SyncSender<Job>,
     counters: Arc<Counters>,
     dummy: PasswordHash,
+    /// What new hashes are made with.
+    params: Params,
 }
 
 impl Argon2Hasher {
@@ -137,6 +139,7 @@ impl Argon2Hasher {
             jobs,
             counters,
             dummy,
+            params,
         })
     }
 
@@ -374,6 +377,27 @@ impl PasswordHasher for Argon2Hasher {
     fn dummy_hash(&self) -> PasswordHash {
         self.dummy.clone()
     }
+
+    /// Anything but argon2id v1.3 with today's memory, iterations, parallelism and output
+    /// length. An unreadable hash is left alone: verifying it fails anyway.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        let Ok(parsed) = argon2::PasswordHash::new(hash.as_str()) else {
+            return false;
+        };
+        let Ok(stored) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let output_len = self
+            .params
+            .output_len()
+            .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        parsed.algorithm != Algorithm::Argon2id.ident()
+            || parsed.version != Some(Version::V0x13.into())
+            || stored.m_cost() != self.params.m_cost()
+            || stored.t_cost() != self.params.t_cost()
+            || stored.p_cost() != self.params.p_cost()
+            || parsed.hash.map(|h| h.len()) != Some(output_len)
+    }
 }
 
 #[cfg(test)]
@@ -567,5 +591,36 @@ mod tests {
             Argon2Hasher::new(settings),
             Err(HasherSetupError::NoWorkers)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_hash_needs_redoing_exactly_when_its_parameters_differ_from_todays() {
+        let today = cheap(1, 4);
+        let current = today.hash(&password("pw")).await.unwrap();
+        assert!(!today.needs_rehash(&current));
+        let costlier = Argon2Hasher::new(Argon2Settings {
+            memory_kib: 512,
+            ..Argon2Settings {
+                memory_kib: 256,
+                iterations: 1,
+                parallelism: 1,
+                workers: 1,
+                queue_capacity: 4,
+            }
+        })
+        .unwrap();
+        assert!(costlier.needs_rehash(&current));
+        // The old hash still verifies under the new settings; only then is it replaced.
+        assert!(costlier.verify(&password("pw"), &current).await.unwrap());
+        let argon2i = argon2::Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(256, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+        assert!(today.needs_rehash(&PasswordHash::new(argon2i)));
+        assert!(!today.needs_rehash(&PasswordHash::new("not a hash".into())));
     }
 }

@@ -10,10 +10,11 @@ use crate::{
 use latchkey_application::{
     AuthService, LoginCommand, LogoutCommand, RefreshCommand, RegisterCommand,
 };
+use latchkey_domain::ClientNetwork;
 use poem::{middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::{payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// A request body must arrive within this long (else 408), so slow bodies cannot hold
@@ -21,6 +22,11 @@ pub struct HttpSettings {
     pub body_read_timeout: std::time::Duration,
     /// `Strict-Transport-Security` max-age on every response; `None` sends no HSTS header.
     pub hsts_max_age_secs: Option<u64>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (load balancers,
+    /// reverse proxies). Empty: the socket peer is the client, whatever headers say.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies name the client in.
+    pub forwarded_header: crate::ForwardedHeader,
 }
 
 #[derive(Tags)]
@@ -63,9 +69,13 @@ enum RegisterResponse {
     /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// `invalid_email`, `weak_password`; the message names the rule that failed.
+    /// `invalid_email`; `weak_password`, with the rule that failed in `rule` and the message.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// `rate_limited`: too many registrations from this network; retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -84,6 +94,7 @@ narrow!(RegisterResponse {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
+    TooManyRequests,
     Internal,
     Unavailable
 });
@@ -113,6 +124,12 @@ enum LoginResponse {
     /// `invalid_email` (empty or too long), `invalid_password` (too long).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// `rate_limited`: too many logins from this network; `too_many_failed_logins`: too many
+    /// wrong passwords for this account from this network (or, far more, from anywhere), answered
+    /// alike whether or not the account exists. Retry after `Retry-After` seconds; the wait
+    /// doubles with every further failure, up to a cap.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -131,6 +148,7 @@ narrow!(LoginResponse {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
+    TooManyRequests,
     Internal,
     Unavailable
 });
@@ -158,6 +176,10 @@ enum RefreshResponse {
     /// `unsupported_media_type`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// `rate_limited`: too many refreshes from this network; retry after `Retry-After` seconds
+    /// with the same token.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -176,6 +198,7 @@ narrow!(RefreshResponse {
     RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests,
     Internal,
     Unavailable
 });
@@ -331,12 +354,14 @@ impl AuthApi {
     async fn register(
         &self,
         service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
         body: Json<NewAccount>,
     ) -> RegisterResponse {
         let Json(NewAccount { email, password }) = body;
         let command = RegisterCommand {
             email: email.0,
             password: password.0,
+            client: *client.0,
         };
         respond(service.register(command).await, |user| {
             RegisterResponse::Created(Json(user.into()))
@@ -345,11 +370,17 @@ impl AuthApi {
 
     /// Log in with email and password; starts a new session.
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(&self, service: Data<&AuthService>, body: Json<Credentials>) -> LoginResponse {
+    async fn login(
+        &self,
+        service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
+        body: Json<Credentials>,
+    ) -> LoginResponse {
         let Json(Credentials { email, password }) = body;
         let command = LoginCommand {
             email: email.0,
             password: password.0,
+            client: *client.0,
         };
         respond(service.login(command).await, LoginResponse::issued)
     }
@@ -359,10 +390,12 @@ impl AuthApi {
     async fn refresh(
         &self,
         service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
         body: Json<RefreshRequest>,
     ) -> RefreshResponse {
         let command = RefreshCommand {
             refresh_token: body.0.refresh_token.0,
+            client: *client.0,
         };
         respond(service.refresh(command).await, RefreshResponse::issued)
     }
@@ -486,7 +519,10 @@ pub fn routes(
     if let Some(site) = site {
         root = root.nest("/", site);
     }
+    let proxies =
+        crate::client::TrustedProxies::new(settings.trusted_proxies, settings.forwarded_header);
     let endpoint = root
+        .around(move |next, req| crate::client::resolve(next, req, proxies.clone()))
         .around(move |next, req| limit_body(next, req, max_body_bytes, body_read_timeout))
         .data(service)
         .with(Tracing)

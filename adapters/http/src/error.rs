@@ -5,9 +5,12 @@
 //! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError,
+    AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError, Throttled,
 };
-use latchkey_domain::ports::{HashingError, StoreError};
+use latchkey_domain::{
+    ports::{HashingError, StoreError},
+    PasswordError,
+};
 use poem::{http::StatusCode, IntoResponse, Response};
 use poem_openapi::{payload::Json, Object};
 
@@ -34,11 +37,13 @@ pub enum ErrorCode {
     InternalError,
     ServiceUnavailable,
     ServerBusy,
+    RateLimited,
+    TooManyFailedLogins,
 }
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 19] = [
+    const ALL: [ErrorCode; 21] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -58,6 +63,8 @@ impl ErrorCode {
         Self::InternalError,
         Self::ServiceUnavailable,
         Self::ServerBusy,
+        Self::RateLimited,
+        Self::TooManyFailedLogins,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +88,8 @@ impl ErrorCode {
             Self::InternalError => "internal_error",
             Self::ServiceUnavailable => "service_unavailable",
             Self::ServerBusy => "server_busy",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyFailedLogins => "too_many_failed_logins",
         }
     }
 }
@@ -104,17 +113,28 @@ pub struct ErrorBody {
     /// - `refresh_token_reused`: a spent refresh token came back late; its session was ended;
     /// - `invalid_email`: the email breaks the rules in the field's description;
     /// - `invalid_password`: the password is longer than allowed;
-    /// - `weak_password`: a new password is shorter or longer than allowed;
+    /// - `weak_password`: a new password breaks a rule of the password policy, named in
+    ///   `rule`;
     /// - `email_taken`: an account with this email exists;
     /// - `not_found`: no such endpoint or page;
     /// - `method_not_allowed`: the path does not answer this method (see `Allow`);
     /// - `not_acceptable`: no acceptable encoding of a site file;
     /// - `internal_error`: an unexpected fault, logged on the server;
     /// - `service_unavailable`: the data store does not answer;
-    /// - `server_busy`: too many passwords are being hashed; retry after `Retry-After`.
+    /// - `server_busy`: too many passwords are being hashed; retry after `Retry-After`;
+    /// - `rate_limited`: the client's network has spent its budget for this operation; retry
+    ///   after `Retry-After`;
+    /// - `too_many_failed_logins`: too many wrong passwords for this account; retry after
+    ///   `Retry-After` (answered alike for unknown emails).
     pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
+    /// With `weak_password`, the rule the password breaks, for showing next to the field:
+    /// `min_length`, `max_length`, `common_password` (found in lists of leaked passwords),
+    /// `contains_email` (holds the part of the email before the `@`) or
+    /// `contains_service_name`. More may be added.
+    #[oai(skip_serializing_if_is_none)]
+    pub rule: Option<String>,
 }
 
 /// The status classes an operation can answer, named as in each operation's response enum.
@@ -129,6 +149,7 @@ pub enum Status {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
+    TooManyRequests,
     Internal,
     Unavailable,
 }
@@ -145,6 +166,7 @@ impl Status {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -164,7 +186,7 @@ pub struct ApiError {
     pub body: ErrorBody,
     /// `WWW-Authenticate` (401 only).
     pub challenge: Option<String>,
-    /// `Retry-After` in seconds (503 only).
+    /// `Retry-After` in seconds (429 and 503 only).
     pub retry_after: Option<String>,
 }
 
@@ -179,6 +201,7 @@ impl ApiError {
             body: ErrorBody {
                 error: error.as_str().to_owned(),
                 message: message.to_string(),
+                rule: None,
             },
             challenge,
             retry_after: None,
@@ -219,6 +242,22 @@ impl ApiError {
             }
             HashingError::Failed(cause) => Self::internal(&cause),
         }
+    }
+
+    fn throttled(throttled: Throttled) -> Self {
+        let code = match throttled {
+            Throttled::Budget { .. } => ErrorCode::RateLimited,
+            Throttled::LoginFailures { .. } => ErrorCode::TooManyFailedLogins,
+        };
+        let mut error = Self::new(Status::TooManyRequests, code, throttled);
+        error.retry_after = Some(throttled.retry_after_secs().to_string());
+        error
+    }
+
+    fn weak_password(weak: &PasswordError) -> Self {
+        let mut error = Self::new(Status::Unprocessable, ErrorCode::WeakPassword, weak);
+        error.body.rule = Some(weak.rule().to_owned());
+        error
     }
 
     /// The details go to the log, never to the client.
@@ -349,6 +388,12 @@ macro_rules! variant {
             $error.challenge.unwrap_or_default(),
         )
     };
+    ($response:ident, TooManyRequests, $error:ident) => {
+        $response::TooManyRequests(
+            poem_openapi::payload::Json($error.body),
+            $error.retry_after.unwrap_or_else(|| "1".to_owned()),
+        )
+    };
     ($response:ident, Unavailable, $error:ident) => {
         $response::Unavailable(poem_openapi::payload::Json($error.body), $error.retry_after)
     };
@@ -365,12 +410,11 @@ impl From<RegisterError> for ApiError {
             RegisterError::InvalidEmail(_) => {
                 Self::new(Status::Unprocessable, ErrorCode::InvalidEmail, e)
             }
-            RegisterError::WeakPassword(_) => {
-                Self::new(Status::Unprocessable, ErrorCode::WeakPassword, e)
-            }
+            RegisterError::WeakPassword(ref weak) => Self::weak_password(weak),
             RegisterError::EmailTaken => Self::new(Status::Conflict, ErrorCode::EmailTaken, e),
             RegisterError::Store(e) => Self::unavailable(&e),
             RegisterError::Hashing(e) => Self::hashing(e),
+            RegisterError::Throttled(t) => Self::throttled(t),
         }
     }
 }
@@ -389,6 +433,7 @@ impl From<LoginError> for ApiError {
             }
             LoginError::Store(e) => Self::unavailable(&e),
             LoginError::Hashing(e) => Self::hashing(e),
+            LoginError::Throttled(t) => Self::throttled(t),
             LoginError::Signing(e) => Self::internal(&e),
         }
     }
@@ -405,6 +450,7 @@ impl From<RefreshError> for ApiError {
             }
             RefreshError::Store(e) => Self::unavailable(&e),
             RefreshError::Signing(e) => Self::internal(&e),
+            RefreshError::Throttled(t) => Self::throttled(t),
         }
     }
 }

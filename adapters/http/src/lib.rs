@@ -3,6 +3,7 @@
 
 mod api;
 mod body_limit;
+mod client;
 mod contract;
 mod edge;
 mod error;
@@ -11,6 +12,7 @@ mod site;
 mod views;
 
 pub use api::{openapi_json, routes, HttpSettings};
+pub use client::ForwardedHeader;
 pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use security::BearerAuth;

@@ -283,6 +283,7 @@ fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Respons
     let mut response = Json(ErrorBody {
         error: code.as_str().to_owned(),
         message: message.to_owned(),
+        rule: None,
     })
     .into_response();
     response.set_status(status);

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use latchkey_application::TokenPair;
 use latchkey_domain::{AccessClaims, Role, User};
-use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS};
 use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
     types::{Example, ParseError, ParseResult},
@@ -91,10 +91,14 @@ documented_string!(
 );
 
 documented_string!(
-    /// A password being chosen: the registration policy applies.
+    /// A password being chosen. It is Unicode NFKC-normalised (so the `ﬁ` ligature and `fi`
+    /// are one password), and then must have at least `PASSWORD_MIN_LENGTH` characters (8 by
+    /// default; normalisation can change the count, so the schema states no minimum), must not
+    /// be among the 100,000 most common leaked passwords, and must not contain the part of the
+    /// email before the `@` (when it has 3 or more characters) or the service's name, in any
+    /// letter case. A refusal is a 422 `weak_password` naming the `rule`.
     NewPasswordInput {
         format: Some("password"),
-        min_length: Some(PASSWORD_MIN_CHARS),
         max_length: Some(PASSWORD_MAX_CHARS),
     }
 );

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{
-        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
+        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, ThrottleStore,
+        UserRepository,
     },
-    EmailKey, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
+    BucketState, EmailKey, FailureRecord, FamilyId, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, SessionRecord, ThrottleKey, User, UserId,
 };
 use std::{
     collections::HashMap,
@@ -83,6 +85,21 @@ impl UserRepository for InMemoryUsers {
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         Ok(self.lock().get(&id).cloned())
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(&id) {
+            Some(user) if user.password_hash == *current => {
+                user.password_hash = new.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -185,5 +202,115 @@ impl SessionRepository for InMemorySessions {
             }
             _ => Ok(false),
         }
+    }
+}
+
+/// What the throttle keeps under one key; each key is used for one kind of record.
+#[derive(Clone, Copy)]
+enum Counter {
+    Failures(FailureRecord),
+    Bucket(BucketState),
+}
+
+#[derive(Default)]
+pub struct InMemoryThrottle {
+    counters: Mutex<HashMap<ThrottleKey, (Counter, DateTime<Utc>)>>,
+    purge: Purge,
+}
+
+impl InMemoryThrottle {
+    /// The live counters, forgotten ones dropped from time to time (the TTL index's job in
+    /// MongoDB), so a flood of distinct addresses cannot grow the map for ever.
+    fn lock(
+        &self,
+        now: DateTime<Utc>,
+    ) -> MutexGuard<'_, HashMap<ThrottleKey, (Counter, DateTime<Utc>)>> {
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.purge.due() {
+            counters.retain(|_, (_, forget_at)| now < *forget_at);
+        }
+        counters
+    }
+
+    fn live(&self, key: &ThrottleKey, now: DateTime<Utc>) -> Option<Counter> {
+        match self.lock(now).get(key) {
+            Some((counter, forget_at)) if now < *forget_at => Some(*counter),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for InMemoryThrottle {
+    async fn failures(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FailureRecord>, StoreError> {
+        Ok(match self.live(key, now) {
+            Some(Counter::Failures(record)) => Some(record),
+            _ => None,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        at: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<FailureRecord, StoreError> {
+        let mut counters = self.lock(at);
+        let count = match counters.get(key) {
+            Some((Counter::Failures(record), until)) if at < *until => record.count + 1,
+            _ => 1,
+        };
+        let record = FailureRecord {
+            count,
+            last_failure_at: at,
+        };
+        counters.insert(key.clone(), (Counter::Failures(record), forget_at));
+        Ok(record)
+    }
+
+    async fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
+        Ok(())
+    }
+
+    async fn bucket(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BucketState>, StoreError> {
+        Ok(match self.live(key, now) {
+            Some(Counter::Bucket(state)) => Some(state),
+            _ => None,
+        })
+    }
+
+    async fn replace_bucket(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<BucketState>,
+        next: BucketState,
+        now: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut counters = self.lock(now);
+        let current = match counters.get(key) {
+            Some((Counter::Bucket(state), until)) if now < *until => Some(*state),
+            _ => None,
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        counters.insert(key.clone(), (Counter::Bucket(next), forget_at));
+        Ok(true)
     }
 }

@@ -17,9 +17,11 @@ use chrono::{DateTime, Utc};
 use documents::{RefreshTokenDocument, SessionDocument, UserDocument};
 use latchkey_domain::{
     ports::{
-        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, UserRepository,
+        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, ThrottleStore,
+        UserRepository,
     },
-    EmailKey, FamilyId, RefreshTokenHash, RefreshTokenRecord, SessionRecord, User, UserId,
+    BucketState, EmailKey, FailureRecord, FamilyId, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, SessionRecord, ThrottleKey, User, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
@@ -34,6 +36,7 @@ use std::{future::IntoFuture, time::Duration};
 const USERS: &str = "users";
 const REFRESH_TOKENS: &str = "refresh_tokens";
 const SESSIONS: &str = "sessions";
+const THROTTLE: &str = "throttle";
 const DUPLICATE_KEY: i32 = 11000;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,10 @@ impl MongoStore {
             .create_indexes([expiry_ttl(), index("user_id", named("user_id"))])
             .await
             .map_err(fail)?;
+        self.throttle_collection()
+            .create_index(expiry_ttl())
+            .await
+            .map_err(fail)?;
         Ok(())
     }
 
@@ -129,6 +136,13 @@ impl MongoStore {
         }
     }
 
+    pub fn throttle(&self) -> MongoThrottle {
+        MongoThrottle {
+            collection: self.throttle_collection(),
+            timeout: self.operation_timeout,
+        }
+    }
+
     fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
         self.database.collection_with_options(
             name,
@@ -149,6 +163,10 @@ impl MongoStore {
 
     fn sessions_collection(&self) -> Collection<SessionDocument> {
         self.collection(SESSIONS)
+    }
+
+    fn throttle_collection(&self) -> Collection<bson::Document> {
+        self.collection(THROTTLE)
     }
 }
 
@@ -240,6 +258,24 @@ impl UserRepository for MongoUsers {
         .map_err(store_error)?
         .map(User::try_from)
         .transpose()
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: UserId,
+        current: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let result = timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! { "_id": id.to_string(), "password_hash": current.as_str() },
+                doc! { "$set": { "password_hash": new.as_str() } },
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.modified_count == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -354,5 +390,208 @@ impl SessionRepository for MongoSessions {
         .await
         .map_err(store_error)?;
         Ok(result.modified_count == 1)
+    }
+}
+
+/// Counters for abuse defence: one document per key, `{count, last_failure_at}` for failures
+/// or `{tat}` for a token bucket, removed by the TTL index after `expires_at`. The TTL monitor
+/// runs about once a minute, so every read and write also treats an expired document as absent.
+/// Every change is one atomic single-document operation, so instances sharing the database
+/// count as one.
+#[derive(Clone)]
+pub struct MongoThrottle {
+    collection: Collection<bson::Document>,
+    timeout: Duration,
+}
+
+/// Rounds of "increment, else start afresh" before giving up: another instance can only win
+/// the start-afresh race once, after which the increment matches.
+const UPSERT_ROUNDS: usize = 3;
+
+fn bson_time(at: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_chrono(at)
+}
+
+fn corrupt(key: &ThrottleKey, field: &str) -> StoreError {
+    StoreError(format!(
+        "throttle record {} has no valid {field}",
+        key.as_str()
+    ))
+}
+
+impl MongoThrottle {
+    async fn live(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bson::Document>, StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .find_one(doc! { "_id": key.as_str(), "expires_at": { "$gt": bson_time(now) } }),
+        )
+        .await
+        .map_err(store_error)
+    }
+
+    fn failure_record(
+        key: &ThrottleKey,
+        doc: &bson::Document,
+    ) -> Result<FailureRecord, StoreError> {
+        let count = match doc.get("count") {
+            Some(bson::Bson::Int32(n)) => u32::try_from(*n).ok(),
+            Some(bson::Bson::Int64(n)) => u32::try_from(*n).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| corrupt(key, "count"))?;
+        let last_failure_at = doc
+            .get_datetime("last_failure_at")
+            .map_err(|_| corrupt(key, "last_failure_at"))?
+            .to_chrono();
+        Ok(FailureRecord {
+            count,
+            last_failure_at,
+        })
+    }
+
+    /// Sets `fields` on the document of `key` if it is absent or expired; `false` when a live
+    /// one exists (the insert then hits the unique `_id`).
+    async fn start_afresh(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+        fields: bson::Document,
+    ) -> Result<bool, StoreError> {
+        let upsert = mongodb::options::UpdateOptions::builder()
+            .upsert(true)
+            .build();
+        let started = timed(
+            self.timeout,
+            self.collection
+                .update_one(
+                    doc! { "_id": key.as_str(), "expires_at": { "$lte": bson_time(now) } },
+                    doc! { "$set": fields },
+                )
+                .with_options(upsert),
+        )
+        .await;
+        match started {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MongoThrottle {
+    async fn failures(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FailureRecord>, StoreError> {
+        self.live(key, now)
+            .await?
+            .map(|doc| Self::failure_record(key, &doc))
+            .transpose()
+    }
+
+    async fn record_failure(
+        &self,
+        key: &ThrottleKey,
+        at: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<FailureRecord, StoreError> {
+        for _ in 0..UPSERT_ROUNDS {
+            let counted = timed(
+                self.timeout,
+                self.collection
+                    .find_one_and_update(
+                        doc! { "_id": key.as_str(), "expires_at": { "$gt": bson_time(at) } },
+                        doc! {
+                            "$inc": { "count": 1_i64 },
+                            "$set": {
+                                "last_failure_at": bson_time(at),
+                                "expires_at": bson_time(forget_at),
+                            },
+                        },
+                    )
+                    .return_document(mongodb::options::ReturnDocument::After),
+            )
+            .await
+            .map_err(store_error)?;
+            if let Some(doc) = counted {
+                return Self::failure_record(key, &doc);
+            }
+            let fields = doc! {
+                "count": 1_i64,
+                "last_failure_at": bson_time(at),
+                "expires_at": bson_time(forget_at),
+            };
+            if self.start_afresh(key, at, fields).await? {
+                return Ok(FailureRecord {
+                    count: 1,
+                    last_failure_at: at,
+                });
+            }
+        }
+        Err(StoreError(format!(
+            "throttle record {} kept changing",
+            key.as_str()
+        )))
+    }
+
+    async fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection.delete_one(doc! { "_id": key.as_str() }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+
+    async fn bucket(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<BucketState>, StoreError> {
+        let Some(doc) = self.live(key, now).await? else {
+            return Ok(None);
+        };
+        let tat = doc.get_i64("tat").map_err(|_| corrupt(key, "tat"))?;
+        Ok(Some(BucketState(
+            u64::try_from(tat).map_err(|_| corrupt(key, "tat"))?,
+        )))
+    }
+
+    async fn replace_bucket(
+        &self,
+        key: &ThrottleKey,
+        expected: Option<BucketState>,
+        next: BucketState,
+        now: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let as_stored =
+            |state: BucketState| i64::try_from(state.0).map_err(|_| corrupt(key, "tat"));
+        let fields = doc! { "tat": as_stored(next)?, "expires_at": bson_time(forget_at) };
+        let Some(expected) = expected else {
+            return self.start_afresh(key, now, fields).await;
+        };
+        let swapped = timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! {
+                    "_id": key.as_str(),
+                    "tat": as_stored(expected)?,
+                    "expires_at": { "$gt": bson_time(now) },
+                },
+                doc! { "$set": fields },
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(swapped.matched_count == 1)
     }
 }

@@ -1,0 +1,209 @@
+//! What abuse defence counts and the rules that turn counts into waiting times.
+
+use crate::EmailKey;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+/// Where a request comes from, as budgets see it: an IPv4 address, or the /64 an IPv6 address
+/// is in (a subscriber usually gets a whole /64, so counting single IPv6 addresses would give
+/// one client 2^64 budgets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientNetwork {
+    V4(Ipv4Addr),
+    V6Prefix64(Ipv6Addr),
+    /// No address is known (an in-process call); all such requests share one budget.
+    Unknown,
+}
+
+impl ClientNetwork {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d.
+                Some(v4) => Self::V4(v4),
+                None => Self::V6Prefix64(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ClientNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(v4) => v4.fmt(f),
+            Self::V6Prefix64(prefix) => write!(f, "{prefix}/64"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// What a budget is spent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BudgetAction {
+    Register,
+    Login,
+    Refresh,
+}
+
+impl BudgetAction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
+/// The name a counter is stored under. Emails enter only as a SHA-256, so the store of
+/// counters holds no addresses of people (including of people who never registered).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ThrottleKey(String);
+
+impl ThrottleKey {
+    /// Failed logins to one account from one network.
+    pub fn login_from(email: &EmailKey, client: ClientNetwork) -> Self {
+        Self(format!("login:{}:{client}", digest(email)))
+    }
+
+    /// Failed logins to one account from anywhere.
+    pub fn login_account(email: &EmailKey) -> Self {
+        Self(format!("login:{}", digest(email)))
+    }
+
+    /// A network's budget for one kind of request.
+    pub fn budget(action: BudgetAction, client: ClientNetwork) -> Self {
+        Self(format!("budget:{}:{client}", action.as_str()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn digest(email: &EmailKey) -> String {
+    hex::encode(Sha256::digest(email.as_str().as_bytes()))
+}
+
+/// Consecutive failed logins under one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureRecord {
+    pub count: u32,
+    pub last_failure_at: DateTime<Utc>,
+}
+
+/// A delay that doubles with every failure past the free ones, up to a cap. Never a permanent
+/// lockout: after `max_delay` without another failure, one more attempt is always allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub free_failures: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Backoff {
+    /// How long to wait after the `failures`-th consecutive failure.
+    pub fn delay_after(&self, failures: u32) -> Option<Duration> {
+        let past_free = failures.checked_sub(self.free_failures)?;
+        // 2^30 times any positive base is beyond every sensible cap.
+        let factor = 1i32 << past_free.min(30);
+        let delay = self
+            .base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay);
+        Some(delay.min(self.max_delay))
+    }
+
+    /// When the next attempt is allowed, if not now.
+    pub fn blocked_until(
+        &self,
+        record: &FailureRecord,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let until = record.last_failure_at + self.delay_after(record.count)?;
+        (now < until).then_some(until)
+    }
+}
+
+/// The state of a token bucket (GCRA's "theoretical arrival time"), in nanoseconds since the
+/// Unix epoch, so every instance sharing a store reads it the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketState(pub u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn backoff() -> Backoff {
+        Backoff {
+            free_failures: 5,
+            base_delay: Duration::seconds(1),
+            max_delay: Duration::minutes(15),
+        }
+    }
+
+    #[test]
+    fn the_delay_starts_after_the_free_failures_and_doubles_up_to_the_cap() {
+        let b = backoff();
+        assert_eq!(b.delay_after(4), None);
+        assert_eq!(b.delay_after(5), Some(Duration::seconds(1)));
+        assert_eq!(b.delay_after(6), Some(Duration::seconds(2)));
+        assert_eq!(b.delay_after(10), Some(Duration::seconds(32)));
+        assert_eq!(b.delay_after(15), Some(Duration::minutes(15)));
+        assert_eq!(b.delay_after(u32::MAX), Some(Duration::minutes(15)));
+    }
+
+    #[test]
+    fn a_key_is_blocked_until_the_delay_after_its_last_failure_has_passed() {
+        let record = FailureRecord {
+            count: 7,
+            last_failure_at: at(0),
+        };
+        assert_eq!(backoff().blocked_until(&record, at(3)), Some(at(4)));
+        assert_eq!(backoff().blocked_until(&record, at(4)), None);
+        let few = FailureRecord {
+            count: 4,
+            last_failure_at: at(0),
+        };
+        assert_eq!(backoff().blocked_until(&few, at(0)), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_their_64_bit_prefix() {
+        let a = ClientNetwork::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = ClientNetwork::of("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let other = ClientNetwork::of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(
+            ClientNetwork::of("::ffff:192.0.2.7".parse().unwrap()),
+            ClientNetwork::of("192.0.2.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn keys_hold_no_email_address_and_differ_per_network_and_action() {
+        let email = EmailKey::for_login("Ann@Example.com").unwrap();
+        let here = ClientNetwork::of("192.0.2.1".parse().unwrap());
+        let there = ClientNetwork::of("192.0.2.2".parse().unwrap());
+        let key = ThrottleKey::login_from(&email, here);
+        assert!(!key.as_str().contains("ann"));
+        assert_ne!(key, ThrottleKey::login_from(&email, there));
+        assert_ne!(key, ThrottleKey::login_account(&email));
+        assert_ne!(
+            ThrottleKey::budget(BudgetAction::Login, here),
+            ThrottleKey::budget(BudgetAction::Refresh, here)
+        );
+    }
+}
