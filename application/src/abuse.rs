@@ -10,7 +10,8 @@ use governor::{
     Quota, RateLimiter,
 };
 use latchkey_domain::{
-    ports::StoreError, Backoff, BucketState, BudgetAction, ClientNetwork, EmailKey, ThrottleKey,
+    ports::StoreError, Backoff, BucketState, BudgetAction, ClientNetwork, EmailKey, FailureRecord,
+    ThrottleKey,
 };
 use std::{cell::Cell, num::NonZeroU32, time::Duration};
 
@@ -67,12 +68,17 @@ impl Throttled {
 }
 
 fn whole_seconds(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// Compare-and-swap rounds before a budget under contention counts as spent: losing this
 /// often means many requests from one network at the same moment, which is what it limits.
-const CONTENDED_ROUNDS: usize = 8;
+const CONTENDED_ROUNDS: usize = 16;
+/// What a request refused for contention (not for a spent budget) is told to wait.
+const CONTENDED_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Buckets are kept this long past the moment they are full again, so a store whose clock
+/// runs ahead of this instance's does not drop a live bucket.
+const BUCKET_KEEP_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
 impl AuthService {
     /// Takes one request from `client`'s budget for `action`, or says how long to wait.
@@ -96,7 +102,7 @@ impl AuthService {
             let current = self.ports.throttle.bucket(&key, now).await?;
             match gcra(quota, current, now) {
                 Ok(next) => {
-                    let forget_at = at_nanos(next.0) + chrono::Duration::seconds(1);
+                    let forget_at = at_nanos(next.0) + BUCKET_KEEP_MARGIN;
                     if self
                         .ports
                         .throttle
@@ -119,65 +125,93 @@ impl AuthService {
         }
         tracing::info!(action = action.as_str(), client = %client, "budget contended; request refused with 429");
         Err(Throttled::Budget {
-            retry_after: budget.replenish_every,
+            retry_after: CONTENDED_RETRY_AFTER,
         }
         .into())
     }
 
-    /// The keys a login for `email` from `client` counts its failures under, with their rules.
-    pub(crate) fn login_keys(
+    /// Counts this login attempt as a failure *before* its password is checked, or says how
+    /// long it must wait. Counting first makes every attempt count, whatever happens next
+    /// (a wrong password, a full hashing queue, a store error, a client hanging up), and lets
+    /// exactly one of any number of concurrent attempts through where one is due.
+    ///
+    /// A network adds to the account's count only with its own free failures: past those, its
+    /// own backoff slows it, and its further failures must not lock the owner out elsewhere.
+    pub(crate) async fn claim_login_attempt(
         &self,
         email: &EmailKey,
         client: ClientNetwork,
-    ) -> [(ThrottleKey, Backoff); 2] {
-        [
-            (
-                ThrottleKey::login_from(email, client),
-                self.abuse.login_from_network,
-            ),
-            (ThrottleKey::login_account(email), self.abuse.login_account),
-        ]
-    }
-
-    /// How long a login must wait because of earlier failures, if at all.
-    pub(crate) async fn login_wait(
-        &self,
-        keys: &[(ThrottleKey, Backoff)],
         now: DateTime<Utc>,
-    ) -> Result<Option<Duration>, StoreError> {
-        let mut until = None;
-        for (key, backoff) in keys {
-            if let Some(record) = self.ports.throttle.failures(key, now).await? {
-                until = until.max(backoff.blocked_until(&record, now));
+    ) -> Result<Result<LoginClaim, Duration>, StoreError> {
+        let throttle = &self.ports.throttle;
+        let (from_network, account) = (self.abuse.login_from_network, self.abuse.login_account);
+        let pepper = &self.key_pepper;
+        let network_key = ThrottleKey::login_from(email, client, pepper);
+        let account_key = ThrottleKey::login_account(email, pepper);
+        let network_seen = throttle.failures(&network_key, now).await?;
+        let account_seen = throttle.failures(&account_key, now).await?;
+        let blocked_until = [
+            network_seen.and_then(|r| from_network.blocked_until(&r, now)),
+            account_seen.and_then(|r| account.blocked_until(&r, now)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(until) = blocked_until {
+            return Ok(Err(wait_until(until, now)));
+        }
+        let forget_at = now + self.abuse.forget_failures_after;
+        let counted = throttle
+            .record_failure(&network_key, now, forget_at)
+            .await?;
+        if let Some(wait) = lost_race(from_network, network_seen, counted.count) {
+            return Ok(Err(wait));
+        }
+        let mut keys = vec![network_key];
+        if counted.count <= from_network.free_failures {
+            let counted = throttle
+                .record_failure(&account_key, now, forget_at)
+                .await?;
+            if let Some(wait) = lost_race(account, account_seen, counted.count) {
+                return Ok(Err(wait));
             }
         }
-        Ok(until.map(|until| (until - now).to_std().unwrap_or_default()))
+        if account_seen.is_some() || counted.count <= from_network.free_failures {
+            keys.push(account_key);
+        }
+        Ok(Ok(LoginClaim { keys }))
     }
 
-    pub(crate) async fn record_login_failure(
-        &self,
-        keys: &[(ThrottleKey, Backoff)],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let forget_at = now + self.abuse.forget_failures_after;
-        for (key, _) in keys {
-            self.ports
-                .throttle
-                .record_failure(key, now, forget_at)
-                .await?;
+    /// After a successful login: the attempt was no failure, and earlier ones are forgiven.
+    /// Best effort: a store error here must not turn a right password into an error.
+    pub(crate) async fn forgive_login_failures(&self, claim: LoginClaim) {
+        for key in &claim.keys {
+            if let Err(error) = self.ports.throttle.clear_failures(key).await {
+                tracing::warn!(%error, "failed logins not cleared after a successful login");
+            }
         }
-        Ok(())
     }
+}
 
-    pub(crate) async fn clear_login_failures(
-        &self,
-        keys: &[(ThrottleKey, Backoff)],
-    ) -> Result<(), StoreError> {
-        for (key, _) in keys {
-            self.ports.throttle.clear_failures(key).await?;
-        }
-        Ok(())
+/// The failure counters a login attempt was counted under.
+#[derive(Debug)]
+pub(crate) struct LoginClaim {
+    keys: Vec<ThrottleKey>,
+}
+
+/// Past the free failures, only the attempt that counted the failure right after the state
+/// it was let through on may go on; concurrent ones that counted after it wait.
+fn lost_race(rule: Backoff, seen: Option<FailureRecord>, counted: u32) -> Option<Duration> {
+    let expected = seen.map_or(0, |r| r.count) + 1;
+    if counted <= rule.free_failures || counted == expected {
+        return None;
     }
+    let wait = rule.delay_after(counted).unwrap_or(rule.base_delay);
+    Some(wait.to_std().unwrap_or(Duration::from_secs(1)))
+}
+
+fn wait_until(until: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (until - now).to_std().unwrap_or_default()
 }
 
 fn at_nanos(nanos: u64) -> DateTime<Utc> {

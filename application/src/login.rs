@@ -35,7 +35,8 @@ impl AuthService {
     /// Starts a new session (a new refresh-token family) for valid credentials.
     ///
     /// Failures are counted per (account, network) and per account, and past a threshold the
-    /// next attempt must wait (exponentially longer, capped). A throttled attempt is answered
+    /// next attempt must wait (exponentially longer, capped). Each attempt is counted before
+    /// its password is checked and forgiven when it was right. A throttled attempt is answered
     /// before any hashing, identically for registered and unknown emails.
     /// The span names the account once known; never the email or the password.
     #[tracing::instrument(name = "login", skip_all, fields(user_id = tracing::field::Empty))]
@@ -50,17 +51,22 @@ impl AuthService {
         if let Some(id) = account {
             tracing::Span::current().record("user_id", tracing::field::display(id));
         }
-        let keys = self.login_keys(&email, command.client);
         let now = self.ports.clock.now();
-        if let Some(retry_after) = self.login_wait(&keys, now).await? {
-            tracing::info!(
-                user_id = account.map(tracing::field::display),
-                client = %command.client,
-                retry_after_ms = retry_after.as_millis() as u64,
-                "login refused with 429 after repeated failures"
-            );
-            return Err(Throttled::LoginFailures { retry_after }.into());
-        }
+        let claim = match self
+            .claim_login_attempt(&email, command.client, now)
+            .await?
+        {
+            Ok(claim) => claim,
+            Err(retry_after) => {
+                tracing::info!(
+                    user_id = account.map(tracing::field::display),
+                    client = %command.client,
+                    retry_after_ms = retry_after.as_millis() as u64,
+                    "login refused with 429 after repeated failures"
+                );
+                return Err(Throttled::LoginFailures { retry_after }.into());
+            }
+        };
         let verified = match &found {
             Some(user) => self.verify(&password, &user.password_hash).await?,
             None => {
@@ -71,11 +77,11 @@ impl AuthService {
                 None
             }
         };
+        // The failure is already counted.
         let (Some(user), Some(matched)) = (found, verified) else {
-            self.record_login_failure(&keys, now).await?;
             return Err(LoginError::InvalidCredentials);
         };
-        self.clear_login_failures(&keys).await?;
+        self.forgive_login_failures(claim).await;
         if matched == Matched::AsSent || self.ports.hasher.needs_rehash(&user.password_hash) {
             self.upgrade_hash(&user, &password).await;
         }
@@ -435,6 +441,16 @@ mod tests {
         throttle
             .expect_failures()
             .returning(|_, _| Ok(Some(failures(4, 0))));
+        // Counted first, as every attempt is; forgiven once the password proved right.
+        throttle
+            .expect_record_failure()
+            .times(2)
+            .returning(|_, at, _| {
+                Ok(FailureRecord {
+                    count: 5,
+                    last_failure_at: at,
+                })
+            });
         throttle
             .expect_clear_failures()
             .times(2)
@@ -563,5 +579,132 @@ mod tests {
             matches!(err, LoginError::Throttled(Throttled::Budget { retry_after }) if retry_after == std::time::Duration::from_secs(20)),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn of_concurrent_attempts_let_through_on_one_state_only_the_first_to_count_goes_on() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        let mut throttle = MockThrottleStore::new();
+        // Five failures from this network, the wait after them long over: one attempt is due.
+        throttle
+            .expect_failures()
+            .returning(|_, _| Ok(Some(failures(5, 60))));
+        // But another attempt counted the sixth failure first: this one is the seventh.
+        throttle
+            .expect_record_failure()
+            .times(1)
+            .returning(|_, at, _| {
+                Ok(FailureRecord {
+                    count: 7,
+                    last_failure_at: at,
+                })
+            });
+        mocks.throttle = Some(throttle);
+        mocks.hasher.expect_verify().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "a guess"))
+            .await
+            .unwrap_err();
+        let LoginError::Throttled(throttled) = err else {
+            panic!("expected a throttled login, got {err:?}")
+        };
+        assert_eq!(throttled.retry_after_secs(), 4, "the wait after 7 failures");
+    }
+
+    #[tokio::test]
+    async fn a_network_past_its_free_failures_adds_nothing_to_the_account_count() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(false));
+        let mut throttle = MockThrottleStore::new();
+        throttle
+            .expect_failures()
+            .returning(|key, _| Ok(key.as_str().ends_with(":unknown").then(|| failures(6, 60))));
+        throttle
+            .expect_record_failure()
+            .withf(|key, _, _| key.as_str().ends_with(":unknown"))
+            .times(1)
+            .returning(|_, at, _| {
+                Ok(FailureRecord {
+                    count: 7,
+                    last_failure_at: at,
+                })
+            });
+        mocks.throttle = Some(throttle);
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "a guess"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::InvalidCredentials), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_counted_even_when_checking_its_password_fails() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks
+            .hasher
+            .expect_verify()
+            .returning(|_, _| Err(HashingError::Overloaded));
+        let mut throttle = MockThrottleStore::new();
+        throttle.expect_failures().returning(|_, _| Ok(None));
+        throttle
+            .expect_record_failure()
+            .times(2)
+            .returning(|_, at, _| {
+                Ok(FailureRecord {
+                    count: 1,
+                    last_failure_at: at,
+                })
+            });
+        throttle.expect_clear_failures().never();
+        mocks.throttle = Some(throttle);
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "ｗrong but wide"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::Hashing(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_while_forgiving_does_not_fail_a_right_password() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        let mut throttle = MockThrottleStore::new();
+        throttle.expect_failures().returning(|_, _| Ok(None));
+        throttle.expect_record_failure().returning(|_, at, _| {
+            Ok(FailureRecord {
+                count: 1,
+                last_failure_at: at,
+            })
+        });
+        throttle
+            .expect_clear_failures()
+            .returning(|_| Err(StoreError("down".into())));
+        mocks.throttle = Some(throttle);
+        expect_session(&mut mocks);
+        assert!(mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .is_ok());
     }
 }

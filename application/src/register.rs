@@ -32,10 +32,12 @@ impl AuthService {
     /// The span never holds the email or the password.
     #[tracing::instrument(name = "register", skip_all)]
     pub async fn register(&self, command: RegisterCommand) -> Result<User, RegisterError> {
-        self.spend::<RegisterError>(BudgetAction::Register, command.client)
-            .await?;
         let email = EmailAddress::parse(&command.email)?;
         let password = Password::new_for_account(command.password, &email, &self.passwords)?;
+        // Spent only on what would be hashed: choosing a password that passes the policy
+        // takes a few tries, and those must not use up a family's budget.
+        self.spend::<RegisterError>(BudgetAction::Register, command.client)
+            .await?;
         let password_hash = self.ports.hasher.hash(&password).await?;
         let user = User {
             id: UserId::from_uuid(self.ports.random.uuid()),

@@ -5,7 +5,7 @@ use latchkey_domain::{
         AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
         SessionRepository, SuccessorDerivation, ThrottleStore, UserRepository,
     },
-    PasswordPolicy,
+    KeyPepper, PasswordPolicy,
 };
 use std::sync::Arc;
 
@@ -43,6 +43,8 @@ pub struct Policies {
     pub session: SessionPolicy,
     pub abuse: AbusePolicy,
     pub passwords: PasswordPolicy,
+    /// Mixed into the keys emails are counted under; the same on every instance of a service.
+    pub key_pepper: KeyPepper,
 }
 
 /// Entry point to every use case. Cheap to clone.
@@ -52,6 +54,7 @@ pub struct AuthService {
     pub(crate) policy: SessionPolicy,
     pub(crate) abuse: AbusePolicy,
     pub(crate) passwords: PasswordPolicy,
+    pub(crate) key_pepper: KeyPepper,
 }
 
 impl AuthService {
@@ -61,6 +64,7 @@ impl AuthService {
             policy: policies.session,
             abuse: policies.abuse,
             passwords: policies.passwords,
+            key_pepper: policies.key_pepper,
         }
     }
 

@@ -207,6 +207,7 @@ impl Mocks {
                 session: policy,
                 abuse: self.abuse,
                 passwords: password_policy(),
+                key_pepper: latchkey_domain::KeyPepper::new([3; 32]),
             },
         )
     }

@@ -521,15 +521,44 @@ impl Config {
                 "must not be shorter than LOGIN_BACKOFF_MAX (failures would be forgotten before their delay ends)",
             ));
         }
-        if raw.login_free_failures > 100 || raw.login_account_free_failures > 100 {
+        for (variable, value) in [
+            ("LOGIN_FREE_FAILURES", raw.login_free_failures),
+            (
+                "LOGIN_ACCOUNT_FREE_FAILURES",
+                raw.login_account_free_failures,
+            ),
+        ] {
+            if !(1..=100).contains(&value) {
+                return Err(bad(
+                    variable,
+                    "must be between 1 and 100 (NIST SP 800-63B 5.2.2)",
+                ));
+            }
+        }
+        // Else guessing from one network would reach the account's limit first, and lock the
+        // owner out everywhere.
+        if raw.login_account_free_failures <= raw.login_free_failures {
             return Err(bad(
                 "LOGIN_ACCOUNT_FREE_FAILURES",
-                "and LOGIN_FREE_FAILURES must be at most 100 (NIST SP 800-63B 5.2.2)",
+                "must be greater than LOGIN_FREE_FAILURES",
             ));
         }
-        let register = budget("REGISTER_REFILL", raw.register_burst, raw.register_refill)?;
-        let login = budget("LOGIN_REFILL", raw.login_burst, raw.login_refill)?;
-        let refresh = budget("REFRESH_REFILL", raw.refresh_burst, raw.refresh_refill)?;
+        let register = budget(
+            ("REGISTER_BURST", "REGISTER_REFILL"),
+            raw.register_burst,
+            raw.register_refill,
+        )?;
+        let login = budget(
+            ("LOGIN_BURST", "LOGIN_REFILL"),
+            raw.login_burst,
+            raw.login_refill,
+        )?;
+        let refresh = budget(
+            ("REFRESH_BURST", "REFRESH_REFILL"),
+            raw.refresh_burst,
+            raw.refresh_refill,
+        )?;
+
         // Every duration is bounded above (ten years at most), so this conversion is exact.
         let seconds = |secs: u64| chrono::Duration::seconds(secs as i64);
         let backoff = |free_failures| Backoff {
@@ -599,12 +628,23 @@ impl Config {
 }
 
 /// A budget of `burst` requests refilled one per `refill` seconds; a burst of 0 turns it off.
-fn budget(variable: &'static str, burst: u32, refill: f64) -> Result<Option<Budget>, ConfigError> {
+fn budget(
+    (burst_variable, refill_variable): (&'static str, &'static str),
+    burst: u32,
+    refill: f64,
+) -> Result<Option<Budget>, ConfigError> {
     let Some(burst) = std::num::NonZeroU32::new(burst) else {
         return Ok(None);
     };
+    // Bounded so that burst x refill (in nanoseconds) cannot overflow the bucket arithmetic.
+    if burst.get() > MAX_BURST {
+        return Err(bad(burst_variable, format!("must be at most {MAX_BURST}")));
+    }
     if !(refill.is_finite() && (0.001..=86_400.0).contains(&refill)) {
-        return Err(bad(variable, "must be between 0.001 and 86400 seconds"));
+        return Err(bad(
+            refill_variable,
+            "must be between 0.001 and 86400 seconds",
+        ));
     }
     Ok(Some(Budget {
         burst,
@@ -612,21 +652,41 @@ fn budget(variable: &'static str, burst: u32, refill: f64) -> Result<Option<Budg
     }))
 }
 
+const MAX_BURST: u32 = 100_000;
+
 /// `TRUSTED_PROXIES`: networks in CIDR notation (a bare address is one host), separated by
-/// commas or spaces.
+/// commas or spaces. IPv4-mapped IPv6 networks are taken as the IPv4 networks they are, as
+/// clients are.
 fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     list.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
         .map(|item| {
-            item.parse::<ipnet::IpNet>()
+            let net = item
+                .parse::<ipnet::IpNet>()
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map(|net| net.trunc())
                 .map_err(|_| {
                     bad(
                         "TRUSTED_PROXIES",
                         format!("has {item:?}, which is not an IP address or CIDR network"),
                     )
-                })
+                })?;
+            let net = match net {
+                ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                    Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                        .map(ipnet::IpNet::V4)
+                        .unwrap_or(net),
+                    None => net,
+                },
+                other => other,
+            };
+            // Trusting everyone would let every client name its own address.
+            if net.prefix_len() == 0 {
+                return Err(bad(
+                    "TRUSTED_PROXIES",
+                    format!("has {item:?}, which would trust every address"),
+                ));
+            }
+            Ok(net.trunc())
         })
         .collect()
 }
@@ -903,6 +963,78 @@ mod tests {
             assert!(!printed.contains(SECRET));
             assert!(!printed.contains("pa55word"));
             assert!(!format!("{:?}", config.store.backend).contains("pa55word"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn abuse_defence_defaults_and_budgets_come_from_the_environment() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[]).unwrap();
+            let abuse = config.abuse;
+            assert_eq!(abuse.login_from_network.free_failures, 5);
+            assert_eq!(abuse.login_account.free_failures, 50);
+            assert_eq!(abuse.login_account.max_delay, chrono::Duration::minutes(15));
+            assert_eq!(
+                abuse.register.map(|b| (b.burst.get(), b.replenish_every)),
+                Some((10, Duration::from_secs(60)))
+            );
+            assert_eq!(config.passwords.min_chars, 8);
+            assert!(config.http.trusted_proxies.is_empty());
+
+            let tuned = load(
+                jail,
+                &[
+                    ("LOGIN_BURST", "0"),
+                    ("REFRESH_REFILL", "0.5"),
+                    ("PASSWORD_MIN_LENGTH", "12"),
+                    (
+                        "TRUSTED_PROXIES",
+                        "10.0.0.0/8, 192.168.1.5 ::ffff:172.16.0.0/108",
+                    ),
+                ],
+            )
+            .unwrap();
+            assert_eq!(tuned.abuse.login, None);
+            assert_eq!(
+                tuned.abuse.refresh.unwrap().replenish_every,
+                Duration::from_millis(500)
+            );
+            assert_eq!(tuned.passwords.min_chars, 12);
+            let proxies: Vec<String> = tuned
+                .http
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.5/32", "172.16.0.0/12"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unsafe_abuse_settings_are_refused_naming_the_variable() {
+        Jail::expect_with(|jail| {
+            for (variable, value) in [
+                ("PASSWORD_MIN_LENGTH", "7"),
+                ("TRUSTED_PROXIES", "0.0.0.0/0"),
+                ("TRUSTED_PROXIES", "::/0"),
+                ("TRUSTED_PROXIES", "10.0.0.300"),
+                ("FORWARDED_HEADER", "x-real-ip"),
+                ("LOGIN_FREE_FAILURES", "0"),
+                ("LOGIN_FREE_FAILURES", "101"),
+                ("LOGIN_ACCOUNT_FREE_FAILURES", "5"),
+                ("REGISTER_BURST", "100001"),
+                ("LOGIN_REFILL", "0"),
+                ("LOGIN_BACKOFF_BASE", "1000"),
+                ("LOGIN_FAILURE_MEMORY", "60"),
+                ("SERVICE_NAME", "ab"),
+            ] {
+                let err = load(jail, &[(variable, value)])
+                    .err()
+                    .unwrap_or_else(|| panic!("{variable}={value} was accepted"));
+                assert!(err.to_string().starts_with(variable), "{variable}: {err}");
+            }
             Ok(())
         });
     }

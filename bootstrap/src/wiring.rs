@@ -6,7 +6,7 @@ use latchkey_crypto::{
 };
 use latchkey_domain::{
     ports::{RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository},
-    PasswordPolicy,
+    KeyPepper, PasswordPolicy,
 };
 use latchkey_http::SiteSettings;
 use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers};
@@ -95,9 +95,15 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         move || Argon2Hasher::new(settings)
     })
     .await??;
+    let secret = config.jwt.codec.secret.expose_secret().as_bytes();
     let successors = HmacSuccessors::new(&HmacSuccessors::derive_key(
-        config.jwt.codec.secret.expose_secret().as_bytes(),
+        secret,
         "latchkey refresh-token successor v1",
+    ));
+    // The same on every instance sharing `JWT_SECRET`, and of no use for anything else.
+    let key_pepper = KeyPepper::new(HmacSuccessors::derive_key(
+        secret,
+        "latchkey throttle keys v1",
     ));
     let service = AuthService::new(
         Ports {
@@ -119,6 +125,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
                 service_name: config.passwords.service_name.clone(),
                 common: Arc::new(SecListsCommonPasswords::default()),
             },
+            key_pepper,
         },
     );
     let endpoint = latchkey_http::routes(service.clone(), config.http.clone(), site(&config.site));

@@ -13,7 +13,9 @@ pub use email::{EmailAddress, EmailError, EmailKey};
 pub use password::{
     Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
 };
-pub use throttle::{Backoff, BucketState, BudgetAction, ClientNetwork, FailureRecord, ThrottleKey};
+pub use throttle::{
+    Backoff, BucketState, BudgetAction, ClientNetwork, FailureRecord, KeyPepper, ThrottleKey,
+};
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
     SessionRecord, TokenRejection,

@@ -87,14 +87,18 @@ impl Password {
             });
         }
         let lowercase = normalized.to_lowercase();
-        let local_part = email
-            .normalized()
-            .split_once('@')
-            .map_or("", |(local, _)| local);
-        if local_part.chars().count() >= MIN_CONTEXT_WORD_CHARS && lowercase.contains(local_part) {
+        // Compared as the password is: normalised and lower-cased.
+        let comparable = |word: &str| word.nfkc().collect::<String>().to_lowercase();
+        let local_part = comparable(
+            email
+                .normalized()
+                .split_once('@')
+                .map_or("", |(local, _)| local),
+        );
+        if local_part.chars().count() >= MIN_CONTEXT_WORD_CHARS && lowercase.contains(&local_part) {
             return Err(PasswordError::ContainsEmail);
         }
-        let service = policy.service_name.to_lowercase();
+        let service = comparable(&policy.service_name);
         if !service.is_empty() && lowercase.contains(&service) {
             return Err(PasswordError::ContainsServiceName {
                 name: policy.service_name.clone(),

@@ -60,20 +60,37 @@ impl BudgetAction {
     }
 }
 
-/// The name a counter is stored under. Emails enter only as a SHA-256, so the store of
-/// counters holds no addresses of people (including of people who never registered).
+/// A secret mixed into the keys emails are counted under: the store of counters holds no
+/// addresses (also of people who never registered), and without the secret it cannot be
+/// searched for a known one either.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeyPepper([u8; 32]);
+
+impl KeyPepper {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for KeyPepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyPepper([REDACTED])")
+    }
+}
+
+/// The name a counter is stored under.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ThrottleKey(String);
 
 impl ThrottleKey {
     /// Failed logins to one account from one network.
-    pub fn login_from(email: &EmailKey, client: ClientNetwork) -> Self {
-        Self(format!("login:{}:{client}", digest(email)))
+    pub fn login_from(email: &EmailKey, client: ClientNetwork, pepper: &KeyPepper) -> Self {
+        Self(format!("login:{}:{client}", digest(email, pepper)))
     }
 
     /// Failed logins to one account from anywhere.
-    pub fn login_account(email: &EmailKey) -> Self {
-        Self(format!("login:{}", digest(email)))
+    pub fn login_account(email: &EmailKey, pepper: &KeyPepper) -> Self {
+        Self(format!("login:{}", digest(email, pepper)))
     }
 
     /// A network's budget for one kind of request.
@@ -86,8 +103,13 @@ impl ThrottleKey {
     }
 }
 
-fn digest(email: &EmailKey) -> String {
-    hex::encode(Sha256::digest(email.as_str().as_bytes()))
+/// SHA-256 over the pepper and the email: the pepper has a fixed length, so no two inputs
+/// share an encoding, and a key reveals nothing without it.
+fn digest(email: &EmailKey, pepper: &KeyPepper) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(pepper.0);
+    hasher.update(email.as_str().as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 /// Consecutive failed logins under one key.
@@ -197,10 +219,19 @@ mod tests {
         let email = EmailKey::for_login("Ann@Example.com").unwrap();
         let here = ClientNetwork::of("192.0.2.1".parse().unwrap());
         let there = ClientNetwork::of("192.0.2.2".parse().unwrap());
-        let key = ThrottleKey::login_from(&email, here);
+        let pepper = KeyPepper::new([7; 32]);
+        let key = ThrottleKey::login_from(&email, here, &pepper);
         assert!(!key.as_str().contains("ann"));
-        assert_ne!(key, ThrottleKey::login_from(&email, there));
-        assert_ne!(key, ThrottleKey::login_account(&email));
+        assert_ne!(key, ThrottleKey::login_from(&email, there, &pepper));
+        assert_ne!(key, ThrottleKey::login_account(&email, &pepper));
+        // Without the pepper, a known address does not lead to its key.
+        let unpeppered = hex::encode(Sha256::digest(b"ann@example.com"));
+        assert!(!key.as_str().contains(&unpeppered));
+        assert_ne!(
+            key,
+            ThrottleKey::login_from(&email, here, &KeyPepper::new([8; 32]))
+        );
+        assert!(!format!("{pepper:?}").contains('7'));
         assert_ne!(
             ThrottleKey::budget(BudgetAction::Login, here),
             ThrottleKey::budget(BudgetAction::Refresh, here)

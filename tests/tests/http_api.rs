@@ -448,9 +448,14 @@ async fn a_full_hashing_queue_sheds_logins_with_503_and_retry_after(backend: Bac
         assert_eq!(reply.header("retry-after"), Some("1"));
     }
     assert!(replies.iter().any(|r| r.status == StatusCode::OK));
-    assert!(replies
-        .iter()
-        .all(|r| r.status == StatusCode::OK || r.status == StatusCode::SERVICE_UNAVAILABLE));
+    // Every attempt counts until it proves right, so eight at once for one account from one
+    // network also meet the login backoff (past its five free attempts).
+    for reply in &replies {
+        match reply.status {
+            StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE => {}
+            _ => reply.assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_failed_logins"),
+        }
+    }
 }
 
 async fn a_duplicate_email_in_any_case_is_a_conflict(backend: Backend) {

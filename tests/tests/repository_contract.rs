@@ -365,7 +365,7 @@ async fn a_password_hash_is_replaced_only_while_it_is_the_expected_one(stores: S
 
 fn key(name: &str) -> ThrottleKey {
     let email = latchkey_domain::EmailKey::for_login(&format!("{name}@example.com")).unwrap();
-    ThrottleKey::login_account(&email)
+    ThrottleKey::login_account(&email, &latchkey_domain::KeyPepper::new([1; 32]))
 }
 
 async fn failures_count_up_and_are_forgotten_when_cleared_or_expired(stores: Stores) {

@@ -93,6 +93,11 @@ impl Refresher for ApiRefresher {
                 match client(None).refresh(&body).await {
                     Ok(pair) => return Ok(tokens_of(pair.into_inner())),
                     Err(e) if status(&e) == Some(401) => return Err(RefreshFailure::Rejected),
+                    // Throttled: nothing was rotated, and asking again at once only spends
+                    // more of this network's budget.
+                    Err(e) if status(&e) == Some(429) => {
+                        return Err(RefreshFailure::Unavailable(describe(e)))
+                    }
                     Err(e) if attempts_left == 0 => {
                         return Err(RefreshFailure::Unavailable(describe(e)))
                     }

@@ -18,6 +18,7 @@ input:focus, button:focus-visible, a:focus-visible { outline: 3px solid rgba(47,
   outline-offset: 1px; border-color: var(--accent); }
 .hint { color: var(--muted); font-size: .875rem; margin: .35rem 0 0; }
 .field-error { color: var(--danger); font-size: .875rem; margin: .35rem 0 0; }
+.field-error:empty { display: none; }
 button { font: inherit; font-weight: 600; border: 0; border-radius: 8px; padding: .7rem 1rem;
   cursor: pointer; background: var(--accent); color: #fff; }
 button:hover { background: var(--accent-dark); }

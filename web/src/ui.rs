@@ -87,7 +87,7 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
         FormKind::Login => ("current-password", ""),
         FormKind::Register => (
             "new-password",
-            "At least 8 characters. A passphrase works well; common passwords are refused.",
+            "A passphrase works well: long, and not a common password.",
         ),
     };
     let switch = match kind {
@@ -148,10 +148,11 @@ fn field_error<'a, G: Html>(
     id: &'static str,
     message: &'a Signal<Option<String>>,
 ) -> View<G> {
+    // Always present (empty and hidden when there is nothing to say), so the field's
+    // `aria-describedby` always points at something.
     view! { cx,
-        (match (*message.get()).clone() {
-            Some(text) => view! { cx, p(class = "field-error", role = "alert", id = id) { (text) } },
-            None => view! { cx, },
-        })
+        p(class = "field-error", role = "alert", id = id) {
+            (message.get().as_deref().unwrap_or_default().to_owned())
+        }
     }
 }

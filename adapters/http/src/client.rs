@@ -63,13 +63,13 @@ impl TrustedProxies {
             ForwardedHeader::XForwardedFor => ("x-forwarded-for", parse_x_forwarded_for),
             ForwardedHeader::Forwarded => ("forwarded", parse_forwarded_element),
         };
+        // Split the raw bytes: a stray non-ASCII byte a client put in its own entry spoils that
+        // entry only, not the addresses the proxies appended after it.
         headers
             .get_all(name)
             .iter()
-            .flat_map(|value| match value.to_str() {
-                Ok(text) => text.split(',').map(parse).collect::<Vec<_>>(),
-                Err(_) => vec![None],
-            })
+            .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+            .map(|entry| std::str::from_utf8(entry).ok().and_then(parse))
             .collect()
     }
 }
@@ -186,6 +186,17 @@ mod tests {
             proxies.client(ip("10.0.0.1"), &HeaderMap::new()),
             ip("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn a_bad_byte_in_the_clients_own_entry_does_not_hide_the_proxys() {
+        let proxies = behind(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let mut chain = HeaderMap::new();
+        chain.append(
+            "x-forwarded-for",
+            poem::http::HeaderValue::from_bytes(b"1.1.1.1\xff, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(proxies.client(ip("10.0.0.1"), &chain), ip("198.51.100.7"));
     }
 
     #[test]

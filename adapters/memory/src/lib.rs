@@ -212,19 +212,37 @@ enum Counter {
     Bucket(BucketState),
 }
 
+type Counters = HashMap<ThrottleKey, (Counter, DateTime<Utc>)>;
+
+/// At most this many counters (about 200 MB at worst); a flood of distinct networks and emails
+/// then evicts, first what has expired, then arbitrary entries. Eviction only ever forgives,
+/// so it can cost a flood's victim some protection, never a user their access.
+const MAX_COUNTERS: usize = 1_000_000;
+
 #[derive(Default)]
 pub struct InMemoryThrottle {
-    counters: Mutex<HashMap<ThrottleKey, (Counter, DateTime<Utc>)>>,
+    counters: Mutex<Counters>,
     purge: Purge,
+}
+
+/// Makes room for `key` in a full map.
+fn make_room(counters: &mut Counters, key: &ThrottleKey, now: DateTime<Utc>) {
+    if counters.len() < MAX_COUNTERS || counters.contains_key(key) {
+        return;
+    }
+    counters.retain(|_, (_, forget_at)| now < *forget_at);
+    while counters.len() >= MAX_COUNTERS {
+        let Some(victim) = counters.keys().next().cloned() else {
+            return;
+        };
+        counters.remove(&victim);
+    }
 }
 
 impl InMemoryThrottle {
     /// The live counters, forgotten ones dropped from time to time (the TTL index's job in
     /// MongoDB), so a flood of distinct addresses cannot grow the map for ever.
-    fn lock(
-        &self,
-        now: DateTime<Utc>,
-    ) -> MutexGuard<'_, HashMap<ThrottleKey, (Counter, DateTime<Utc>)>> {
+    fn lock(&self, now: DateTime<Utc>) -> MutexGuard<'_, Counters> {
         let mut counters = self
             .counters
             .lock()
@@ -271,6 +289,7 @@ impl ThrottleStore for InMemoryThrottle {
             count,
             last_failure_at: at,
         };
+        make_room(&mut counters, key, at);
         counters.insert(key.clone(), (Counter::Failures(record), forget_at));
         Ok(record)
     }
@@ -310,7 +329,52 @@ impl ThrottleStore for InMemoryThrottle {
         if current != expected {
             return Ok(false);
         }
+        make_room(&mut counters, key, now);
         counters.insert(key.clone(), (Counter::Bucket(next), forget_at));
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_throttle_map_drops_expired_counters_first_then_any() {
+        let now = Utc::now();
+        let key = |n: usize| {
+            ThrottleKey::budget(
+                latchkey_domain::BudgetAction::Login,
+                latchkey_domain::ClientNetwork::of(std::net::IpAddr::from(
+                    (n as u32).to_be_bytes(),
+                )),
+            )
+        };
+        let bucket = |forget_at| (Counter::Bucket(BucketState(1)), forget_at);
+        let mut counters = Counters::new();
+        for n in 0..MAX_COUNTERS {
+            let forget_at = if n % 2 == 0 {
+                now - chrono::Duration::seconds(1)
+            } else {
+                now + chrono::Duration::hours(1)
+            };
+            counters.insert(key(n), bucket(forget_at));
+        }
+        make_room(&mut counters, &key(MAX_COUNTERS), now);
+        assert_eq!(
+            counters.len(),
+            MAX_COUNTERS / 2,
+            "only the expired half went"
+        );
+        for n in MAX_COUNTERS..MAX_COUNTERS * 3 / 2 {
+            counters.insert(key(n), bucket(now + chrono::Duration::hours(1)));
+        }
+        make_room(&mut counters, &key(usize::MAX), now);
+        assert_eq!(counters.len(), MAX_COUNTERS - 1);
+        // A key already present needs no room.
+        let present = counters.keys().next().cloned().unwrap();
+        counters.insert(key(usize::MAX), bucket(now));
+        make_room(&mut counters, &present, now);
+        assert_eq!(counters.len(), MAX_COUNTERS);
     }
 }

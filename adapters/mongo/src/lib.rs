@@ -573,8 +573,10 @@ impl ThrottleStore for MongoThrottle {
         now: DateTime<Utc>,
         forget_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let as_stored =
-            |state: BucketState| i64::try_from(state.0).map_err(|_| corrupt(key, "tat"));
+        let as_stored = |state: BucketState| {
+            i64::try_from(state.0)
+                .map_err(|_| StoreError(format!("bucket state {} is beyond BSON's range", state.0)))
+        };
         let fields = doc! { "tat": as_stored(next)?, "expires_at": bson_time(forget_at) };
         let Some(expected) = expected else {
             return self.start_afresh(key, now, fields).await;
