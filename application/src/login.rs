@@ -347,6 +347,24 @@ mod tests {
             .returning(|_| Ok("jwt".into()));
     }
 
+    /// What `record_failure` answers: the failure was counted as the `count`-th.
+    fn counted_as(
+        count: u32,
+    ) -> impl Fn(
+        &latchkey_domain::ThrottleKey,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) -> Result<FailureRecord, StoreError>
+           + Send
+           + 'static {
+        move |_, at, _| {
+            Ok(FailureRecord {
+                count,
+                last_failure_at: at,
+            })
+        }
+    }
+
     fn failures(count: u32, seconds_ago: i64) -> FailureRecord {
         FailureRecord {
             count,
@@ -412,12 +430,7 @@ mod tests {
                 *at == t0() && *forget_at == t0() + chrono::Duration::hours(24)
             })
             .times(2)
-            .returning(|_, at, _| {
-                Ok(FailureRecord {
-                    count: 5,
-                    last_failure_at: at,
-                })
-            });
+            .returning(counted_as(5));
         throttle.expect_clear_failures().never();
         mocks.throttle = Some(throttle);
         let err = mocks
@@ -445,12 +458,7 @@ mod tests {
         throttle
             .expect_record_failure()
             .times(2)
-            .returning(|_, at, _| {
-                Ok(FailureRecord {
-                    count: 5,
-                    last_failure_at: at,
-                })
-            });
+            .returning(counted_as(5));
         throttle
             .expect_clear_failures()
             .times(2)
@@ -597,12 +605,7 @@ mod tests {
         throttle
             .expect_record_failure()
             .times(1)
-            .returning(|_, at, _| {
-                Ok(FailureRecord {
-                    count: 7,
-                    last_failure_at: at,
-                })
-            });
+            .returning(counted_as(7));
         mocks.throttle = Some(throttle);
         mocks.hasher.expect_verify().never();
         let err = mocks
@@ -632,12 +635,7 @@ mod tests {
             .expect_record_failure()
             .withf(|key, _, _| key.as_str().ends_with(":unknown"))
             .times(1)
-            .returning(|_, at, _| {
-                Ok(FailureRecord {
-                    count: 7,
-                    last_failure_at: at,
-                })
-            });
+            .returning(counted_as(7));
         mocks.throttle = Some(throttle);
         let err = mocks
             .service()
@@ -663,12 +661,7 @@ mod tests {
         throttle
             .expect_record_failure()
             .times(2)
-            .returning(|_, at, _| {
-                Ok(FailureRecord {
-                    count: 1,
-                    last_failure_at: at,
-                })
-            });
+            .returning(counted_as(1));
         throttle.expect_clear_failures().never();
         mocks.throttle = Some(throttle);
         let err = mocks
@@ -690,12 +683,7 @@ mod tests {
         mocks.hasher.expect_needs_rehash().return_const(false);
         let mut throttle = MockThrottleStore::new();
         throttle.expect_failures().returning(|_, _| Ok(None));
-        throttle.expect_record_failure().returning(|_, at, _| {
-            Ok(FailureRecord {
-                count: 1,
-                last_failure_at: at,
-            })
-        });
+        throttle.expect_record_failure().returning(counted_as(1));
         throttle
             .expect_clear_failures()
             .returning(|_| Err(StoreError("down".into())));
