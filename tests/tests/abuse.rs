@@ -375,46 +375,50 @@ for_each_backend!(
     a_login_upgrades_a_hash_made_with_other_parameters,
 );
 
+/// `shared::mongo::...`, so the suites on a real MongoDB in a container (`mongo::`) run it too.
 mod shared {
-    use super::*;
+    mod mongo {
+        use super::super::*;
 
-    /// Two instances on one MongoDB enforce one budget and one login backoff.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn two_instances_on_one_store_share_budgets_and_failure_counts() {
-        let adjust = |config: &mut Config| config.abuse.register = hourly(2);
-        let a = listening(Backend::Mongo, adjust).await;
-        let b = app(Backend::Mongo)
-            .config(adjust)
-            .sharing_store_with(&a)
-            .listening()
-            .spawn()
-            .await;
-        async fn register(on: &TestApp, n: u32) -> Reply {
-            let body = json!({ "email": format!("shared{n}@example.com"), "password": PASSWORD });
-            on.post_from("127.0.0.11", "/api/auth/register", body, &[])
-                .await
-        }
-        assert_eq!(register(&a, 0).await.status, StatusCode::CREATED);
-        assert_eq!(register(&b, 1).await.status, StatusCode::CREATED);
-        assert_throttled(&register(&a, 2).await, "rate_limited");
-        assert_throttled(&register(&b, 3).await, "rate_limited");
+        /// Two instances on one MongoDB enforce one budget and one login backoff.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn two_instances_on_one_store_share_budgets_and_failure_counts() {
+            let adjust = |config: &mut Config| config.abuse.register = hourly(2);
+            let a = listening(Backend::Mongo, adjust).await;
+            let b = app(Backend::Mongo)
+                .config(adjust)
+                .sharing_store_with(&a)
+                .listening()
+                .spawn()
+                .await;
+            async fn register(on: &TestApp, n: u32) -> Reply {
+                let body =
+                    json!({ "email": format!("shared{n}@example.com"), "password": PASSWORD });
+                on.post_from("127.0.0.11", "/api/auth/register", body, &[])
+                    .await
+            }
+            assert_eq!(register(&a, 0).await.status, StatusCode::CREATED);
+            assert_eq!(register(&b, 1).await.status, StatusCode::CREATED);
+            assert_throttled(&register(&a, 2).await, "rate_limited");
+            assert_throttled(&register(&b, 3).await, "rate_limited");
 
-        // Failed logins made on either instance count together.
-        for attempt in 0..5 {
-            let on = if attempt % 2 == 0 { &a } else { &b };
-            on.login_from("127.0.0.12", "shared0@example.com", "wrong")
-                .await
-                .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+            // Failed logins made on either instance count together.
+            for attempt in 0..5 {
+                let on = if attempt % 2 == 0 { &a } else { &b };
+                on.login_from("127.0.0.12", "shared0@example.com", "wrong")
+                    .await
+                    .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+            }
+            assert_throttled(
+                &b.login_from("127.0.0.12", "shared0@example.com", "wrong")
+                    .await,
+                "too_many_failed_logins",
+            );
+            assert_throttled(
+                &a.login_from("127.0.0.12", "shared0@example.com", PASSWORD)
+                    .await,
+                "too_many_failed_logins",
+            );
         }
-        assert_throttled(
-            &b.login_from("127.0.0.12", "shared0@example.com", "wrong")
-                .await,
-            "too_many_failed_logins",
-        );
-        assert_throttled(
-            &a.login_from("127.0.0.12", "shared0@example.com", PASSWORD)
-                .await,
-            "too_many_failed_logins",
-        );
     }
 }
