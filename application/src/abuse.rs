@@ -133,10 +133,12 @@ impl AuthService {
     /// Counts this login attempt as a failure *before* its password is checked, or says how
     /// long it must wait. Counting first makes every attempt count, whatever happens next
     /// (a wrong password, a full hashing queue, a store error, a client hanging up), and lets
-    /// exactly one of any number of concurrent attempts through where one is due.
+    /// one of any number of concurrent attempts through where one is due.
     ///
-    /// A network adds to the account's count only with its own free failures: past those, its
-    /// own backoff slows it, and its further failures must not lock the owner out elsewhere.
+    /// Every failure counts for the account too (NIST's bound on consecutive failures holds
+    /// however many networks guess), but a network the account logged in from lately is not
+    /// held by the account's block: guessing from elsewhere cannot lock the owner out of the
+    /// networks they use. Their own network's backoff still applies to everyone on it.
     pub(crate) async fn claim_login_attempt(
         &self,
         email: &EmailKey,
@@ -148,11 +150,21 @@ impl AuthService {
         let pepper = &self.key_pepper;
         let network_key = ThrottleKey::login_from(email, client, pepper);
         let account_key = ThrottleKey::login_account(email, pepper);
+        let known_key = ThrottleKey::login_succeeded_from(email, client, pepper);
         let network_seen = throttle.failures(&network_key, now).await?;
         let account_seen = throttle.failures(&account_key, now).await?;
+        // Asked only when the account's count matters: one read saved on most logins.
+        let mut known = None;
+        let account_past_free = account_seen.is_some_and(|r| r.count >= account.free_failures);
+        if account_past_free {
+            known = Some(throttle.remembers(&known_key, now).await?);
+        }
+        let held_by_account = known == Some(false);
         let blocked_until = [
             network_seen.and_then(|r| from_network.blocked_until(&r, now)),
-            account_seen.and_then(|r| account.blocked_until(&r, now)),
+            account_seen
+                .filter(|_| held_by_account)
+                .and_then(|r| account.blocked_until(&r, now)),
         ]
         .into_iter()
         .flatten()
@@ -167,48 +179,62 @@ impl AuthService {
         if let Some(wait) = lost_race(from_network, network_seen, counted.count) {
             return Ok(Err(wait));
         }
-        let mut keys = vec![network_key];
-        if counted.count <= from_network.free_failures {
-            let counted = throttle
-                .record_failure(&account_key, now, forget_at)
-                .await?;
+        let counted = throttle
+            .record_failure(&account_key, now, forget_at)
+            .await?;
+        if counted.count > account.free_failures && known.is_none() {
+            known = Some(throttle.remembers(&known_key, now).await?);
+        }
+        if known != Some(true) {
             if let Some(wait) = lost_race(account, account_seen, counted.count) {
                 return Ok(Err(wait));
             }
         }
-        if account_seen.is_some() || counted.count <= from_network.free_failures {
-            keys.push(account_key);
-        }
-        Ok(Ok(LoginClaim { keys }))
+        Ok(Ok(LoginClaim {
+            counted_under: [network_key, account_key],
+            known: known_key,
+        }))
     }
 
-    /// After a successful login: the attempt was no failure, and earlier ones are forgiven.
-    /// Best effort: a store error here must not turn a right password into an error.
-    pub(crate) async fn forgive_login_failures(&self, claim: LoginClaim) {
-        for key in &claim.keys {
-            if let Err(error) = self.ports.throttle.clear_failures(key).await {
+    /// After a successful login: the attempt was no failure, earlier ones are forgiven, and
+    /// the network is remembered as one the account uses. Best effort: a store error here
+    /// must not turn a right password into an error.
+    pub(crate) async fn forgive_login_failures(&self, claim: LoginClaim, now: DateTime<Utc>) {
+        let throttle = &self.ports.throttle;
+        for key in &claim.counted_under {
+            if let Err(error) = throttle.clear_failures(key).await {
                 tracing::warn!(%error, "failed logins not cleared after a successful login");
             }
         }
+        if let Err(error) = throttle
+            .remember(&claim.known, now + KNOWN_NETWORK_MEMORY)
+            .await
+        {
+            tracing::warn!(%error, "network of a successful login not remembered");
+        }
     }
 }
 
-/// The failure counters a login attempt was counted under.
+/// How long a network an account logged in from stays exempt from the account's block.
+const KNOWN_NETWORK_MEMORY: chrono::Duration = chrono::Duration::days(30);
+
+/// The failure counters a login attempt was counted under, and where a success is noted.
 #[derive(Debug)]
 pub(crate) struct LoginClaim {
-    keys: Vec<ThrottleKey>,
+    counted_under: [ThrottleKey; 2],
+    known: ThrottleKey,
 }
 
 /// Past the free failures, only the attempt that counted the failure right after the state
-/// it was let through on may go on; concurrent ones that counted after it wait.
+/// it was let through on may go on. The others are told to try again in a moment: by then the
+/// winner has either succeeded (and cleared the count) or set the next wait, which a retry
+/// meets without being counted.
 fn lost_race(rule: Backoff, seen: Option<FailureRecord>, counted: u32) -> Option<Duration> {
-    let expected = seen.map_or(0, |r| r.count) + 1;
-    if counted <= rule.free_failures || counted == expected {
-        return None;
-    }
-    let wait = rule.delay_after(counted).unwrap_or(rule.base_delay);
-    Some(wait.to_std().unwrap_or(Duration::from_secs(1)))
+    let expected = seen.map_or(0, |r| r.count).saturating_add(1);
+    (counted > rule.free_failures && counted != expected).then_some(RACE_RETRY_AFTER)
 }
+
+const RACE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 fn wait_until(until: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (until - now).to_std().unwrap_or_default()

@@ -65,6 +65,10 @@ impl Server {
             ("REGISTER_BURST".to_owned(), "0".to_owned()),
             ("LOGIN_BURST".to_owned(), "0".to_owned()),
             ("REFRESH_BURST".to_owned(), "0".to_owned()),
+            // Every login counts as a failure until it proves right, so 64 at once for one
+            // account from one address need that many free attempts.
+            ("LOGIN_FREE_FAILURES".to_owned(), "99".to_owned()),
+            ("LOGIN_ACCOUNT_FREE_FAILURES".to_owned(), "100".to_owned()),
             ("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()),
         ];
         if let Some(workers) = workers {

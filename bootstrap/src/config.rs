@@ -636,7 +636,6 @@ fn budget(
     let Some(burst) = std::num::NonZeroU32::new(burst) else {
         return Ok(None);
     };
-    // Bounded so that burst x refill (in nanoseconds) cannot overflow the bucket arithmetic.
     if burst.get() > MAX_BURST {
         return Err(bad(burst_variable, format!("must be at most {MAX_BURST}")));
     }
@@ -646,6 +645,14 @@ fn budget(
             "must be between 0.001 and 86400 seconds",
         ));
     }
+    // A full bucket refills in burst x refill; bounded so the state (nanoseconds since the
+    // epoch, stored as a signed 64-bit number) stays far from overflowing.
+    if f64::from(burst.get()) * refill > MAX_REFILL_WINDOW_SECS {
+        return Err(bad(
+            refill_variable,
+            format!("times {burst_variable} must be at most 30 days"),
+        ));
+    }
     Ok(Some(Budget {
         burst,
         replenish_every: Duration::from_secs_f64(refill),
@@ -653,6 +660,7 @@ fn budget(
 }
 
 const MAX_BURST: u32 = 100_000;
+const MAX_REFILL_WINDOW_SECS: f64 = 30.0 * 24.0 * 3600.0;
 
 /// `TRUSTED_PROXIES`: networks in CIDR notation (a bare address is one host), separated by
 /// commas or spaces. IPv4-mapped IPv6 networks are taken as the IPv4 networks they are, as
@@ -1025,6 +1033,7 @@ mod tests {
                 ("LOGIN_FREE_FAILURES", "101"),
                 ("LOGIN_ACCOUNT_FREE_FAILURES", "5"),
                 ("REGISTER_BURST", "100001"),
+                ("REFRESH_REFILL", "86400"),
                 ("LOGIN_REFILL", "0"),
                 ("LOGIN_BACKOFF_BASE", "1000"),
                 ("LOGIN_FAILURE_MEMORY", "60"),

@@ -93,6 +93,15 @@ impl ThrottleKey {
         Self(format!("login:{}", digest(email, pepper)))
     }
 
+    /// That the account logged in from this network lately.
+    pub fn login_succeeded_from(
+        email: &EmailKey,
+        client: ClientNetwork,
+        pepper: &KeyPepper,
+    ) -> Self {
+        Self(format!("known:{}:{client}", digest(email, pepper)))
+    }
+
     /// A network's budget for one kind of request.
     pub fn budget(action: BudgetAction, client: ClientNetwork) -> Self {
         Self(format!("budget:{}:{client}", action.as_str()))

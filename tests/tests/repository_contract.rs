@@ -434,6 +434,27 @@ async fn concurrent_failures_all_count(stores: Stores) {
     );
 }
 
+async fn a_noted_key_is_remembered_until_its_time(stores: Stores) {
+    let throttle = &stores.throttle;
+    let k = key("noted");
+    let t = now();
+    assert!(!throttle.remembers(&k, t).await.unwrap());
+    throttle
+        .remember(&k, t + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(throttle.remembers(&k, t).await.unwrap());
+    assert!(!throttle.remembers(&key("other-noted"), t).await.unwrap());
+    let later = t + Duration::minutes(2);
+    assert!(!throttle.remembers(&k, later).await.unwrap());
+    // Noting it again moves its time, also after it was forgotten (before any purge).
+    throttle
+        .remember(&k, later + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(throttle.remembers(&k, later).await.unwrap());
+}
+
 async fn a_bucket_is_swapped_only_from_the_state_it_was_read_in(stores: Stores) {
     let throttle = &stores.throttle;
     let k = ThrottleKey::budget(
@@ -529,6 +550,7 @@ for_each_backend!(
     a_password_hash_is_replaced_only_while_it_is_the_expected_one,
     failures_count_up_and_are_forgotten_when_cleared_or_expired,
     concurrent_failures_all_count,
+    a_noted_key_is_remembered_until_its_time,
     a_bucket_is_swapped_only_from_the_state_it_was_read_in,
     concurrent_swaps_from_one_state_have_exactly_one_winner,
 );

@@ -210,31 +210,52 @@ impl SessionRepository for InMemorySessions {
 enum Counter {
     Failures(FailureRecord),
     Bucket(BucketState),
+    Noted,
 }
 
 type Counters = HashMap<ThrottleKey, (Counter, DateTime<Utc>)>;
 
 /// At most this many counters (about 200 MB at worst); a flood of distinct networks and emails
 /// then evicts, first what has expired, then arbitrary entries. Eviction only ever forgives,
-/// so it can cost a flood's victim some protection, never a user their access.
+/// so a flood can cost its victims some protection, never a user their access. (MongoDB, the
+/// store for production, has no such cap.)
 const MAX_COUNTERS: usize = 1_000_000;
 
-#[derive(Default)]
 pub struct InMemoryThrottle {
     counters: Mutex<Counters>,
     purge: Purge,
+    capacity: usize,
 }
 
-/// Makes room for `key` in a full map.
-fn make_room(counters: &mut Counters, key: &ThrottleKey, now: DateTime<Utc>) {
-    if counters.len() < MAX_COUNTERS || counters.contains_key(key) {
+impl Default for InMemoryThrottle {
+    fn default() -> Self {
+        Self::with_capacity(MAX_COUNTERS)
+    }
+}
+
+impl InMemoryThrottle {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            counters: Mutex::default(),
+            purge: Purge::default(),
+            capacity: capacity.max(1),
+        }
+    }
+}
+
+/// Makes room for `key` in a full map: drops what has expired, and if that is not enough, a
+/// tenth of the rest, so that a full map costs one scan per many inserts, not one per insert.
+fn make_room(counters: &mut Counters, capacity: usize, key: &ThrottleKey, now: DateTime<Utc>) {
+    if counters.len() < capacity || counters.contains_key(key) {
         return;
     }
     counters.retain(|_, (_, forget_at)| now < *forget_at);
-    while counters.len() >= MAX_COUNTERS {
-        let Some(victim) = counters.keys().next().cloned() else {
-            return;
-        };
+    if counters.len() < capacity {
+        return;
+    }
+    let keep = capacity - capacity.div_ceil(10);
+    let victims: Vec<_> = counters.keys().skip(keep).cloned().collect();
+    for victim in victims {
         counters.remove(&victim);
     }
 }
@@ -282,14 +303,16 @@ impl ThrottleStore for InMemoryThrottle {
     ) -> Result<FailureRecord, StoreError> {
         let mut counters = self.lock(at);
         let count = match counters.get(key) {
-            Some((Counter::Failures(record), until)) if at < *until => record.count + 1,
+            Some((Counter::Failures(record), until)) if at < *until => {
+                record.count.saturating_add(1)
+            }
             _ => 1,
         };
         let record = FailureRecord {
             count,
             last_failure_at: at,
         };
-        make_room(&mut counters, key, at);
+        make_room(&mut counters, self.capacity, key, at);
         counters.insert(key.clone(), (Counter::Failures(record), forget_at));
         Ok(record)
     }
@@ -300,6 +323,21 @@ impl ThrottleStore for InMemoryThrottle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key);
         Ok(())
+    }
+
+    async fn remember(
+        &self,
+        key: &ThrottleKey,
+        forget_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut counters = self.lock(Utc::now());
+        make_room(&mut counters, self.capacity, key, Utc::now());
+        counters.insert(key.clone(), (Counter::Noted, forget_at));
+        Ok(())
+    }
+
+    async fn remembers(&self, key: &ThrottleKey, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(matches!(self.live(key, now), Some(Counter::Noted)))
     }
 
     async fn bucket(
@@ -329,7 +367,7 @@ impl ThrottleStore for InMemoryThrottle {
         if current != expected {
             return Ok(false);
         }
-        make_room(&mut counters, key, now);
+        make_room(&mut counters, self.capacity, key, now);
         counters.insert(key.clone(), (Counter::Bucket(next), forget_at));
         Ok(true)
     }
@@ -339,42 +377,55 @@ impl ThrottleStore for InMemoryThrottle {
 mod tests {
     use super::*;
 
+    fn key(n: u32) -> ThrottleKey {
+        ThrottleKey::budget(
+            latchkey_domain::BudgetAction::Login,
+            latchkey_domain::ClientNetwork::of(std::net::IpAddr::from(n.to_be_bytes())),
+        )
+    }
+
     #[test]
-    fn a_full_throttle_map_drops_expired_counters_first_then_any() {
+    fn a_full_throttle_map_drops_expired_counters_first_then_a_tenth_of_the_rest() {
         let now = Utc::now();
-        let key = |n: usize| {
-            ThrottleKey::budget(
-                latchkey_domain::BudgetAction::Login,
-                latchkey_domain::ClientNetwork::of(std::net::IpAddr::from(
-                    (n as u32).to_be_bytes(),
-                )),
-            )
-        };
         let bucket = |forget_at| (Counter::Bucket(BucketState(1)), forget_at);
-        let mut counters = Counters::new();
-        for n in 0..MAX_COUNTERS {
-            let forget_at = if n % 2 == 0 {
-                now - chrono::Duration::seconds(1)
-            } else {
-                now + chrono::Duration::hours(1)
-            };
-            counters.insert(key(n), bucket(forget_at));
-        }
-        make_room(&mut counters, &key(MAX_COUNTERS), now);
-        assert_eq!(
-            counters.len(),
-            MAX_COUNTERS / 2,
-            "only the expired half went"
+        let (expired, live) = (
+            now - chrono::Duration::seconds(1),
+            now + chrono::Duration::hours(1),
         );
-        for n in MAX_COUNTERS..MAX_COUNTERS * 3 / 2 {
-            counters.insert(key(n), bucket(now + chrono::Duration::hours(1)));
+        let mut counters = Counters::new();
+        for n in 0..100 {
+            counters.insert(key(n), bucket(if n % 2 == 0 { expired } else { live }));
         }
-        make_room(&mut counters, &key(usize::MAX), now);
-        assert_eq!(counters.len(), MAX_COUNTERS - 1);
+        make_room(&mut counters, 100, &key(1000), now);
+        assert_eq!(counters.len(), 50, "only the expired half went");
+        assert!(counters.values().all(|(_, forget_at)| *forget_at == live));
+        for n in 100..150 {
+            counters.insert(key(n), bucket(live));
+        }
+        make_room(&mut counters, 100, &key(1000), now);
+        assert_eq!(counters.len(), 90);
         // A key already present needs no room.
+        for n in 1000..1010 {
+            counters.insert(key(n), bucket(live));
+        }
         let present = counters.keys().next().cloned().unwrap();
-        counters.insert(key(usize::MAX), bucket(now));
-        make_room(&mut counters, &present, now);
-        assert_eq!(counters.len(), MAX_COUNTERS);
+        make_room(&mut counters, 100, &present, now);
+        assert_eq!(counters.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn the_cap_holds_through_the_store_operations() {
+        let throttle = InMemoryThrottle::with_capacity(10);
+        let now = Utc::now();
+        for n in 0..100 {
+            throttle
+                .record_failure(&key(n), now, now + chrono::Duration::hours(1))
+                .await
+                .unwrap();
+        }
+        let kept = throttle.counters.lock().unwrap().len();
+        assert!(kept <= 10, "{kept}");
+        // The newest is always kept.
+        assert!(throttle.failures(&key(99), now).await.unwrap().is_some());
     }
 }

@@ -551,6 +551,36 @@ impl ThrottleStore for MongoThrottle {
         .map_err(store_error)
     }
 
+    async fn remember(
+        &self,
+        key: &ThrottleKey,
+        forget_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let upsert = mongodb::options::UpdateOptions::builder()
+            .upsert(true)
+            .build();
+        let noted = timed(
+            self.timeout,
+            self.collection
+                .update_one(
+                    doc! { "_id": key.as_str() },
+                    doc! { "$set": { "expires_at": bson_time(forget_at) } },
+                )
+                .with_options(upsert),
+        )
+        .await;
+        match noted {
+            Ok(_) => Ok(()),
+            // A concurrent upsert inserted it first; this one's time is as good.
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn remembers(&self, key: &ThrottleKey, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(self.live(key, now).await?.is_some())
+    }
+
     async fn bucket(
         &self,
         key: &ThrottleKey,
