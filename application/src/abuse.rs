@@ -27,8 +27,8 @@ pub struct Budget {
 pub struct AbusePolicy {
     /// Failed logins to one account from one network.
     pub login_from_network: Backoff,
-    /// Failed logins to one account from anywhere; set high, so that guessing from one
-    /// network (which its own backoff slows first) cannot lock the owner out elsewhere.
+    /// Failed logins to one account from anywhere. Not applied on networks the account
+    /// logged in from lately, so that guessing cannot lock the owner out of them.
     pub login_account: Backoff,
     /// A failure count is forgotten this long after its last failure.
     pub forget_failures_after: chrono::Duration,
@@ -196,6 +196,13 @@ impl AuthService {
         }))
     }
 
+    /// How long a network an account logged in from stays exempt from the account's block:
+    /// longer than a session can last, so that an owner who logs in only when their session
+    /// ends still finds the networks they use remembered.
+    fn known_network_memory(&self) -> chrono::Duration {
+        self.policy.session_max_age + chrono::Duration::days(30)
+    }
+
     /// After a successful login: the attempt was no failure, earlier ones are forgiven, and
     /// the network is remembered as one the account uses. Best effort: a store error here
     /// must not turn a right password into an error.
@@ -207,16 +214,13 @@ impl AuthService {
             }
         }
         if let Err(error) = throttle
-            .remember(&claim.known, now + KNOWN_NETWORK_MEMORY)
+            .remember(&claim.known, now, now + self.known_network_memory())
             .await
         {
             tracing::warn!(%error, "network of a successful login not remembered");
         }
     }
 }
-
-/// How long a network an account logged in from stays exempt from the account's block.
-const KNOWN_NETWORK_MEMORY: chrono::Duration = chrono::Duration::days(30);
 
 /// The failure counters a login attempt was counted under, and where a success is noted.
 #[derive(Debug)]

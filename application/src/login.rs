@@ -467,11 +467,12 @@ mod tests {
             .returning(|_| Ok(()));
         throttle
             .expect_remember()
-            .withf(|key, until| {
-                key.as_str().starts_with("known:") && *until == t0() + chrono::Duration::days(30)
+            .withf(|key, _, until| {
+                // Past the session's 30-day maximum age, by another 30 days.
+                key.as_str().starts_with("known:") && *until == t0() + chrono::Duration::days(60)
             })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         mocks.throttle = Some(throttle);
         expect_session(&mut mocks);
         mocks
@@ -667,7 +668,10 @@ mod tests {
             .expect_clear_failures()
             .times(2)
             .returning(|_| Ok(()));
-        throttle.expect_remember().times(1).returning(|_, _| Ok(()));
+        throttle
+            .expect_remember()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
         mocks.throttle = Some(throttle);
         expect_session(&mut mocks);
         assert!(mocks
@@ -721,7 +725,7 @@ mod tests {
             .returning(|_| Err(StoreError("down".into())));
         throttle
             .expect_remember()
-            .returning(|_, _| Err(StoreError("down".into())));
+            .returning(|_, _, _| Err(StoreError("down".into())));
         mocks.throttle = Some(throttle);
         expect_session(&mut mocks);
         assert!(mocks
@@ -729,5 +733,37 @@ mod tests {
             .login(command("user1@example.com", "right password"))
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_known_network_is_still_held_by_its_own_backoff() {
+        let mut mocks = Mocks::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
+        let mut throttle = MockThrottleStore::new();
+        // The owner's network (say, a shared office address) failed 8 times, the last 3 s ago:
+        // 5 s of its 8 s wait remain, whatever the account says.
+        throttle.expect_failures().returning(|key, _| {
+            Ok(Some(if key.as_str().ends_with(":unknown") {
+                failures(8, 3)
+            } else {
+                failures(60, 1)
+            }))
+        });
+        throttle.expect_remembers().returning(|_, _| Ok(true));
+        throttle.expect_record_failure().never();
+        mocks.throttle = Some(throttle);
+        mocks.hasher.expect_verify().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap_err();
+        let LoginError::Throttled(throttled) = err else {
+            panic!("expected a throttled login, got {err:?}")
+        };
+        assert_eq!(throttled.retry_after_secs(), 5);
     }
 }

@@ -135,7 +135,12 @@ impl ThrottleStore for NeverThrottled {
     async fn clear_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn remember(&self, _: &ThrottleKey, _: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn remember(
+        &self,
+        _: &ThrottleKey,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
     async fn remembers(&self, _: &ThrottleKey, _: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -128,9 +128,13 @@ pub trait ThrottleStore: Send + Sync {
         forget_at: DateTime<Utc>,
     ) -> Result<FailureRecord, StoreError>;
     async fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
-    /// Notes that `key` happened, until `forget_at` (a later call moves it).
-    async fn remember(&self, key: &ThrottleKey, forget_at: DateTime<Utc>)
-        -> Result<(), StoreError>;
+    /// Notes `key` at `now` until `forget_at` (a later call moves it).
+    async fn remember(
+        &self,
+        key: &ThrottleKey,
+        now: DateTime<Utc>,
+        forget_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Whether `key` is noted and not forgotten by `now`.
     async fn remembers(&self, key: &ThrottleKey, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// A token bucket's state, unless forgotten by `now`.

@@ -440,7 +440,7 @@ async fn a_noted_key_is_remembered_until_its_time(stores: Stores) {
     let t = now();
     assert!(!throttle.remembers(&k, t).await.unwrap());
     throttle
-        .remember(&k, t + Duration::minutes(1))
+        .remember(&k, t, t + Duration::minutes(1))
         .await
         .unwrap();
     assert!(throttle.remembers(&k, t).await.unwrap());
@@ -449,7 +449,7 @@ async fn a_noted_key_is_remembered_until_its_time(stores: Stores) {
     assert!(!throttle.remembers(&k, later).await.unwrap());
     // Noting it again moves its time, also after it was forgotten (before any purge).
     throttle
-        .remember(&k, later + Duration::minutes(1))
+        .remember(&k, later, later + Duration::minutes(1))
         .await
         .unwrap();
     assert!(throttle.remembers(&k, later).await.unwrap());

@@ -125,9 +125,10 @@ enum LoginResponse {
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
     /// `rate_limited`: too many logins from this network; `too_many_failed_logins`: too many
-    /// wrong passwords for this account from this network (or, far more, from anywhere), answered
-    /// alike whether or not the account exists. Retry after `Retry-After` seconds; the wait
-    /// doubles with every further failure, up to a cap.
+    /// failed attempts for this account from this network, or from anywhere (not applied on
+    /// networks the account logged in from lately), or more at the same moment than its free
+    /// ones. Unknown emails are counted like registered ones. Retry after `Retry-After`
+    /// seconds; the wait doubles with every further failure, up to a cap.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
     /// `internal_error`.

@@ -215,10 +215,9 @@ enum Counter {
 
 type Counters = HashMap<ThrottleKey, (Counter, DateTime<Utc>)>;
 
-/// At most this many counters (about 200 MB at worst); a flood of distinct networks and emails
-/// then evicts, first what has expired, then arbitrary entries. Eviction only ever forgives,
-/// so a flood can cost its victims some protection, never a user their access. (MongoDB, the
-/// store for production, has no such cap.)
+/// At most this many entries (about 200 MB at worst); a flood of distinct networks and emails
+/// then evicts, first what has expired, then counters (which only forgives), and notes of
+/// known networks last. (MongoDB, the store for production, has no such cap.)
 const MAX_COUNTERS: usize = 1_000_000;
 
 pub struct InMemoryThrottle {
@@ -245,6 +244,8 @@ impl InMemoryThrottle {
 
 /// Makes room for `key` in a full map: drops what has expired, and if that is not enough, a
 /// tenth of the rest, so that a full map costs one scan per many inserts, not one per insert.
+/// Counters go before notes of networks an account logged in from: dropping a counter only
+/// forgives, dropping a note could hold an owner by the account's block.
 fn make_room(counters: &mut Counters, capacity: usize, key: &ThrottleKey, now: DateTime<Utc>) {
     if counters.len() < capacity || counters.contains_key(key) {
         return;
@@ -253,8 +254,21 @@ fn make_room(counters: &mut Counters, capacity: usize, key: &ThrottleKey, now: D
     if counters.len() < capacity {
         return;
     }
-    let keep = capacity - capacity.div_ceil(10);
-    let victims: Vec<_> = counters.keys().skip(keep).cloned().collect();
+    let excess = counters.len() - (capacity - capacity.div_ceil(10));
+    let mut victims: Vec<_> = counters
+        .iter()
+        .filter(|(_, (counter, _))| !matches!(counter, Counter::Noted))
+        .map(|(key, _)| key.clone())
+        .take(excess)
+        .collect();
+    if victims.len() < excess {
+        let notes = counters
+            .iter()
+            .filter(|(_, (counter, _))| matches!(counter, Counter::Noted))
+            .map(|(key, _)| key.clone())
+            .take(excess - victims.len());
+        victims.extend(notes.collect::<Vec<_>>());
+    }
     for victim in victims {
         counters.remove(&victim);
     }
@@ -328,10 +342,11 @@ impl ThrottleStore for InMemoryThrottle {
     async fn remember(
         &self,
         key: &ThrottleKey,
+        now: DateTime<Utc>,
         forget_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut counters = self.lock(Utc::now());
-        make_room(&mut counters, self.capacity, key, Utc::now());
+        let mut counters = self.lock(now);
+        make_room(&mut counters, self.capacity, key, now);
         counters.insert(key.clone(), (Counter::Noted, forget_at));
         Ok(())
     }
@@ -411,6 +426,26 @@ mod tests {
         let present = counters.keys().next().cloned().unwrap();
         make_room(&mut counters, 100, &present, now);
         assert_eq!(counters.len(), 100);
+    }
+
+    #[test]
+    fn notes_of_known_networks_go_last() {
+        let now = Utc::now();
+        let live = now + chrono::Duration::hours(1);
+        let mut counters = Counters::new();
+        for n in 0..10 {
+            counters.insert(key(n), (Counter::Noted, live));
+        }
+        for n in 10..20 {
+            counters.insert(key(n), (Counter::Bucket(BucketState(1)), live));
+        }
+        make_room(&mut counters, 20, &key(99), now);
+        assert_eq!(counters.len(), 18);
+        let notes = counters
+            .values()
+            .filter(|(counter, _)| matches!(counter, Counter::Noted))
+            .count();
+        assert_eq!(notes, 10);
     }
 
     #[tokio::test]

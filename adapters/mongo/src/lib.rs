@@ -393,8 +393,9 @@ impl SessionRepository for MongoSessions {
     }
 }
 
-/// Counters for abuse defence: one document per key, `{count, last_failure_at}` for failures
-/// or `{tat}` for a token bucket, removed by the TTL index after `expires_at`. The TTL monitor
+/// Counters for abuse defence: one document per key, `{count, last_failure_at}` for failures,
+/// `{tat}` for a token bucket, or only `expires_at` for a note (a network an account logged in
+/// from), removed by the TTL index after `expires_at`. The TTL monitor
 /// runs about once a minute, so every read and write also treats an expired document as absent.
 /// Every change is one atomic single-document operation, so instances sharing the database
 /// count as one.
@@ -554,6 +555,7 @@ impl ThrottleStore for MongoThrottle {
     async fn remember(
         &self,
         key: &ThrottleKey,
+        _now: DateTime<Utc>,
         forget_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let upsert = mongodb::options::UpdateOptions::builder()
