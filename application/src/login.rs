@@ -365,6 +365,41 @@ mod tests {
         }
     }
 
+    /// Logs in where the stored counts say to wait; asserts that nothing is counted or hashed
+    /// and returns the wait in seconds.
+    async fn wait_before_any_hash(
+        mut mocks: Mocks,
+        network: FailureRecord,
+        account: FailureRecord,
+        known_network: bool,
+        password: &str,
+    ) -> u64 {
+        let mut throttle = MockThrottleStore::new();
+        throttle.expect_failures().returning(move |key, _| {
+            Ok(Some(if key.as_str().ends_with(":unknown") {
+                network
+            } else {
+                account
+            }))
+        });
+        throttle
+            .expect_remembers()
+            .returning(move |_, _| Ok(known_network));
+        throttle.expect_record_failure().never();
+        mocks.throttle = Some(throttle);
+        mocks.hasher.expect_verify().never();
+        mocks.hasher.expect_dummy_hash().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", password))
+            .await
+            .unwrap_err();
+        let LoginError::Throttled(throttled) = err else {
+            panic!("expected a throttled login, got {err:?}")
+        };
+        throttled.retry_after_secs()
+    }
+
     fn failures(count: u32, seconds_ago: i64) -> FailureRecord {
         FailureRecord {
             count,
@@ -381,36 +416,13 @@ mod tests {
                 .users
                 .expect_find_by_email()
                 .returning(move |_| Ok(found.clone()));
-            let mut throttle = MockThrottleStore::new();
             // The network's six failures asked for 2 s, long past; the account's sixty ask for
-            // 2^10 s, capped at 15 minutes, from 3 s ago. The longer wait wins.
-            throttle.expect_failures().returning(|key, _| {
-                let from_network = key.as_str().ends_with(":unknown");
-                Ok(Some(if from_network {
-                    failures(6, 10)
-                } else {
-                    failures(60, 3)
-                }))
-            });
-            // Not a network the account logged in from lately: the account's block holds.
-            throttle.expect_remembers().returning(|_, _| Ok(false));
-            throttle.expect_record_failure().never();
-            mocks.throttle = Some(throttle);
-            mocks.hasher.expect_verify().never();
-            mocks.hasher.expect_dummy_hash().never();
-            let err = mocks
-                .service()
-                .login(command("user1@example.com", "whatever password"))
-                .await
-                .unwrap_err();
-            let LoginError::Throttled(throttled) = err else {
-                panic!("expected a throttled login, got {err:?}")
-            };
-            assert_eq!(
-                throttled.retry_after_secs(),
-                900 - 3,
-                "capped at 15 minutes"
-            );
+            // 2^10 s, capped at 15 minutes, from 3 s ago. The longer wait wins, as the network is
+            // not one the account logged in from lately.
+            let wait =
+                wait_before_any_hash(mocks, failures(6, 10), failures(60, 3), false, "a guess")
+                    .await;
+            assert_eq!(wait, 900 - 3, "capped at 15 minutes");
         }
     }
 
@@ -742,28 +754,16 @@ mod tests {
             .users
             .expect_find_by_email()
             .returning(|_| Ok(Some(user(1))));
-        let mut throttle = MockThrottleStore::new();
         // The owner's network (say, a shared office address) failed 8 times, the last 3 s ago:
         // 5 s of its 8 s wait remain, whatever the account says.
-        throttle.expect_failures().returning(|key, _| {
-            Ok(Some(if key.as_str().ends_with(":unknown") {
-                failures(8, 3)
-            } else {
-                failures(60, 1)
-            }))
-        });
-        throttle.expect_remembers().returning(|_, _| Ok(true));
-        throttle.expect_record_failure().never();
-        mocks.throttle = Some(throttle);
-        mocks.hasher.expect_verify().never();
-        let err = mocks
-            .service()
-            .login(command("user1@example.com", "right password"))
-            .await
-            .unwrap_err();
-        let LoginError::Throttled(throttled) = err else {
-            panic!("expected a throttled login, got {err:?}")
-        };
-        assert_eq!(throttled.retry_after_secs(), 5);
+        let wait = wait_before_any_hash(
+            mocks,
+            failures(8, 3),
+            failures(60, 1),
+            true,
+            "right password",
+        )
+        .await;
+        assert_eq!(wait, 5);
     }
 }
