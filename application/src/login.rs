@@ -241,10 +241,7 @@ mod tests {
     #[tokio::test]
     async fn login_with_a_wrong_password_is_invalid_credentials_and_issues_nothing() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(false));
         mocks.sessions.expect_insert().never();
         mocks.refresh_tokens.expect_insert().never();
@@ -333,6 +330,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, LoginError::InvalidPassword(_)));
+    }
+
+    fn finds_user1(mocks: &mut Mocks) {
+        mocks
+            .users
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(user(1))));
     }
 
     /// A successful login's session and tokens, for tests about what happens around them.
@@ -429,10 +433,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_password_counts_a_failure_for_the_network_and_for_the_account() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(false));
         let mut throttle = MockThrottleStore::new();
         throttle
@@ -458,10 +459,7 @@ mod tests {
     #[tokio::test]
     async fn a_success_resets_both_counts() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
         mocks.hasher.expect_needs_rehash().return_const(false);
         let mut throttle = MockThrottleStore::new();
@@ -497,10 +495,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_with_other_parameters_is_replaced_after_a_successful_login() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
         mocks.hasher.expect_needs_rehash().return_const(true);
         mocks
@@ -530,10 +525,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_upgrade_does_not_fail_the_login() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
         mocks.hasher.expect_needs_rehash().return_const(true);
         mocks
@@ -552,10 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_of_the_unnormalised_password_still_matches_and_is_upgraded() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         // Stored before normalisation: a hash of the ligature itself.
         mocks
             .hasher
@@ -614,10 +603,7 @@ mod tests {
     #[tokio::test]
     async fn of_concurrent_attempts_let_through_on_one_state_only_the_first_to_count_goes_on() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         let mut throttle = MockThrottleStore::new();
         // Five failures from this network, the wait after them long over: one attempt is due.
         throttle
@@ -645,10 +631,7 @@ mod tests {
     #[tokio::test]
     async fn a_network_the_account_logged_in_from_lately_is_not_held_by_the_accounts_block() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
         mocks.hasher.expect_needs_rehash().return_const(false);
         let mut throttle = MockThrottleStore::new();
@@ -696,10 +679,7 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_is_counted_even_when_checking_its_password_fails() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks
             .hasher
             .expect_verify()
@@ -723,10 +703,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_failure_while_forgiving_does_not_fail_a_right_password() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         mocks.hasher.expect_verify().returning(|_, _| Ok(true));
         mocks.hasher.expect_needs_rehash().return_const(false);
         let mut throttle = MockThrottleStore::new();
@@ -750,10 +727,7 @@ mod tests {
     #[tokio::test]
     async fn a_known_network_is_still_held_by_its_own_backoff() {
         let mut mocks = Mocks::new();
-        mocks
-            .users
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(user(1))));
+        finds_user1(&mut mocks);
         // The owner's network (say, a shared office address) failed 8 times, the last 3 s ago:
         // 5 s of its 8 s wait remain, whatever the account says.
         let wait = wait_before_any_hash(
@@ -765,5 +739,31 @@ mod tests {
         )
         .await;
         assert_eq!(wait, 5);
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_between_the_two_counts_fails_the_login_before_any_hash() {
+        let mut mocks = Mocks::new();
+        finds_user1(&mut mocks);
+        let mut throttle = MockThrottleStore::new();
+        throttle.expect_failures().returning(|_, _| Ok(None));
+        throttle.expect_record_failure().returning(|key, at, _| {
+            if key.as_str().ends_with(":unknown") {
+                Ok(FailureRecord {
+                    count: 1,
+                    last_failure_at: at,
+                })
+            } else {
+                Err(StoreError("connection reset".into()))
+            }
+        });
+        mocks.throttle = Some(throttle);
+        mocks.hasher.expect_verify().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::Store(_)), "{err:?}");
     }
 }

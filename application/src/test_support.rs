@@ -93,9 +93,9 @@ pub fn abuse_policy() -> AbusePolicy {
     }
 }
 
-struct NothingCommon;
+struct OnlyPassword123IsCommon;
 
-impl CommonPasswords for NothingCommon {
+impl CommonPasswords for OnlyPassword123IsCommon {
     fn contains(&self, lowercase: &str) -> bool {
         lowercase == "password123"
     }
@@ -105,7 +105,7 @@ pub fn password_policy() -> PasswordPolicy {
     PasswordPolicy {
         min_chars: 8,
         service_name: "latchkey".into(),
-        common: Arc::new(NothingCommon),
+        common: Arc::new(OnlyPassword123IsCommon),
     }
 }
 

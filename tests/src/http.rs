@@ -141,28 +141,29 @@ impl Spawn {
 
     pub async fn spawn(mut self) -> TestApp {
         crate::init_test_logs();
+        assert!(
+            self.shared_store.is_none() || self.wrap_stores.is_none(),
+            "a shared store is opened as configured, so it cannot be wrapped"
+        );
         let database = match (self.backend, &self.shared_store) {
             (Backend::Mongo, None) => Some(TestDatabase::create().await),
             _ => None,
         };
-        let built = match (&database, self.wrap_stores) {
-            _ if self.shared_store.is_some() => {
-                let (uri, name) = self.shared_store.clone().unwrap_or_default();
+        let mongo = self.shared_store.clone().or_else(|| {
+            database
+                .as_ref()
+                .map(|database| (database.uri().to_owned(), database.name().to_owned()))
+        });
+        let built = match (mongo, self.wrap_stores) {
+            // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
+            (Some((uri, name)), None) => {
                 self.config.store.backend = StoreConfig::Mongo {
                     uri,
                     database: Some(name),
                 };
                 build(&self.config).await
             }
-            // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
-            (Some(database), None) => {
-                self.config.store.backend = StoreConfig::Mongo {
-                    uri: database.uri().to_owned(),
-                    database: Some(database.name().to_owned()),
-                };
-                build(&self.config).await
-            }
-            (database, wrap) => {
+            (_, wrap) => {
                 let stores = database
                     .as_ref()
                     .map_or_else(Stores::in_memory, |database| Stores::mongo(&database.store));

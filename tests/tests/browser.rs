@@ -50,6 +50,19 @@ impl Site {
     fn url(&self, path: &str) -> String {
         self.app.url(path)
     }
+
+    /// Exchanges a refresh token behind the browser's back, as another client would.
+    async fn refresh(
+        &self,
+        refresh_token: String,
+    ) -> Result<latchkey_application::TokenPair, latchkey_application::RefreshError> {
+        self.service
+            .refresh(RefreshCommand {
+                refresh_token,
+                client: ClientNetwork::Unknown,
+            })
+            .await
+    }
 }
 
 async fn start_site() -> Site {
@@ -380,11 +393,7 @@ impl Browser {
             .stored("latchkey.refresh_token")
             .await
             .expect("a stored refresh token");
-        site.service
-            .refresh(RefreshCommand {
-                refresh_token,
-                client: ClientNetwork::Unknown,
-            })
+        site.refresh(refresh_token)
             .await
             .expect("the stored refresh token works");
     }
@@ -497,13 +506,7 @@ async fn a_user_signs_up_stays_signed_in_through_expiry_and_is_sent_to_login_whe
     browser.click("#logout").await;
     browser.wait_for_path("/login").await;
     assert_eq!(browser.stored("latchkey.refresh_token").await, None);
-    let refused = site
-        .service
-        .refresh(RefreshCommand {
-            refresh_token,
-            client: ClientNetwork::Unknown,
-        })
-        .await;
+    let refused = site.refresh(refresh_token).await;
     assert!(refused.is_err(), "logging out revokes the session");
     assert!(
         site.service.authenticate(&access).await.is_err(),
@@ -544,11 +547,7 @@ async fn two_tabs_stay_signed_in_when_their_refresh_token_was_rotated_moments_ea
     // Rotated behind the tabs' backs, as by a refresh whose answer was lost: inside the reuse
     // grace window the server still honours the token the tabs hold.
     let stored = browser.stored("latchkey.refresh_token").await.unwrap();
-    site.service
-        .refresh(RefreshCommand {
-            refresh_token: stored,
-            client: ClientNetwork::Unknown,
-        })
+    site.refresh(stored)
         .await
         .expect("the stored refresh token rotates");
     browser
@@ -581,13 +580,7 @@ async fn logging_out_after_the_access_token_expired_ends_the_session_on_the_serv
     browser.click("#logout").await;
     browser.wait_for_path("/login").await;
     assert_eq!(browser.stored("latchkey.refresh_token").await, None);
-    let refused = site
-        .service
-        .refresh(RefreshCommand {
-            refresh_token,
-            client: ClientNetwork::Unknown,
-        })
-        .await;
+    let refused = site.refresh(refresh_token).await;
     assert!(refused.is_err(), "the session is over: {refused:?}");
     browser.close().await;
 }

@@ -55,14 +55,6 @@ impl SecListsCommonPasswords {
     fn unpacked(&self) -> &Unpacked {
         self.unpacked.get_or_init(Unpacked::load)
     }
-
-    pub fn len(&self) -> usize {
-        self.unpacked().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl CommonPasswords for SecListsCommonPasswords {
