@@ -1,6 +1,7 @@
 //! latchkey's use cases, one module each, written against the domain's ports only.
 
 mod abuse;
+mod account;
 mod authenticate;
 mod current_user;
 mod login;
@@ -9,9 +10,11 @@ mod readiness;
 mod refresh;
 mod register;
 mod service;
+mod sessions;
 mod tokens;
 
 pub use abuse::{AbusePolicy, Budget, Throttled};
+pub use account::{AccountError, ChangePasswordCommand, DeleteAccountCommand};
 pub use authenticate::AuthenticateError;
 pub use current_user::CurrentUserError;
 pub use login::{LoginCommand, LoginError};
@@ -19,6 +22,7 @@ pub use logout::LogoutCommand;
 pub use refresh::{RefreshCommand, RefreshError};
 pub use register::{RegisterCommand, RegisterError};
 pub use service::{AuthService, Policies, Ports, SessionPolicy};
+pub use sessions::{EndSessionError, SessionSummary};
 pub use tokens::TokenPair;
 
 #[cfg(test)]

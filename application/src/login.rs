@@ -2,7 +2,7 @@ use crate::{AuthService, Throttled, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
     BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, Password, PasswordError,
-    PasswordHash, RefreshTokenSecret, SessionRecord, User,
+    PasswordHash, RefreshTokenSecret, SessionOrigin, SessionRecord, User,
 };
 
 #[derive(Debug)]
@@ -10,6 +10,8 @@ pub struct LoginCommand {
     pub email: String,
     pub password: String,
     pub client: ClientNetwork,
+    /// The `User-Agent` header, shown to the owner in their list of sessions.
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +84,11 @@ impl AuthService {
             return Err(LoginError::InvalidCredentials);
         };
         self.forgive_login_failures(claim, now).await;
+        let mut checked_hash = user.password_hash.clone();
         if matched == Matched::AsSent || self.ports.hasher.needs_rehash(&user.password_hash) {
-            self.upgrade_hash(&user, &password).await;
+            if let Some(upgraded) = self.upgrade_hash(&user, &password).await {
+                checked_hash = upgraded;
+            }
         }
         let session = SessionRecord {
             id: FamilyId::from_uuid(self.ports.random.uuid()),
@@ -91,8 +96,14 @@ impl AuthService {
             created_at: now,
             expires_at: now + self.policy.session_max_age,
             revoked_at: None,
+            origin: SessionOrigin::new(
+                command.user_agent.as_deref(),
+                (command.client != ClientNetwork::Unknown).then(|| command.client.to_string()),
+            ),
         };
         self.ports.sessions.insert(&session).await?;
+        self.end_if_password_changed(&session, &checked_hash)
+            .await?;
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let tokens = self
             .issue_tokens(&user, &session, refresh_token)
@@ -109,10 +120,36 @@ impl AuthService {
         Ok(tokens)
     }
 
+    /// A password change or an account deletion that landed while this login checked the old
+    /// password ends every session it can see; one stored after that must end itself. Read
+    /// after the session was stored, the account tells: either it still has the hash this
+    /// login checked, or the session was stored before the change and the change revokes it.
+    async fn end_if_password_changed(
+        &self,
+        session: &SessionRecord,
+        checked_hash: &PasswordHash,
+    ) -> Result<(), LoginError> {
+        match self.ports.users.find_by_id(session.user_id).await? {
+            Some(account) if account.password_hash == *checked_hash => Ok(()),
+            _ => {
+                self.ports
+                    .sessions
+                    .revoke(session.id, self.ports.clock.now())
+                    .await?;
+                tracing::info!(
+                    user_id = %session.user_id,
+                    session = %session.id,
+                    "login ended at once: its password was changed or its account deleted meanwhile"
+                );
+                Err(LoginError::InvalidCredentials)
+            }
+        }
+    }
+
     /// Which form of the password matched `hash`, if any. Hashes stored before passwords were
     /// NFKC-normalised were computed over the password as sent; the normalised form is tried
     /// first, and the form as sent only when it differs (a second hash for those alone).
-    async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: &Password,
         hash: &PasswordHash,
@@ -130,12 +167,13 @@ impl AuthService {
 
     /// Re-hashes a just-verified password with today's parameters over its normalised form.
     /// Best effort: the login succeeds whatever happens here, and the next login tries again.
-    async fn upgrade_hash(&self, user: &User, password: &Password) {
+    /// Returns the new hash when it was stored.
+    async fn upgrade_hash(&self, user: &User, password: &Password) -> Option<PasswordHash> {
         let upgraded = match self.ports.hasher.hash(password).await {
             Ok(hash) => hash,
             Err(error) => {
                 tracing::warn!(user_id = %user.id, %error, "password hash not upgraded");
-                return;
+                return None;
             }
         };
         match self
@@ -144,16 +182,22 @@ impl AuthService {
             .replace_password_hash(user.id, &user.password_hash, &upgraded)
             .await
         {
-            Ok(true) => tracing::info!(user_id = %user.id, "password hash upgraded"),
+            Ok(true) => {
+                tracing::info!(user_id = %user.id, "password hash upgraded");
+                Some(upgraded)
+            }
             // The password changed meanwhile; its new hash is already current.
-            Ok(false) => {}
-            Err(error) => tracing::warn!(user_id = %user.id, %error, "password hash not upgraded"),
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(user_id = %user.id, %error, "password hash not upgraded");
+                None
+            }
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Matched {
+pub(crate) enum Matched {
     Normalized,
     AsSent,
 }
@@ -169,6 +213,7 @@ mod tests {
             email: email.into(),
             password: password.into(),
             client: ClientNetwork::Unknown,
+            user_agent: Some("TestBrowser/1.0".into()),
         }
     }
 
@@ -190,6 +235,7 @@ mod tests {
         mocks.hasher.expect_needs_rehash().return_const(false);
         mocks.random.expect_secret_bytes().return_const([9u8; 32]);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        account_hash_on_reread(&mut mocks, user(1).password_hash);
         let expected_hash =
             latchkey_domain::RefreshTokenSecret::from_random_bytes([9u8; 32]).hash();
         mocks
@@ -200,6 +246,8 @@ mod tests {
                     && s.user_id == UserId::from_uuid(fixed_uuid(1))
                     && s.expires_at == t0() + chrono::Duration::days(30)
                     && s.revoked_at.is_none()
+                    && s.origin.user_agent.as_deref() == Some("TestBrowser/1.0")
+                    && s.origin.address.is_none()
             })
             .times(1)
             .returning(|_| Ok(()));
@@ -296,6 +344,7 @@ mod tests {
             .access_tokens
             .expect_encode()
             .returning(|_| Ok("jwt".into()));
+        account_hash_on_reread(&mut mocks, user(1).password_hash);
         let pair = mocks
             .service()
             .login(command(" josé@BÜCHER.de ", "right password"))
@@ -341,6 +390,13 @@ mod tests {
 
     /// A successful login's session and tokens, for tests about what happens around them.
     fn expect_session(mocks: &mut Mocks) {
+        expect_session_then_account_hash(mocks, user(1).password_hash);
+    }
+
+    /// Like `expect_session`, where the account holds `hash` when re-read after the session
+    /// was stored.
+    fn expect_session_then_account_hash(mocks: &mut Mocks, hash: PasswordHash) {
+        account_hash_on_reread(mocks, hash);
         mocks.random.expect_secret_bytes().return_const([9u8; 32]);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
         mocks.sessions.expect_insert().returning(|_| Ok(()));
@@ -349,6 +405,51 @@ mod tests {
             .access_tokens
             .expect_encode()
             .returning(|_| Ok("jwt".into()));
+    }
+
+    fn account_hash_on_reread(mocks: &mut Mocks, hash: PasswordHash) {
+        mocks.users.expect_find_by_id().returning(move |_| {
+            Ok(Some(User {
+                password_hash: hash.clone(),
+                ..user(1)
+            }))
+        });
+    }
+
+    #[tokio::test]
+    async fn a_login_that_checked_a_password_changed_meanwhile_ends_its_own_session() {
+        for reread in [Some("$argon2id$changed"), None] {
+            let mut mocks = Mocks::new();
+            finds_user1(&mut mocks);
+            mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+            mocks.hasher.expect_needs_rehash().return_const(false);
+            mocks.random.expect_uuid().return_const(fixed_uuid(42));
+            mocks
+                .sessions
+                .expect_insert()
+                .times(1)
+                .returning(|_| Ok(()));
+            mocks.users.expect_find_by_id().returning(move |_| {
+                Ok(reread.map(|hash| User {
+                    password_hash: PasswordHash::new(hash.into()),
+                    ..user(1)
+                }))
+            });
+            mocks
+                .sessions
+                .expect_revoke()
+                .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
+                .times(1)
+                .returning(|_, _| Ok(true));
+            mocks.refresh_tokens.expect_insert().never();
+            mocks.access_tokens.expect_encode().never();
+            let err = mocks
+                .service()
+                .login(command("user1@example.com", "old password"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, LoginError::InvalidCredentials), "{reread:?}");
+        }
     }
 
     /// What `record_failure` answers: the failure was counted as the `count`-th.
@@ -514,7 +615,11 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| Ok(true));
-        expect_session(&mut mocks);
+        // The login's own upgrade is no password change.
+        expect_session_then_account_hash(
+            &mut mocks,
+            PasswordHash::new("$argon2id$stronger".into()),
+        );
         mocks
             .service()
             .login(command("user1@example.com", "right password"))
@@ -562,7 +667,10 @@ mod tests {
             .expect_replace_password_hash()
             .times(1)
             .returning(|_, _, _| Ok(true));
-        expect_session(&mut mocks);
+        expect_session_then_account_hash(
+            &mut mocks,
+            PasswordHash::new("$argon2id$normalised".into()),
+        );
         mocks
             .service()
             .login(command("user1@example.com", "the ﬁnest password"))

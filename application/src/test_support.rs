@@ -56,6 +56,7 @@ pub fn active_session(owner: &User, family_n: u8) -> SessionRecord {
         created_at: t0() - chrono::Duration::days(1),
         expires_at: t0() + chrono::Duration::days(29),
         revoked_at: None,
+        origin: Default::default(),
     }
 }
 

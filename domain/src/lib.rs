@@ -18,6 +18,6 @@ pub use throttle::{
 };
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
-    SessionRecord, TokenRejection,
+    SessionOrigin, SessionRecord, TokenRejection,
 };
 pub use user::{Role, User, UserId};

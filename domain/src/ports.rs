@@ -39,6 +39,8 @@ pub trait UserRepository: Send + Sync {
         current: &PasswordHash,
         new: &PasswordHash,
     ) -> Result<bool, StoreError>;
+    /// Removes the account for good; its email may register again. Returns whether it existed.
+    async fn delete(&self, id: UserId) -> Result<bool, StoreError>;
     /// Cheap round trip used by the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -64,6 +66,15 @@ pub trait RefreshTokenRepository: Send + Sync {
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// The user's tokens not exchanged yet: the newest link of each of their sessions' chains
+    /// (a few more while a rotation is in flight). Their `issued_at` is when each session was
+    /// last refreshed.
+    async fn unexchanged_of_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<RefreshTokenRecord>, StoreError>;
+    /// Forgets every token of the user (the account is being deleted).
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError>;
 }
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
@@ -75,6 +86,23 @@ pub trait SessionRepository: Send + Sync {
     /// Sets `revoked_at` if it is not set yet (revocation is permanent and keeps its first
     /// time). Returns `true` for the call that revoked it.
     async fn revoke(&self, id: FamilyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The user's sessions that are neither revoked nor past their end at `now`, newest first.
+    async fn list_active(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Revokes every session of the user not revoked yet, except `keep`, in one write.
+    /// Returns how many it revoked.
+    async fn revoke_all_of_user(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+        keep: Option<FamilyId>,
+    ) -> Result<u64, StoreError>;
+    /// Forgets every session of the user (the account is being deleted): their tokens stop
+    /// working as if revoked.
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 /// One login's chain of refresh tokens. Every rotation stays in the family; reuse of a rotated
 /// token revokes the whole family, which is the session.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct FamilyId(Uuid);
 
 impl FamilyId {
@@ -120,11 +120,47 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
     /// Set once, when the session ended before its time (logout, reuse detected, ...).
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Where the login came from, so that its owner can tell sessions apart.
+    pub origin: SessionOrigin,
 }
 
 impl SessionRecord {
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// What a login said about itself: shown to the account's owner in their list of sessions.
+/// Neither part is trusted for anything else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// The `User-Agent` header, cut to [`SessionOrigin::MAX_USER_AGENT_CHARS`], without
+    /// control characters.
+    pub user_agent: Option<String>,
+    /// The client's address as the abuse defence sees it (an IPv6 client's /64).
+    pub address: Option<String>,
+}
+
+impl SessionOrigin {
+    pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+    /// Keeps what a person needs to recognise a device, and nothing that could break a page or
+    /// a log line, nor fill the store.
+    pub fn new(user_agent: Option<&str>, address: Option<String>) -> Self {
+        let user_agent = user_agent
+            .map(|raw| {
+                raw.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::MAX_USER_AGENT_CHARS)
+                    .collect::<String>()
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|ua| !ua.is_empty());
+        Self {
+            user_agent,
+            address,
+        }
     }
 }
 
@@ -173,6 +209,17 @@ mod tests {
         let hash = RefreshTokenSecret::from_random_bytes([1u8; 32]).hash();
         assert_eq!(RefreshTokenHash::from_hex(&hash.to_hex()), Some(hash));
         assert_eq!(RefreshTokenHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn a_sessions_user_agent_is_cut_and_cleaned() {
+        let long = format!("Mozilla\u{0}\n{}", "x".repeat(1000));
+        let origin = SessionOrigin::new(Some(&long), Some("203.0.113.7".into()));
+        let ua = origin.user_agent.unwrap();
+        assert_eq!(ua.chars().count(), SessionOrigin::MAX_USER_AGENT_CHARS);
+        assert!(ua.starts_with("Mozillaxxx"));
+        assert_eq!(SessionOrigin::new(Some(" \t "), None).user_agent, None);
+        assert_eq!(SessionOrigin::new(None, None), SessionOrigin::default());
     }
 
     #[test]

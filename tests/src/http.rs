@@ -392,6 +392,28 @@ impl TestApp {
         Reply::from(request.send().await).await
     }
 
+    /// DELETE with an optional JSON body.
+    pub async fn delete(&self, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.client.delete(path);
+        if let Some(body) = body {
+            request = request.body_json(&body);
+        }
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Reply::from(request.send().await).await
+    }
+
+    /// A login sending `User-Agent: <user_agent>`.
+    pub async fn login_as(&self, email: &str, password: &str, user_agent: &str) -> Reply {
+        let request = self
+            .client
+            .post("/api/auth/login")
+            .header("User-Agent", user_agent)
+            .body_json(&serde_json::json!({ "email": email, "password": password }));
+        Reply::from(request.send().await).await
+    }
+
     pub async fn register(&self, email: &str, password: &str) -> Reply {
         self.post(
             "/api/auth/register",

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{RefreshTokenRepository, StoreError},
-    RefreshTokenHash, RefreshTokenRecord,
+    RefreshTokenHash, RefreshTokenRecord, UserId,
 };
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
@@ -202,5 +202,16 @@ impl RefreshTokenRepository for Interleaved {
             return Err(Self::failure("rotation response lost"));
         }
         Ok(won)
+    }
+
+    async fn unexchanged_of_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+        self.inner.unexchanged_of_user(user).await
+    }
+
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        self.inner.delete_all_of_user(user).await
     }
 }

@@ -7,7 +7,7 @@ use latchkey_domain::{
         InsertUserError, RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository,
     },
     BucketState, EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret,
-    Role, SessionRecord, ThrottleKey, User, UserId,
+    Role, SessionOrigin, SessionRecord, ThrottleKey, User, UserId,
 };
 use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
@@ -83,6 +83,7 @@ fn new_session(owner: &User) -> SessionRecord {
         created_at: now(),
         expires_at: now() + Duration::days(30),
         revoked_at: None,
+        origin: SessionOrigin::new(Some("Mozilla/5.0 (X11)"), Some("203.0.113.7".into())),
     }
 }
 
@@ -338,6 +339,144 @@ async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: S
     assert_eq!(winners, 1);
 }
 
+async fn a_users_live_sessions_are_listed_newest_first_without_others(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    let mut older = new_session(&ann);
+    older.created_at = now() - Duration::hours(2);
+    let newer = new_session(&ann);
+    let mut revoked = new_session(&ann);
+    revoked.revoked_at = Some(now());
+    let mut ended = new_session(&ann);
+    ended.created_at = now() - Duration::days(31);
+    ended.expires_at = now() - Duration::seconds(1);
+    let bobs = new_session(&bob);
+    for session in [&older, &newer, &revoked, &ended, &bobs] {
+        stores.sessions.insert(session).await.unwrap();
+    }
+
+    let listed = stores.sessions.list_active(ann.id, now()).await.unwrap();
+
+    assert_eq!(listed, vec![newer, older], "origins kept, newest first");
+    assert_eq!(
+        stores.sessions.list_active(bob.id, now()).await.unwrap(),
+        vec![bobs]
+    );
+}
+
+async fn revoking_all_of_a_users_sessions_keeps_the_one_asked_and_touches_no_other_user(
+    stores: Stores,
+) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    let (kept, first, second) = (new_session(&ann), new_session(&ann), new_session(&ann));
+    let mut earlier = new_session(&ann);
+    let revoked_before = now() - Duration::minutes(5);
+    earlier.revoked_at = Some(revoked_before);
+    let bobs = new_session(&bob);
+    for session in [&kept, &first, &second, &earlier, &bobs] {
+        stores.sessions.insert(session).await.unwrap();
+    }
+    let at = now();
+
+    let revoked = stores
+        .sessions
+        .revoke_all_of_user(ann.id, at, Some(kept.id))
+        .await
+        .unwrap();
+
+    assert_eq!(revoked, 2);
+    let revoked_at = |id| {
+        let sessions = stores.sessions.clone();
+        async move { sessions.find(id).await.unwrap().unwrap().revoked_at }
+    };
+    assert_eq!(revoked_at(first.id).await, Some(at));
+    assert_eq!(revoked_at(second.id).await, Some(at));
+    assert_eq!(revoked_at(kept.id).await, None);
+    assert_eq!(revoked_at(earlier.id).await, Some(revoked_before));
+    assert_eq!(revoked_at(bobs.id).await, None);
+
+    assert_eq!(
+        stores
+            .sessions
+            .revoke_all_of_user(ann.id, at, None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(revoked_at(kept.id).await, Some(at));
+}
+
+async fn a_users_unexchanged_tokens_are_the_heads_of_their_chains(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    let (family, other_family) = (new_family(), new_family());
+    let (rotated_secret, rotated) = new_token(&ann, family);
+    let (_, head) = new_token(&ann, family);
+    let (_, other_head) = new_token(&ann, other_family);
+    let (_, bobs) = new_token(&bob, new_family());
+    for record in [&rotated, &head, &other_head, &bobs] {
+        stores.tokens.insert(record).await.unwrap();
+    }
+    stores
+        .tokens
+        .mark_rotated(&rotated_secret.hash(), now())
+        .await
+        .unwrap();
+
+    let mut heads = stores.tokens.unexchanged_of_user(ann.id).await.unwrap();
+    heads.sort_by_key(|t| t.token_hash.to_hex());
+    let mut expected = vec![head, other_head];
+    expected.sort_by_key(|t| t.token_hash.to_hex());
+
+    assert_eq!(heads, expected);
+}
+
+async fn deleting_a_user_forgets_the_account_its_sessions_and_tokens_only(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    stores.users.insert(&ann).await.unwrap();
+    stores.users.insert(&bob).await.unwrap();
+    let (anns_session, bobs_session) = (new_session(&ann), new_session(&bob));
+    stores.sessions.insert(&anns_session).await.unwrap();
+    stores.sessions.insert(&bobs_session).await.unwrap();
+    let (anns_secret, anns_token) = new_token(&ann, anns_session.id);
+    let (bobs_secret, bobs_token) = new_token(&bob, bobs_session.id);
+    stores.tokens.insert(&anns_token).await.unwrap();
+    stores.tokens.insert(&bobs_token).await.unwrap();
+
+    assert!(stores.users.delete(ann.id).await.unwrap());
+    stores.sessions.delete_all_of_user(ann.id).await.unwrap();
+    stores.tokens.delete_all_of_user(ann.id).await.unwrap();
+
+    assert_eq!(stores.users.find_by_id(ann.id).await.unwrap(), None);
+    assert!(!stores.users.delete(ann.id).await.unwrap(), "deleted once");
+    assert_eq!(stores.sessions.find(anns_session.id).await.unwrap(), None);
+    assert_eq!(
+        stores
+            .tokens
+            .find_by_hash(&anns_secret.hash())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(stores.users.find_by_id(bob.id).await.unwrap(), Some(bob));
+    assert!(stores
+        .sessions
+        .find(bobs_session.id)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(stores
+        .tokens
+        .find_by_hash(&bobs_secret.hash())
+        .await
+        .unwrap()
+        .is_some());
+    // The address is free again.
+    stores
+        .users
+        .insert(&new_user("ann@example.com"))
+        .await
+        .unwrap();
+}
+
 async fn a_password_hash_is_replaced_only_while_it_is_the_expected_one(stores: Stores) {
     let user = new_user("rehash@example.com");
     stores.users.insert(&user).await.unwrap();
@@ -547,6 +686,10 @@ for_each_backend!(
     a_session_round_trips_by_id,
     revoking_a_session_succeeds_once_keeps_its_first_time_and_touches_no_other,
     concurrent_revocations_of_one_session_have_exactly_one_winner,
+    a_users_live_sessions_are_listed_newest_first_without_others,
+    revoking_all_of_a_users_sessions_keeps_the_one_asked_and_touches_no_other_user,
+    a_users_unexchanged_tokens_are_the_heads_of_their_chains,
+    deleting_a_user_forgets_the_account_its_sessions_and_tokens_only,
     a_password_hash_is_replaced_only_while_it_is_the_expected_one,
     failures_count_up_and_are_forgotten_when_cleared_or_expired,
     concurrent_failures_all_count,

@@ -3,16 +3,21 @@ use crate::{
     contract::{add_allow, AllowTable},
     error::{framework_error_to_json, narrow},
     views::{
-        Credentials, HealthView, NewAccount, RefreshRequest, SessionView, TokenPairView, UserView,
+        Credentials, HealthView, NewAccount, PasswordChange, PasswordConfirmation, RefreshRequest,
+        SessionListView, SessionView, TokenPairView, UserView,
     },
     ApiError, BearerAuth, ErrorBody,
 };
 use latchkey_application::{
-    AuthService, LoginCommand, LogoutCommand, RefreshCommand, RegisterCommand,
+    AuthService, ChangePasswordCommand, DeleteAccountCommand, LoginCommand, LogoutCommand,
+    RefreshCommand, RegisterCommand,
 };
-use latchkey_domain::ClientNetwork;
-use poem::{middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Response, Route};
-use poem_openapi::{payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
+use latchkey_domain::{ClientNetwork, FamilyId};
+use poem::{
+    middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
+};
+use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
+use uuid::Uuid;
 
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
@@ -295,6 +300,169 @@ bearer_read_response!(SessionResponse {
     Current(SessionView)
 });
 
+bearer_read_response!(SessionListResponse {
+    /// The user's live sessions, newest first, the caller's own marked `current`.
+    Listed(SessionListView)
+});
+
+/// What a bearer-protected action without a body answers.
+macro_rules! bearer_action_response {
+    ($(#[$doc:meta])* $name:ident { $(#[$ok_doc:meta])* $ok:ident }) => {
+        $(#[$doc])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::from_framework")]
+        enum $name {
+            $(#[$ok_doc])*
+            #[oai(status = 204)]
+            $ok,
+            /// `missing_token`, `invalid_token`.
+            #[oai(status = 401)]
+            Unauthorized(
+                Json<ErrorBody>,
+                #[oai(header = "WWW-Authenticate")] String,
+            ),
+            /// `internal_error`.
+            #[oai(status = 500)]
+            Internal(Json<ErrorBody>),
+            /// `service_unavailable`: the data store does not answer; nothing was ended, retry.
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[oai(header = "Retry-After")] Option<String>,
+            ),
+        }
+        narrow!($name { Unauthorized, Internal, Unavailable });
+    };
+}
+
+bearer_action_response!(LogoutAllResponse {
+    /// Every session of the user has ended, the calling one included.
+    LoggedOut
+});
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "EndSessionResponse::from_framework")]
+enum EndSessionResponse {
+    /// The session has ended (or had already): its refresh and access tokens are refused.
+    #[oai(status = 204)]
+    Ended,
+    /// `bad_request`: the id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `missing_token`, `invalid_token`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `session_not_found`: none of the user's sessions has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer; the session goes on, retry.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(EndSessionResponse {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    Internal,
+    Unavailable
+});
+
+/// What an account change confirmed by the account's password answers.
+macro_rules! confirmed_change_response {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $(#[$ok_doc:meta])* $ok:ident,
+            $(#[$unprocessable_doc:meta])* unprocessable,
+            $($(#[$extra_doc:meta])* $extra:ident = $status:literal,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::from_framework")]
+        enum $name {
+            $(#[$ok_doc])*
+            #[oai(status = 204)]
+            $ok,
+            /// `bad_request`.
+            #[oai(status = 400)]
+            BadRequest(Json<ErrorBody>),
+            /// `missing_token`, `invalid_token`.
+            #[oai(status = 401)]
+            Unauthorized(
+                Json<ErrorBody>,
+                #[oai(header = "WWW-Authenticate")] String,
+            ),
+            /// `wrong_password`: the password given to confirm is not the account's. It counts
+            /// as a failed login.
+            #[oai(status = 403)]
+            Forbidden(Json<ErrorBody>),
+            /// `request_timeout`.
+            #[oai(status = 408)]
+            RequestTimeout(Json<ErrorBody>),
+            $($(#[$extra_doc])* #[oai(status = $status)] $extra(Json<ErrorBody>),)*
+            /// `payload_too_large`.
+            #[oai(status = 413)]
+            PayloadTooLarge(Json<ErrorBody>),
+            /// `unsupported_media_type`.
+            #[oai(status = 415)]
+            UnsupportedMediaType(Json<ErrorBody>),
+            $(#[$unprocessable_doc])*
+            #[oai(status = 422)]
+            Unprocessable(Json<ErrorBody>),
+            /// `too_many_failed_logins`: too many wrong passwords for this account, here or at
+            /// login; retry after `Retry-After` seconds.
+            #[oai(status = 429)]
+            TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
+            /// `internal_error`.
+            #[oai(status = 500)]
+            Internal(Json<ErrorBody>),
+            /// `service_unavailable`: the data store does not answer; `server_busy`: too many
+            /// passwords are being hashed, retry after `Retry-After` seconds.
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[oai(header = "Retry-After")] Option<String>,
+            ),
+        }
+        narrow!($name {
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            RequestTimeout,
+            $($extra,)*
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unprocessable,
+            TooManyRequests,
+            Internal,
+            Unavailable
+        });
+    };
+}
+
+confirmed_change_response!(ChangePasswordResponse {
+    /// The password has changed. Every other session of the user has ended; this one goes on.
+    Changed,
+    /// `invalid_password`: the current password is longer than any password; `weak_password`:
+    /// the new one breaks the rule named in `rule`.
+    unprocessable,
+    /// `password_changed`: another request changed the password meanwhile; nothing was done.
+    Conflict = 409,
+});
+
+confirmed_change_response!(DeleteAccountResponse {
+    /// The account is gone, with its sessions and tokens; its email may register again.
+    Deleted,
+    /// `invalid_password`: the password is longer than any password.
+    unprocessable,
+});
+
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "LiveResponse::from_framework")]
 enum LiveResponse {
@@ -373,6 +541,7 @@ impl AuthApi {
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
+        request: &Request,
         service: Data<&AuthService>,
         client: Data<&ClientNetwork>,
         body: Json<Credentials>,
@@ -382,6 +551,9 @@ impl AuthApi {
             email: email.0,
             password: password.0,
             client: *client.0,
+            user_agent: request
+                .header(poem::http::header::USER_AGENT)
+                .map(str::to_owned),
         };
         respond(service.login(command).await, LoginResponse::issued)
     }
@@ -425,6 +597,69 @@ impl AuthApi {
             LogoutResponse::LoggedOut
         })
     }
+
+    /// End every session of the signed-in user, this one included ("sign out everywhere").
+    #[oai(path = "/logout-all", method = "post", operation_id = "logoutAll")]
+    async fn logout_all(&self, service: Data<&AuthService>, auth: BearerAuth) -> LogoutAllResponse {
+        respond(service.logout_all(&auth.0).await, |()| {
+            LogoutAllResponse::LoggedOut
+        })
+    }
+
+    /// The signed-in user's live sessions: where and when each logged in and was last used.
+    #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
+    async fn sessions(&self, service: Data<&AuthService>, auth: BearerAuth) -> SessionListResponse {
+        respond(service.list_sessions(&auth.0).await, |sessions| {
+            SessionListResponse::Listed(Json(SessionListView {
+                sessions: sessions.into_iter().map(Into::into).collect(),
+            }))
+        })
+    }
+
+    /// End one of the signed-in user's sessions, for example on a lost device. Its refresh
+    /// and access tokens are refused from the next request on.
+    #[oai(path = "/sessions/:id", method = "delete", operation_id = "endSession")]
+    async fn end_session(
+        &self,
+        service: Data<&AuthService>,
+        auth: BearerAuth,
+        /// A session id from `GET /auth/sessions`.
+        id: Path<Uuid>,
+    ) -> EndSessionResponse {
+        let session = FamilyId::from_uuid(id.0);
+        respond(service.end_session(&auth.0, session).await, |()| {
+            EndSessionResponse::Ended
+        })
+    }
+
+    /// Change the signed-in user's password. Every other session ends; this one goes on.
+    #[oai(
+        path = "/password/change",
+        method = "post",
+        operation_id = "changePassword"
+    )]
+    async fn change_password(
+        &self,
+        service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
+        auth: BearerAuth,
+        body: Json<PasswordChange>,
+    ) -> ChangePasswordResponse {
+        let Json(PasswordChange {
+            current_password,
+            new_password,
+        }) = body;
+        let command = ChangePasswordCommand {
+            user: auth.0.subject,
+            session: auth.0.session,
+            current_password: current_password.0,
+            new_password: new_password.0,
+            client: *client.0,
+        };
+        respond(service.change_password(command).await, |()| {
+            ChangePasswordResponse::Changed
+        })
+    }
 }
 
 struct UsersApi;
@@ -436,6 +671,26 @@ impl UsersApi {
     async fn me(&self, service: Data<&AuthService>, auth: BearerAuth) -> UserResponse {
         respond(service.current_user(auth.0.subject).await, |user| {
             UserResponse::Found(Json(user.into()))
+        })
+    }
+
+    /// Delete the signed-in user's account, confirmed by its password: the account, its
+    /// sessions and its tokens are gone for good, and the email may register again.
+    #[oai(path = "/me", method = "delete", operation_id = "deleteCurrentUser")]
+    async fn delete_me(
+        &self,
+        service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
+        auth: BearerAuth,
+        body: Json<PasswordConfirmation>,
+    ) -> DeleteAccountResponse {
+        let command = DeleteAccountCommand {
+            user: auth.0.subject,
+            password: body.0.password.0,
+            client: *client.0,
+        };
+        respond(service.delete_account(command).await, |()| {
+            DeleteAccountResponse::Deleted
         })
     }
 }

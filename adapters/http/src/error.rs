@@ -5,7 +5,8 @@
 //! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError, Throttled,
+    AccountError, AuthenticateError, CurrentUserError, EndSessionError, LoginError, RefreshError,
+    RegisterError, Throttled,
 };
 use latchkey_domain::{
     ports::{HashingError, StoreError},
@@ -39,11 +40,14 @@ pub enum ErrorCode {
     ServerBusy,
     RateLimited,
     TooManyFailedLogins,
+    WrongPassword,
+    PasswordChanged,
+    SessionNotFound,
 }
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 24] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -65,6 +69,9 @@ impl ErrorCode {
         Self::ServerBusy,
         Self::RateLimited,
         Self::TooManyFailedLogins,
+        Self::WrongPassword,
+        Self::PasswordChanged,
+        Self::SessionNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +97,9 @@ impl ErrorCode {
             Self::ServerBusy => "server_busy",
             Self::RateLimited => "rate_limited",
             Self::TooManyFailedLogins => "too_many_failed_logins",
+            Self::WrongPassword => "wrong_password",
+            Self::PasswordChanged => "password_changed",
+            Self::SessionNotFound => "session_not_found",
         }
     }
 }
@@ -125,7 +135,11 @@ pub struct ErrorBody {
     /// - `rate_limited`: the client's network has spent its budget for this operation; retry
     ///   after `Retry-After`;
     /// - `too_many_failed_logins`: too many wrong passwords for this account; retry after
-    ///   `Retry-After` (answered alike for unknown emails).
+    ///   `Retry-After` (answered alike for unknown emails);
+    /// - `wrong_password`: the password confirming an account change is not the account's;
+    /// - `password_changed`: the password was changed by another request meanwhile;
+    /// - `session_not_found`: the user has no session with this id (it may have been purged
+    ///   after its end).
     pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
@@ -142,6 +156,7 @@ pub struct ErrorBody {
 pub enum Status {
     BadRequest,
     Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
@@ -159,6 +174,7 @@ impl Status {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -470,6 +486,36 @@ impl From<AuthenticateError> for ApiError {
             AuthenticateError::Token(rejection) => Self::invalid_token(rejection),
             AuthenticateError::SessionEnded => Self::invalid_token(e),
             AuthenticateError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::AccountGone => Self::invalid_token(e),
+            AccountError::InvalidPassword(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidPassword, e)
+            }
+            AccountError::WrongPassword => {
+                Self::new(Status::Forbidden, ErrorCode::WrongPassword, e)
+            }
+            AccountError::WeakPassword(ref weak) => Self::weak_password(weak),
+            AccountError::PasswordChangedMeanwhile => {
+                Self::new(Status::Conflict, ErrorCode::PasswordChanged, e)
+            }
+            AccountError::Throttled(t) => Self::throttled(t),
+            AccountError::Store(e) => Self::unavailable(&e),
+            AccountError::Hashing(e) => Self::hashing(e),
+        }
+    }
+}
+
+impl From<EndSessionError> for ApiError {
+    fn from(e: EndSessionError) -> Self {
+        match e {
+            EndSessionError::NotFound => Self::new(Status::NotFound, ErrorCode::SessionNotFound, e),
+            EndSessionError::Store(e) => Self::unavailable(&e),
         }
     }
 }

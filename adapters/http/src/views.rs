@@ -1,7 +1,7 @@
 //! Request and response bodies as they appear on the wire and in the OpenAPI document.
 
 use chrono::{DateTime, Utc};
-use latchkey_application::TokenPair;
+use latchkey_application::{SessionSummary, TokenPair};
 use latchkey_domain::{AccessClaims, Role, User};
 use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS};
 use poem_openapi::{
@@ -275,6 +275,82 @@ impl From<AccessClaims> for SessionView {
             expires_at: claims.expires_at,
         }
     }
+}
+
+/// A new password, proved by the current one.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password the account has now.
+    pub current_password: PasswordInput,
+    /// The password it gets; the rules of registration apply.
+    pub new_password: NewPasswordInput,
+}
+
+impl Example for PasswordChange {
+    fn example() -> Self {
+        Self {
+            current_password: PasswordInput("correct horse battery staple".into()),
+            new_password: NewPasswordInput("another horse, another staple".into()),
+        }
+    }
+}
+
+/// The account's password, to confirm that its owner is asking.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PasswordConfirmation {
+    /// The password the account has now.
+    pub password: PasswordInput,
+}
+
+impl Example for PasswordConfirmation {
+    fn example() -> Self {
+        Self {
+            password: PasswordInput("correct horse battery staple".into()),
+        }
+    }
+}
+
+/// One of the user's live sessions (a login on some device), for telling them apart.
+#[derive(Object, Debug)]
+pub struct SessionSummaryView {
+    /// The session id, as `session_id` in `/auth/session`; end it with
+    /// `DELETE /auth/sessions/{id}`.
+    pub id: Uuid,
+    /// When the login happened.
+    pub created_at: DateTime<Utc>,
+    /// When the session last got tokens (its login or its latest refresh): at most one
+    /// access-token lifetime behind its real last use.
+    pub last_used_at: DateTime<Utc>,
+    /// The browser or program that logged in, as its `User-Agent` header said (cut to 256
+    /// characters); absent when it sent none.
+    #[oai(skip_serializing_if_is_none)]
+    pub user_agent: Option<String>,
+    /// The address the login came from (an IPv6 client's /64 network); absent when unknown.
+    #[oai(skip_serializing_if_is_none)]
+    pub address: Option<String>,
+    /// Whether this is the session of the access token that asked.
+    pub current: bool,
+}
+
+impl From<SessionSummary> for SessionSummaryView {
+    fn from(summary: SessionSummary) -> Self {
+        Self {
+            id: summary.id.as_uuid(),
+            created_at: summary.created_at,
+            last_used_at: summary.last_used_at,
+            user_agent: summary.origin.user_agent,
+            address: summary.origin.address,
+            current: summary.current,
+        }
+    }
+}
+
+/// The user's live sessions, newest first.
+#[derive(Object, Debug)]
+pub struct SessionListView {
+    pub sessions: Vec<SessionSummaryView>,
 }
 
 /// The answer of a health probe.

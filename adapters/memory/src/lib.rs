@@ -102,6 +102,10 @@ impl UserRepository for InMemoryUsers {
         }
     }
 
+    async fn delete(&self, id: UserId) -> Result<bool, StoreError> {
+        Ok(self.lock().remove(&id).is_some())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -162,6 +166,23 @@ impl RefreshTokenRepository for InMemoryRefreshTokens {
             _ => Ok(false),
         }
     }
+
+    async fn unexchanged_of_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .values()
+            .filter(|t| t.user_id == user && t.rotated_at.is_none())
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        self.lock().retain(|_, t| t.user_id != user);
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -202,6 +223,42 @@ impl SessionRepository for InMemorySessions {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn list_active(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut active: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.user_id == user && s.is_active_at(now))
+            .cloned()
+            .collect();
+        active.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(active)
+    }
+
+    async fn revoke_all_of_user(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+        keep: Option<FamilyId>,
+    ) -> Result<u64, StoreError> {
+        let mut revoked = 0;
+        for session in self.lock().values_mut() {
+            if session.user_id == user && session.revoked_at.is_none() && Some(session.id) != keep {
+                session.revoked_at = Some(at);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        self.lock().retain(|_, s| s.user_id != user);
+        Ok(())
     }
 }
 

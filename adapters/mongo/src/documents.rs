@@ -4,7 +4,7 @@
 use bson::DateTime as BsonDateTime;
 use latchkey_domain::{
     ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
-    Role, SessionRecord, User, UserId,
+    Role, SessionOrigin, SessionRecord, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -44,6 +44,11 @@ pub struct SessionDocument {
     /// The absolute end; a TTL index removes the document afterwards.
     expires_at: BsonDateTime,
     revoked_at: Option<BsonDateTime>,
+    /// Absent in sessions stored before origins were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -124,6 +129,8 @@ impl From<&SessionRecord> for SessionDocument {
             created_at: BsonDateTime::from_chrono(session.created_at),
             expires_at: BsonDateTime::from_chrono(session.expires_at),
             revoked_at: session.revoked_at.map(BsonDateTime::from_chrono),
+            user_agent: session.origin.user_agent.clone(),
+            address: session.origin.address.clone(),
         }
     }
 }
@@ -138,6 +145,10 @@ impl TryFrom<SessionDocument> for SessionRecord {
             created_at: doc.created_at.to_chrono(),
             expires_at: doc.expires_at.to_chrono(),
             revoked_at: doc.revoked_at.map(BsonDateTime::to_chrono),
+            origin: SessionOrigin {
+                user_agent: doc.user_agent,
+                address: doc.address,
+            },
         })
     }
 }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bson::doc;
 use chrono::{DateTime, Utc};
 use documents::{RefreshTokenDocument, SessionDocument, UserDocument};
+use futures::TryStreamExt;
 use latchkey_domain::{
     ports::{
         InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, ThrottleStore,
@@ -101,7 +102,11 @@ impl MongoStore {
             .await
             .map_err(fail)?;
         self.tokens_collection()
-            .create_indexes([expiry_ttl(), index("family_id", named("family_id"))])
+            .create_indexes([
+                expiry_ttl(),
+                index("family_id", named("family_id")),
+                index("user_id", named("user_id")),
+            ])
             .await
             .map_err(fail)?;
         self.sessions_collection()
@@ -278,6 +283,16 @@ impl UserRepository for MongoUsers {
         Ok(result.modified_count == 1)
     }
 
+    async fn delete(&self, id: UserId) -> Result<bool, StoreError> {
+        let result = timed(
+            self.timeout,
+            self.collection.delete_one(doc! { "_id": id.to_string() }),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.deleted_count == 1)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let admin = self.collection.client().database("admin");
         timed(self.timeout, admin.run_command(doc! { "ping": 1 }))
@@ -348,6 +363,33 @@ impl RefreshTokenRepository for MongoRefreshTokens {
         .map_err(store_error)?;
         Ok(result.modified_count == 1)
     }
+
+    async fn unexchanged_of_user(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<RefreshTokenRecord>, StoreError> {
+        let filter = doc! { "user_id": user.to_string(), "rotated_at": null };
+        let documents: Vec<RefreshTokenDocument> = timed(self.timeout, async {
+            self.collection.find(filter).await?.try_collect().await
+        })
+        .await
+        .map_err(store_error)?;
+        documents
+            .into_iter()
+            .map(RefreshTokenRecord::try_from)
+            .collect()
+    }
+
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .delete_many(doc! { "user_id": user.to_string() }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
 }
 
 #[derive(Clone)]
@@ -390,6 +432,62 @@ impl SessionRepository for MongoSessions {
         .await
         .map_err(store_error)?;
         Ok(result.modified_count == 1)
+    }
+
+    async fn list_active(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let filter = doc! {
+            "user_id": user.to_string(),
+            "revoked_at": null,
+            "expires_at": { "$gt": bson::DateTime::from_chrono(now) },
+        };
+        let documents: Vec<SessionDocument> = timed(self.timeout, async {
+            self.collection
+                .find(filter)
+                .sort(doc! { "created_at": -1, "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(store_error)?;
+        documents.into_iter().map(SessionRecord::try_from).collect()
+    }
+
+    async fn revoke_all_of_user(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+        keep: Option<FamilyId>,
+    ) -> Result<u64, StoreError> {
+        let mut filter = doc! { "user_id": user.to_string(), "revoked_at": null };
+        if let Some(keep) = keep {
+            filter.insert("_id", doc! { "$ne": keep.to_string() });
+        }
+        let result = timed(
+            self.timeout,
+            self.collection.update_many(
+                filter,
+                doc! { "$set": { "revoked_at": bson::DateTime::from_chrono(at) } },
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.modified_count)
+    }
+
+    async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .delete_many(doc! { "user_id": user.to_string() }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
     }
 }
 

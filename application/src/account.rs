@@ -1,0 +1,333 @@
+use crate::{AuthService, Throttled};
+use latchkey_domain::{
+    ports::{HashingError, StoreError},
+    ClientNetwork, FamilyId, Password, PasswordError, User, UserId,
+};
+
+#[derive(Debug)]
+pub struct ChangePasswordCommand {
+    pub user: UserId,
+    /// The session asking: it goes on, every other one ends.
+    pub session: FamilyId,
+    pub current_password: String,
+    pub new_password: String,
+    pub client: ClientNetwork,
+}
+
+#[derive(Debug)]
+pub struct DeleteAccountCommand {
+    pub user: UserId,
+    pub password: String,
+    pub client: ClientNetwork,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The access token is valid but its account is gone.
+    #[error("the account for this token no longer exists")]
+    AccountGone,
+    /// The password that confirms the change is too long to be anyone's.
+    #[error(transparent)]
+    InvalidPassword(PasswordError),
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error(transparent)]
+    WeakPassword(PasswordError),
+    /// Another request changed the password between this one's check and its write.
+    #[error("the password was changed by another request meanwhile; sign in again")]
+    PasswordChangedMeanwhile,
+    /// Confirming passwords is guessing them too: the login backoff applies.
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+}
+
+impl AuthService {
+    /// Replaces the caller's password after checking the current one. Every other session of
+    /// the account ends; the calling one goes on.
+    #[tracing::instrument(name = "change_password", skip_all, fields(user_id = %command.user))]
+    pub async fn change_password(
+        &self,
+        command: ChangePasswordCommand,
+    ) -> Result<(), AccountError> {
+        let current =
+            Password::for_login(command.current_password).map_err(AccountError::InvalidPassword)?;
+        let user = self.find_account(command.user).await?;
+        let new = Password::new_for_account(command.new_password, &user.email, &self.passwords)
+            .map_err(AccountError::WeakPassword)?;
+        self.confirm_password(&user, &current, command.client)
+            .await?;
+        let new_hash = self.ports.hasher.hash(&new).await?;
+        if !self
+            .ports
+            .users
+            .replace_password_hash(user.id, &user.password_hash, &new_hash)
+            .await?
+        {
+            return Err(AccountError::PasswordChangedMeanwhile);
+        }
+        // A login that checked the old password while this ran either sees the new hash when
+        // it re-reads the account (and ends its own session), or stored its session before the
+        // hash changed, so before this revocation.
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_of_user(user.id, self.ports.clock.now(), Some(command.session))
+            .await?;
+        tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+        Ok(())
+    }
+
+    /// Deletes the caller's account after checking their password: the account, its sessions
+    /// and its refresh tokens. The email may register again.
+    #[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %command.user))]
+    pub async fn delete_account(&self, command: DeleteAccountCommand) -> Result<(), AccountError> {
+        let password =
+            Password::for_login(command.password).map_err(AccountError::InvalidPassword)?;
+        let user = self.find_account(command.user).await?;
+        self.confirm_password(&user, &password, command.client)
+            .await?;
+        let now = self.ports.clock.now();
+        // Tokens die first, in one write, so that a failure further on leaves no live session
+        // behind an account the owner meant to delete. A login racing the deletion re-reads
+        // the account after storing its session and ends it when the account is gone.
+        self.ports
+            .sessions
+            .revoke_all_of_user(user.id, now, None)
+            .await?;
+        self.ports.users.delete(user.id).await?;
+        self.ports.sessions.delete_all_of_user(user.id).await?;
+        self.ports
+            .refresh_tokens
+            .delete_all_of_user(user.id)
+            .await?;
+        tracing::info!(user_id = %user.id, "account deleted by its owner");
+        Ok(())
+    }
+
+    async fn find_account(&self, id: UserId) -> Result<User, AccountError> {
+        self.ports
+            .users
+            .find_by_id(id)
+            .await?
+            .ok_or(AccountError::AccountGone)
+    }
+
+    /// Checks the account's password as a login would: counted against the same failure
+    /// budget first, so a stolen access token cannot guess the password faster than a login.
+    async fn confirm_password(
+        &self,
+        user: &User,
+        password: &Password,
+        client: ClientNetwork,
+    ) -> Result<(), AccountError> {
+        let now = self.ports.clock.now();
+        let claim = match self
+            .claim_login_attempt(&user.email.key(), client, now)
+            .await?
+        {
+            Ok(claim) => claim,
+            Err(retry_after) => return Err(Throttled::LoginFailures { retry_after }.into()),
+        };
+        if self.verify(password, &user.password_hash).await?.is_none() {
+            tracing::info!(user_id = %user.id, %client, "wrong password to confirm an account change");
+            return Err(AccountError::WrongPassword);
+        }
+        self.forgive_login_failures(claim, now).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+    use latchkey_domain::PasswordHash;
+
+    fn change(current: &str, new: &str) -> ChangePasswordCommand {
+        ChangePasswordCommand {
+            user: user(1).id,
+            session: family(8),
+            current_password: current.into(),
+            new_password: new.into(),
+            client: ClientNetwork::Unknown,
+        }
+    }
+
+    fn finds_user1_by_id(mocks: &mut Mocks) {
+        mocks
+            .users
+            .expect_find_by_id()
+            .withf(|id| *id == user(1).id)
+            .returning(|_| Ok(Some(user(1))));
+    }
+
+    fn password_is(mocks: &mut Mocks, right: &'static str) {
+        mocks
+            .hasher
+            .expect_verify()
+            .returning(move |p, _| Ok(p.expose() == right));
+    }
+
+    #[tokio::test]
+    async fn a_password_change_stores_the_new_hash_and_ends_every_other_session() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "old password");
+        mocks
+            .hasher
+            .expect_hash()
+            .withf(|p| p.expose() == "a new passphrase")
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .withf(|id, current, new| {
+                *id == user(1).id
+                    && *current == user(1).password_hash
+                    && new.as_str() == "$argon2id$new"
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .withf(|u, at, keep| *u == user(1).id && *at == t0() && *keep == Some(family(8)))
+            .times(1)
+            .returning(|_, _, _| Ok(2));
+        mocks
+            .service()
+            .change_password(change("old password", "a new passphrase"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_current_password_changes_nothing() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "old password");
+        mocks.hasher.expect_hash().never();
+        mocks.users.expect_replace_password_hash().never();
+        mocks.sessions.expect_revoke_all_of_user().never();
+        let err = mocks
+            .service()
+            .change_password(change("guess", "a new passphrase"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::WrongPassword));
+    }
+
+    #[tokio::test]
+    async fn a_weak_new_password_is_refused_before_the_current_one_is_checked() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        mocks.hasher.expect_verify().never();
+        let err = mocks
+            .service()
+            .change_password(change("old password", "password123"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::WeakPassword(_)));
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_by_another_request_meanwhile_ends_no_session() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "old password");
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .returning(|_, _, _| Ok(false));
+        mocks.sessions.expect_revoke_all_of_user().never();
+        let err = mocks
+            .service()
+            .change_password(change("old password", "a new passphrase"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::PasswordChangedMeanwhile));
+    }
+
+    fn delete(password: &str) -> DeleteAccountCommand {
+        DeleteAccountCommand {
+            user: user(1).id,
+            password: password.into(),
+            client: ClientNetwork::Unknown,
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_an_account_ends_its_sessions_first_then_removes_everything() {
+        let mut mocks = Mocks::new();
+        let mut order = mockall::Sequence::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "my password");
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .withf(|u, _, keep| *u == user(1).id && keep.is_none())
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(1));
+        mocks
+            .users
+            .expect_delete()
+            .withf(|id| *id == user(1).id)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(true));
+        mocks
+            .sessions
+            .expect_delete_all_of_user()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+        mocks
+            .refresh_tokens
+            .expect_delete_all_of_user()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+        mocks
+            .service()
+            .delete_account(delete("my password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_deletes_nothing() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "my password");
+        mocks.users.expect_delete().never();
+        mocks.sessions.expect_revoke_all_of_user().never();
+        let err = mocks
+            .service()
+            .delete_account(delete("not my password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::WrongPassword));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_account_cannot_be_deleted_again() {
+        let mut mocks = Mocks::new();
+        mocks.users.expect_find_by_id().returning(|_| Ok(None));
+        mocks.hasher.expect_verify().never();
+        let err = mocks
+            .service()
+            .delete_account(delete("my password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::AccountGone));
+    }
+}
