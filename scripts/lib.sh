@@ -6,6 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Tools installed from PyPI into .tmp/, pinned here once.
 SECANTUS_VERSION="0.7.0b3"
 SCHEMATHESIS_VERSION="4.32.5"
+AIOSMTPD_VERSION="1.4.6"
 
 # A step heading on stderr; SCRIPT_TAG (e.g. "[site] ") prefixes it.
 step() { printf '\n==> %s%s\n' "${SCRIPT_TAG:-}" "$*" >&2; }

@@ -9,7 +9,8 @@
 #
 # With MONGODB_URI set, that server is used. Otherwise this script installs SecantusDB (a
 # MongoDB wire-compatible server from PyPI) into .tmp/, starts it on a free port for the run,
-# and stops it afterwards. schemathesis (PyPI) goes into .tmp/ too, for the API contract suite.
+# and stops it afterwards. schemathesis (PyPI) goes into .tmp/ too, for the API contract suite,
+# and aiosmtpd (PyPI), the SMTP server the mail suites deliver to.
 # Extra arguments go to `cargo test`.
 source "$(dirname "$0")/lib.sh"
 
@@ -24,6 +25,10 @@ fi
 # is). Regenerate with `.tmp/schemathesis-venv/bin/pip freeze > scripts/schemathesis-constraints.txt`.
 pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" scripts/schemathesis-constraints.txt
 export SCHEMATHESIS="$PWD/.tmp/schemathesis-venv/bin/st"
+
+# A real SMTP server for the mail suites (each test starts its own).
+pip_tool .tmp/aiosmtpd-venv "aiosmtpd==$AIOSMTPD_VERSION"
+export AIOSMTPD_PYTHON="$PWD/.tmp/aiosmtpd-venv/bin/python"
 
 if [[ -z "${MONGODB_URI:-}" ]]; then
   VENV=".tmp/secantus-venv"

@@ -35,6 +35,10 @@ pub struct AbusePolicy {
     pub register: Option<Budget>,
     pub login: Option<Budget>,
     pub refresh: Option<Budget>,
+    /// Requests for mailed links from one network.
+    pub mail: Option<Budget>,
+    /// Mails to one address, however many networks ask.
+    pub mail_per_recipient: Option<Budget>,
 }
 
 impl AbusePolicy {
@@ -43,6 +47,7 @@ impl AbusePolicy {
             BudgetAction::Register => self.register,
             BudgetAction::Login => self.login,
             BudgetAction::Refresh => self.refresh,
+            BudgetAction::Mail => self.mail,
         }
     }
 }
@@ -93,20 +98,38 @@ impl AuthService {
         let Some(budget) = self.abuse.budget(action) else {
             return Ok(());
         };
+        self.spend_from(
+            &ThrottleKey::budget(action, client),
+            budget,
+            action.as_str(),
+        )
+        .await
+    }
+
+    /// Takes one request from the budget kept under `key`, or says how long to wait. `what`
+    /// names the budget in the log.
+    pub(crate) async fn spend_from<E>(
+        &self,
+        key: &ThrottleKey,
+        budget: Budget,
+        what: &'static str,
+    ) -> Result<(), E>
+    where
+        E: From<Throttled> + From<StoreError>,
+    {
         let quota = Quota::with_period(budget.replenish_every)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(budget.burst);
-        let key = ThrottleKey::budget(action, client);
         for _ in 0..CONTENDED_ROUNDS {
             let now = self.ports.clock.now();
-            let current = self.ports.throttle.bucket(&key, now).await?;
+            let current = self.ports.throttle.bucket(key, now).await?;
             match gcra(quota, current, now) {
                 Ok(next) => {
                     let forget_at = at_nanos(next.0) + BUCKET_KEEP_MARGIN;
                     if self
                         .ports
                         .throttle
-                        .replace_bucket(&key, current, next, now, forget_at)
+                        .replace_bucket(key, current, next, now, forget_at)
                         .await?
                     {
                         return Ok(());
@@ -114,8 +137,8 @@ impl AuthService {
                 }
                 Err(retry_after) => {
                     tracing::info!(
-                        action = action.as_str(),
-                        client = %client,
+                        budget = what,
+                        key = key.as_str(),
                         retry_after_ms = retry_after.as_millis() as u64,
                         "budget spent; request refused with 429"
                     );
@@ -123,7 +146,11 @@ impl AuthService {
                 }
             }
         }
-        tracing::info!(action = action.as_str(), client = %client, "budget contended; request refused with 429");
+        tracing::info!(
+            budget = what,
+            key = key.as_str(),
+            "budget contended; request refused with 429"
+        );
         Err(Throttled::Budget {
             retry_after: CONTENDED_RETRY_AFTER,
         }

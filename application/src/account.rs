@@ -77,6 +77,8 @@ impl AuthService {
             .sessions
             .revoke_all_of_user(user.id, self.ports.clock.now(), Some(command.session))
             .await?;
+        // A reset link mailed before must not undo the change.
+        self.ports.mail_tokens.discard_all_of_user(user.id).await?;
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         Ok(())
     }
@@ -104,6 +106,7 @@ impl AuthService {
             .refresh_tokens
             .delete_all_of_user(user.id)
             .await?;
+        self.ports.mail_tokens.discard_all_of_user(user.id).await?;
         tracing::info!(user_id = %user.id, "account deleted by its owner");
         Ok(())
     }

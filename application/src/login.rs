@@ -23,6 +23,9 @@ pub enum LoginError {
     /// Deliberately one variant for "no such user" and "wrong password".
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// The password was right, but logins need a verified address and this one is not.
+    #[error("confirm your email address first: open the link in the mail we sent you")]
+    EmailNotVerified,
     #[error(transparent)]
     Throttled(#[from] Throttled),
     #[error(transparent)]
@@ -84,6 +87,11 @@ impl AuthService {
             return Err(LoginError::InvalidCredentials);
         };
         self.forgive_login_failures(claim, now).await;
+        // Only after the password proved right, so it tells a guesser nothing.
+        if self.mail.require_verified_email && user.email_verified_at.is_none() {
+            tracing::info!(user_id = %user.id, "login refused: email not verified");
+            return Err(LoginError::EmailNotVerified);
+        }
         let mut checked_hash = user.password_hash.clone();
         if matched == Matched::AsSent || self.ports.hasher.needs_rehash(&user.password_hash) {
             if let Some(upgraded) = self.upgrade_hash(&user, &password).await {
@@ -414,6 +422,36 @@ mod tests {
                 ..user(1)
             }))
         });
+    }
+
+    #[tokio::test]
+    async fn with_verification_required_the_right_password_of_an_unverified_email_gets_no_session()
+    {
+        for verified in [None, Some(t0())] {
+            let mut mocks = Mocks::new();
+            mocks.mail.require_verified_email = true;
+            mocks.users.expect_find_by_email().returning(move |_| {
+                Ok(Some(User {
+                    email_verified_at: verified,
+                    ..user(1)
+                }))
+            });
+            mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+            mocks.hasher.expect_needs_rehash().return_const(false);
+            if verified.is_some() {
+                expect_session(&mut mocks);
+            } else {
+                mocks.sessions.expect_insert().never();
+            }
+            let outcome = mocks
+                .service()
+                .login(command("user1@example.com", "right password"))
+                .await;
+            match verified {
+                Some(_) => assert!(outcome.is_ok()),
+                None => assert!(matches!(outcome, Err(LoginError::EmailNotVerified))),
+            }
+        }
     }
 
     #[tokio::test]

@@ -45,6 +45,7 @@ impl AuthService {
             password_hash,
             roles: vec![Role::User],
             created_at: self.ports.clock.now(),
+            email_verified_at: None,
         };
         // No look-up first: the store's unique index is the only race-free check.
         self.ports.users.insert(&user).await.map_err(|e| match e {
@@ -52,6 +53,13 @@ impl AuthService {
             InsertUserError::Store(e) => RegisterError::Store(e),
         })?;
         tracing::info!(user_id = %user.id, "user registered");
+        // The account exists whatever happens here; "Send again" mails a new link.
+        if let Err(error) = self
+            .send_link(&user, latchkey_domain::MailTokenPurpose::VerifyEmail)
+            .await
+        {
+            tracing::warn!(user_id = %user.id, %error, "verification mail not queued at registration");
+        }
         Ok(user)
     }
 }
@@ -81,6 +89,7 @@ mod tests {
             .times(1)
             .returning(|_| Ok(PasswordHash::new("$argon2id$hash".into())));
         mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
         mocks
             .users
             .expect_insert()
@@ -101,6 +110,75 @@ mod tests {
 
         assert_eq!(user.id, UserId::from_uuid(fixed_uuid(1)));
         assert_eq!(user.email.as_str(), "Ann@Example.com");
+    }
+
+    #[tokio::test]
+    async fn registration_mails_a_verification_link_whose_token_is_stored_only_hashed() {
+        let mut mocks = Mocks::new();
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$hash".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
+        mocks.users.expect_insert().returning(|_| Ok(()));
+        let sent = latchkey_domain::MailTokenSecret::from_random_bytes([4u8; 32]);
+        let expected_hash = sent.hash();
+        let mut tokens = latchkey_domain::ports::MockMailTokenRepository::new();
+        tokens
+            .expect_issue()
+            .withf(move |r| {
+                r.token_hash == expected_hash
+                    && r.user_id == UserId::from_uuid(fixed_uuid(1))
+                    && r.purpose == latchkey_domain::MailTokenPurpose::VerifyEmail
+                    && r.email == "ann@example.com"
+                    && r.expires_at == t0() + chrono::Duration::hours(24)
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let mut outbox = latchkey_domain::ports::MockOutbox::new();
+        outbox
+            .expect_enqueue()
+            .withf(move |mail| match mail {
+                latchkey_domain::Mail::VerifyEmail { to, token } => {
+                    to.as_str() == "Ann@Example.com" && token.expose() == sent.expose()
+                }
+                _ => false,
+            })
+            .times(1)
+            .return_const(());
+        mocks.mail_tokens = Some(tokens);
+        mocks.outbox = Some(outbox);
+        mocks
+            .service()
+            .register(command("Ann@Example.com", "long enough password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_link_that_could_not_be_stored_does_not_undo_the_registration() {
+        let mut mocks = Mocks::new();
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$hash".into())));
+        mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
+        mocks.users.expect_insert().returning(|_| Ok(()));
+        let mut tokens = latchkey_domain::ports::MockMailTokenRepository::new();
+        tokens
+            .expect_issue()
+            .returning(|_| Err(StoreError("down".into())));
+        let mut outbox = latchkey_domain::ports::MockOutbox::new();
+        outbox.expect_enqueue().never();
+        mocks.mail_tokens = Some(tokens);
+        mocks.outbox = Some(outbox);
+        assert!(mocks
+            .service()
+            .register(command("ann@example.com", "long enough password"))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -142,6 +220,7 @@ mod tests {
             .expect_hash()
             .returning(|_| Ok(PasswordHash::new("h".into())));
         mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
         mocks
             .users
             .expect_insert()
@@ -162,6 +241,7 @@ mod tests {
             .expect_hash()
             .returning(|_| Ok(PasswordHash::new("h".into())));
         mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
         mocks
             .users
             .expect_insert()
@@ -270,6 +350,7 @@ mod tests {
             .expect_hash()
             .returning(|_| Ok(PasswordHash::new("h".into())));
         mocks.random.expect_uuid().return_const(fixed_uuid(1));
+        mocks.random.expect_secret_bytes().return_const([4u8; 32]);
         mocks.users.expect_insert().returning(|_| Ok(()));
         mocks
             .service()

@@ -1,9 +1,10 @@
-use crate::AbusePolicy;
+use crate::{AbusePolicy, MailPolicy};
 use chrono::Duration;
 use latchkey_domain::{
     ports::{
-        AccessTokenCodec, Clock, PasswordHasher, RandomSource, RefreshTokenRepository,
-        SessionRepository, SuccessorDerivation, ThrottleStore, UserRepository,
+        AccessTokenCodec, Clock, MailTokenRepository, Outbox, PasswordHasher, RandomSource,
+        RefreshTokenRepository, SessionRepository, SuccessorDerivation, ThrottleStore,
+        UserRepository,
     },
     KeyPepper, PasswordPolicy,
 };
@@ -35,6 +36,8 @@ pub struct Ports {
     pub random: Arc<dyn RandomSource>,
     pub successors: Arc<dyn SuccessorDerivation>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub mail_tokens: Arc<dyn MailTokenRepository>,
+    pub outbox: Arc<dyn Outbox>,
 }
 
 /// The rules the use cases apply, chosen by the configuration.
@@ -45,6 +48,7 @@ pub struct Policies {
     pub passwords: PasswordPolicy,
     /// Mixed into the keys emails are counted under; the same on every instance of a service.
     pub key_pepper: KeyPepper,
+    pub mail: MailPolicy,
 }
 
 /// Entry point to every use case. Cheap to clone.
@@ -55,6 +59,7 @@ pub struct AuthService {
     pub(crate) abuse: AbusePolicy,
     pub(crate) passwords: PasswordPolicy,
     pub(crate) key_pepper: KeyPepper,
+    pub(crate) mail: MailPolicy,
 }
 
 impl AuthService {
@@ -65,6 +70,7 @@ impl AuthService {
             abuse: policies.abuse,
             passwords: policies.passwords,
             key_pepper: policies.key_pepper,
+            mail: policies.mail,
         }
     }
 

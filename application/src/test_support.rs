@@ -1,16 +1,18 @@
 //! Mocks of every port, bundled so each test states only the expectations it cares about.
 
-use crate::{AbusePolicy, AuthService, Policies, Ports, SessionPolicy};
+use crate::{AbusePolicy, AuthService, MailPolicy, Policies, Ports, SessionPolicy};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use latchkey_domain::{
     ports::{
-        CommonPasswords, MockAccessTokenCodec, MockClock, MockPasswordHasher, MockRandomSource,
+        CommonPasswords, MailTokenRepository, MockAccessTokenCodec, MockClock,
+        MockMailTokenRepository, MockOutbox, MockPasswordHasher, MockRandomSource,
         MockRefreshTokenRepository, MockSessionRepository, MockSuccessorDerivation,
-        MockThrottleStore, MockUserRepository, StoreError, ThrottleStore,
+        MockThrottleStore, MockUserRepository, Outbox, StoreError, ThrottleStore,
     },
-    Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, PasswordHash, PasswordPolicy,
-    RefreshTokenRecord, RefreshTokenSecret, Role, SessionRecord, ThrottleKey, User, UserId,
+    Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, Mail, MailTokenHash,
+    MailTokenPurpose, MailTokenRecord, PasswordHash, PasswordPolicy, RefreshTokenRecord,
+    RefreshTokenSecret, Role, SessionRecord, ThrottleKey, User, UserId,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -30,6 +32,7 @@ pub fn user(n: u8) -> User {
         password_hash: PasswordHash::new(format!("$argon2id$user{n}")),
         roles: vec![Role::User],
         created_at: t0(),
+        email_verified_at: None,
     }
 }
 
@@ -72,6 +75,52 @@ pub struct Mocks {
     /// `None`: a store that never throttles, for tests about something else.
     pub throttle: Option<MockThrottleStore>,
     pub abuse: AbusePolicy,
+    /// `None`: links are stored and mails queued nowhere, for tests about something else.
+    pub mail_tokens: Option<MockMailTokenRepository>,
+    pub outbox: Option<MockOutbox>,
+    pub mail: MailPolicy,
+}
+
+/// The production defaults: links for 24 hours and 30 minutes, unverified logins allowed.
+pub fn mail_policy() -> MailPolicy {
+    MailPolicy {
+        verify_link_ttl: chrono::Duration::hours(24),
+        reset_link_ttl: chrono::Duration::minutes(30),
+        require_verified_email: false,
+    }
+}
+
+/// Keeps no link and sends no mail.
+struct NoMail;
+
+#[async_trait]
+impl MailTokenRepository for NoMail {
+    async fn issue(&self, _: &MailTokenRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn find(
+        &self,
+        _: &MailTokenHash,
+        _: MailTokenPurpose,
+        _: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn consume(
+        &self,
+        _: &MailTokenHash,
+        _: MailTokenPurpose,
+        _: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn discard_all_of_user(&self, _: UserId) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Outbox for NoMail {
+    fn enqueue(&self, _: Mail) {}
 }
 
 /// Login backoff as configured by default; no budgets (the tests that want one set it).
@@ -91,6 +140,8 @@ pub fn abuse_policy() -> AbusePolicy {
         register: None,
         login: None,
         refresh: None,
+        mail: None,
+        mail_per_recipient: None,
     }
 }
 
@@ -192,6 +243,9 @@ impl Mocks {
             successors: MockSuccessorDerivation::new(),
             throttle: None,
             abuse: abuse_policy(),
+            mail_tokens: None,
+            outbox: None,
+            mail: mail_policy(),
         }
     }
 
@@ -214,12 +268,21 @@ impl Mocks {
                     Some(mock) => Arc::new(mock),
                     None => Arc::new(NeverThrottled),
                 },
+                mail_tokens: match self.mail_tokens {
+                    Some(mock) => Arc::new(mock),
+                    None => Arc::new(NoMail),
+                },
+                outbox: match self.outbox {
+                    Some(mock) => Arc::new(mock),
+                    None => Arc::new(NoMail),
+                },
             },
             Policies {
                 session: policy,
                 abuse: self.abuse,
                 passwords: password_policy(),
                 key_pepper: latchkey_domain::KeyPepper::new([3; 32]),
+                mail: self.mail,
             },
         )
     }

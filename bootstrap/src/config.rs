@@ -2,7 +2,7 @@
 
 use crate::ServeSettings;
 use figment::{providers::Env, Figment};
-use latchkey_application::{AbusePolicy, Budget, SessionPolicy};
+use latchkey_application::{AbusePolicy, Budget, MailPolicy, SessionPolicy};
 use latchkey_crypto::{Argon2Settings, JwtSettings};
 use latchkey_domain::{Backoff, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 use latchkey_http::{ForwardedHeader, HttpSettings, SiteSettings};
@@ -51,6 +51,18 @@ pub const VARIABLES: &[&str] = &[
     "LOGIN_REFILL",
     "REFRESH_BURST",
     "REFRESH_REFILL",
+    "SMTP_URL",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "MAIL_FROM",
+    "PUBLIC_URL",
+    "EMAIL_TOKEN_EXPIRY",
+    "RESET_TOKEN_EXPIRY",
+    "REQUIRE_VERIFIED_EMAIL",
+    "MAIL_BURST",
+    "MAIL_REFILL",
+    "MAIL_RECIPIENT_BURST",
+    "MAIL_RECIPIENT_REFILL",
 ];
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
@@ -111,6 +123,37 @@ pub struct Config {
     pub site: SiteSettings,
     pub abuse: AbusePolicy,
     pub passwords: PasswordSettings,
+    pub mail: MailConfig,
+}
+
+/// Where mails go and what their links say.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    /// `None`: mails are written to the log (development only).
+    pub smtp: Option<SmtpConfig>,
+    /// The `From` of every mail.
+    pub from: String,
+    /// The site's base URL, which links in mails point to.
+    pub public_url: String,
+    pub policy: MailPolicy,
+}
+
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub url: SecretString,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("SmtpConfig")
+            .field("url", &"[REDACTED]")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// The configurable part of the password policy (the common-password list is built in).
@@ -237,6 +280,25 @@ struct Raw {
     refresh_burst: u32,
     #[serde(default = "defaults::refresh_refill")]
     refresh_refill: f64,
+    smtp_url: Option<SecretString>,
+    smtp_username: Option<String>,
+    smtp_password: Option<SecretString>,
+    mail_from: Option<String>,
+    public_url: Option<String>,
+    #[serde(default = "defaults::email_token_expiry")]
+    email_token_expiry: u64,
+    #[serde(default = "defaults::reset_token_expiry")]
+    reset_token_expiry: u64,
+    #[serde(default)]
+    require_verified_email: bool,
+    #[serde(default = "defaults::mail_burst")]
+    mail_burst: u32,
+    #[serde(default = "defaults::mail_refill")]
+    mail_refill: f64,
+    #[serde(default = "defaults::mail_recipient_burst")]
+    mail_recipient_burst: u32,
+    #[serde(default = "defaults::mail_recipient_refill")]
+    mail_recipient_refill: f64,
 }
 
 mod defaults {
@@ -307,6 +369,24 @@ mod defaults {
     }
     pub fn service_name() -> String {
         "latchkey".into()
+    }
+    pub fn email_token_expiry() -> u64 {
+        24 * 3600
+    }
+    pub fn reset_token_expiry() -> u64 {
+        30 * 60
+    }
+    pub fn mail_burst() -> u32 {
+        5
+    }
+    pub fn mail_refill() -> f64 {
+        60.0
+    }
+    pub fn mail_recipient_burst() -> u32 {
+        3
+    }
+    pub fn mail_recipient_refill() -> f64 {
+        600.0
     }
     pub fn forwarded_header() -> String {
         "x-forwarded-for".into()
@@ -385,7 +465,7 @@ impl Config {
             Some(uri) if uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://") => {
                 StoreConfig::Mongo {
                     uri: uri.to_owned(),
-                    database: raw.db_name.filter(|d| !d.trim().is_empty()),
+                    database: raw.db_name.clone().filter(|d| !d.trim().is_empty()),
                 }
             }
             Some(_) => {
@@ -395,7 +475,7 @@ impl Config {
                 ))
             }
         };
-        let (secret, secret_origin) = match raw.jwt_secret {
+        let (secret, secret_origin) = match raw.jwt_secret.clone() {
             Some(secret) => {
                 let len = secret.expose_secret().len();
                 if len < MIN_JWT_SECRET_BYTES {
@@ -558,6 +638,17 @@ impl Config {
             raw.refresh_burst,
             raw.refresh_refill,
         )?;
+        let mail_budget = budget(
+            ("MAIL_BURST", "MAIL_REFILL"),
+            raw.mail_burst,
+            raw.mail_refill,
+        )?;
+        let mail_per_recipient = budget(
+            ("MAIL_RECIPIENT_BURST", "MAIL_RECIPIENT_REFILL"),
+            raw.mail_recipient_burst,
+            raw.mail_recipient_refill,
+        )?;
+        let mail = mail_config(&raw, &address)?;
 
         // Every duration is bounded above (ten years at most), so this conversion is exact.
         let seconds = |secs: u64| chrono::Duration::seconds(secs as i64);
@@ -618,13 +709,84 @@ impl Config {
                 register,
                 login,
                 refresh,
+                mail: mail_budget,
+                mail_per_recipient,
             },
             passwords: PasswordSettings {
                 min_chars: raw.password_min_length,
                 service_name: raw.service_name.trim().to_owned(),
             },
+            mail,
         })
     }
+}
+
+/// Links in mails must work for a day at most past a week: longer-lived links sit in
+/// mailboxes as standing credentials.
+const MAX_LINK_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+fn mail_config(raw: &Raw, address: &SocketAddr) -> Result<MailConfig, ConfigError> {
+    let smtp = match &raw.smtp_url {
+        Some(url) if !url.expose_secret().trim().is_empty() => {
+            let url = url.expose_secret().trim();
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(bad(
+                    "SMTP_URL",
+                    "must be an `smtp://host:port` or `smtps://host:port` URL",
+                ));
+            }
+            Some(SmtpConfig {
+                url: SecretString::from(url.to_owned()),
+                username: raw.smtp_username.clone().filter(|u| !u.is_empty()),
+                password: raw.smtp_password.clone(),
+            })
+        }
+        _ if raw.app_env == AppEnv::Production => {
+            return Err(bad(
+                "SMTP_URL",
+                "must be set when APP_ENV=production (mails with links cannot go to the log)",
+            ));
+        }
+        _ => None,
+    };
+    let public_url = match raw.public_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(bad("PUBLIC_URL", "must start with http:// or https://"));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        _ if raw.app_env == AppEnv::Production => {
+            return Err(bad(
+                "PUBLIC_URL",
+                "must be set when APP_ENV=production (links in mails point to it)",
+            ));
+        }
+        _ => format!("http://{address}"),
+    };
+    let from = match raw.mail_from.as_deref().map(str::trim) {
+        Some(from) if !from.is_empty() => from.to_owned(),
+        _ => format!("{} <no-reply@localhost>", raw.service_name.trim()),
+    };
+    let lifetime = |variable: &'static str, secs: u64| {
+        if !(60..=MAX_LINK_LIFETIME_SECS).contains(&secs) {
+            return Err(bad(
+                variable,
+                format!("must be between 60 and {MAX_LINK_LIFETIME_SECS} seconds"),
+            ));
+        }
+        Ok(chrono::Duration::seconds(secs as i64))
+    };
+    Ok(MailConfig {
+        smtp,
+        from,
+        public_url,
+        policy: MailPolicy {
+            verify_link_ttl: lifetime("EMAIL_TOKEN_EXPIRY", raw.email_token_expiry)?,
+            reset_link_ttl: lifetime("RESET_TOKEN_EXPIRY", raw.reset_token_expiry)?,
+            require_verified_email: raw.require_verified_email,
+        },
+    })
 }
 
 /// A budget of `burst` requests refilled one per `refill` seconds; a burst of 0 turns it off.
@@ -793,6 +955,18 @@ mod tests {
                     ("MAX_BODY_BYTES", "2048"),
                     ("SITE_DIR", "/srv/site"),
                     ("APP_ENV", "production"),
+                    ("SMTP_URL", "smtps://mailer:pw@smtp.example.com:465"),
+                    ("SMTP_USERNAME", "mailer"),
+                    ("SMTP_PASSWORD", "smtp-secret"),
+                    ("MAIL_FROM", "Example <login@example.com>"),
+                    ("PUBLIC_URL", "https://login.example.com/"),
+                    ("EMAIL_TOKEN_EXPIRY", "7200"),
+                    ("RESET_TOKEN_EXPIRY", "600"),
+                    ("REQUIRE_VERIFIED_EMAIL", "true"),
+                    ("MAIL_BURST", "7"),
+                    ("MAIL_REFILL", "30"),
+                    ("MAIL_RECIPIENT_BURST", "2"),
+                    ("MAIL_RECIPIENT_REFILL", "900"),
                 ],
             )
             .unwrap();
@@ -842,6 +1016,98 @@ mod tests {
             assert_eq!(config.http.max_body_bytes, 2048);
             assert_eq!(config.site.dir, PathBuf::from("/srv/site"));
             assert_eq!(config.app_env, AppEnv::Production);
+            let smtp = config.mail.smtp.as_ref().unwrap();
+            assert_eq!(
+                smtp.url.expose_secret(),
+                "smtps://mailer:pw@smtp.example.com:465"
+            );
+            assert_eq!(smtp.username.as_deref(), Some("mailer"));
+            assert_eq!(
+                smtp.password.as_ref().map(|p| p.expose_secret().to_owned()),
+                Some("smtp-secret".into())
+            );
+            assert_eq!(config.mail.from, "Example <login@example.com>");
+            assert_eq!(config.mail.public_url, "https://login.example.com");
+            assert_eq!(
+                config.mail.policy,
+                MailPolicy {
+                    verify_link_ttl: chrono::Duration::hours(2),
+                    reset_link_ttl: chrono::Duration::minutes(10),
+                    require_verified_email: true,
+                }
+            );
+            let budget = |burst, secs| {
+                Some(Budget {
+                    burst: std::num::NonZeroU32::new(burst).unwrap(),
+                    replenish_every: Duration::from_secs(secs),
+                })
+            };
+            assert_eq!(config.abuse.mail, budget(7, 30));
+            assert_eq!(config.abuse.mail_per_recipient, budget(2, 900));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mail_defaults_to_the_log_with_links_to_this_server_in_development() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[("PORT", "9100")]).unwrap();
+            assert!(config.mail.smtp.is_none());
+            assert_eq!(config.mail.public_url, "http://127.0.0.1:9100");
+            assert_eq!(config.mail.from, "latchkey <no-reply@localhost>");
+            assert_eq!(
+                config.mail.policy.verify_link_ttl,
+                chrono::Duration::hours(24)
+            );
+            assert_eq!(
+                config.mail.policy.reset_link_ttl,
+                chrono::Duration::minutes(30)
+            );
+            assert!(!config.mail.policy.require_verified_email);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_needs_smtp_and_a_public_url_and_bad_mail_settings_are_refused() {
+        Jail::expect_with(|jail| {
+            let production = [("APP_ENV", "production"), ("JWT_SECRET", SECRET)];
+            let err = load(jail, &production).err().unwrap();
+            assert!(err.to_string().starts_with("SMTP_URL must be set"), "{err}");
+            let mut vars = production.to_vec();
+            vars.push(("SMTP_URL", "smtps://smtp.example.com"));
+            let err = load(jail, &vars).err().unwrap();
+            assert!(
+                err.to_string().starts_with("PUBLIC_URL must be set"),
+                "{err}"
+            );
+            for (variable, value) in [
+                ("SMTP_URL", "http://smtp.example.com"),
+                ("PUBLIC_URL", "login.example.com"),
+                ("EMAIL_TOKEN_EXPIRY", "10"),
+                ("RESET_TOKEN_EXPIRY", "999999999"),
+                ("MAIL_BURST", "1000000"),
+            ] {
+                let err = load(jail, &[(variable, value)]).err().unwrap();
+                assert!(err.to_string().starts_with(variable), "{err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_output_hides_smtp_credentials() {
+        Jail::expect_with(|jail| {
+            let config = load(
+                jail,
+                &[
+                    ("SMTP_URL", "smtp://user:url-secret@localhost:25"),
+                    ("SMTP_PASSWORD", "password-secret"),
+                ],
+            )
+            .unwrap();
+            let printed = format!("{config:?}");
+            assert!(!printed.contains("url-secret") && !printed.contains("password-secret"));
             Ok(())
         });
     }

@@ -5,11 +5,17 @@ use latchkey_crypto::{
     Argon2Hasher, HmacSuccessors, JwtCodec, OsRandom, SecListsCommonPasswords, SystemClock,
 };
 use latchkey_domain::{
-    ports::{RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository},
+    ports::{
+        MailTokenRepository, Outbox, RefreshTokenRepository, SessionRepository, ThrottleStore,
+        UserRepository,
+    },
     KeyPepper, PasswordPolicy,
 };
 use latchkey_http::SiteSettings;
-use latchkey_memory::{InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers};
+use latchkey_mail::{LogOutbox, MailSettings, SmtpOutbox, SmtpSettings};
+use latchkey_memory::{
+    InMemoryMailTokens, InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers,
+};
 use latchkey_mongo::MongoStore;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use secrecy::ExposeSecret;
@@ -28,6 +34,7 @@ pub struct Stores {
     pub refresh_tokens: Arc<dyn RefreshTokenRepository>,
     pub sessions: Arc<dyn SessionRepository>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub mail_tokens: Arc<dyn MailTokenRepository>,
 }
 
 impl Stores {
@@ -37,6 +44,7 @@ impl Stores {
             refresh_tokens: Arc::new(InMemoryRefreshTokens::default()),
             sessions: Arc::new(InMemorySessions::default()),
             throttle: Arc::new(InMemoryThrottle::default()),
+            mail_tokens: Arc::new(InMemoryMailTokens::default()),
         }
     }
 
@@ -46,6 +54,7 @@ impl Stores {
             refresh_tokens: Arc::new(store.refresh_tokens()),
             sessions: Arc::new(store.sessions()),
             throttle: Arc::new(store.throttle()),
+            mail_tokens: Arc::new(store.mail_tokens()),
         }
     }
 }
@@ -116,6 +125,8 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             random: Arc::new(OsRandom),
             successors: Arc::new(successors),
             throttle: stores.throttle,
+            mail_tokens: stores.mail_tokens,
+            outbox: outbox(config)?,
         },
         Policies {
             session: config.session,
@@ -126,12 +137,51 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
                 common: Arc::new(SecListsCommonPasswords::default()),
             },
             key_pepper,
+            mail: config.mail.policy,
         },
     );
     let endpoint = latchkey_http::routes(service.clone(), config.http.clone(), site(&config.site));
     Ok(App {
         endpoint: endpoint.boxed(),
         service,
+    })
+}
+
+/// SMTP when `SMTP_URL` is set, the log otherwise (development only: production refuses to
+/// start without it).
+fn outbox(config: &Config) -> anyhow::Result<Arc<dyn Outbox>> {
+    let to_std = |d: chrono::Duration| d.to_std().unwrap_or_default();
+    let settings = MailSettings {
+        service_name: config.passwords.service_name.clone(),
+        public_url: config.mail.public_url.clone(),
+        verify_link_lifetime: to_std(config.mail.policy.verify_link_ttl),
+        reset_link_lifetime: to_std(config.mail.policy.reset_link_ttl),
+    };
+    Ok(match &config.mail.smtp {
+        Some(smtp) => {
+            let url = smtp.url.expose_secret();
+            if url.starts_with("smtp://") && !url.contains("tls=required") {
+                tracing::warn!(
+                    "SMTP_URL is unencrypted: mails with sign-in links cross the network in \
+                     clear; use smtps:// or ?tls=required unless the relay is on this host"
+                );
+            }
+            let outbox = SmtpOutbox::start(
+                SmtpSettings {
+                    url: smtp.url.clone(),
+                    username: smtp.username.clone(),
+                    password: smtp.password.clone(),
+                    from: config.mail.from.clone(),
+                    attempts: 4,
+                    first_retry_after: std::time::Duration::from_secs(2),
+                    timeout: std::time::Duration::from_secs(10),
+                },
+                settings,
+            )?;
+            tracing::info!(public_url = %config.mail.public_url, "mails go out over SMTP");
+            Arc::new(outbox)
+        }
+        None => Arc::new(LogOutbox::new(settings)),
     })
 }
 

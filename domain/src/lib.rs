@@ -3,6 +3,7 @@
 //! Nothing here performs I/O or depends on an async runtime; adapters implement the ports.
 
 pub mod email;
+pub mod mail;
 pub mod password;
 pub mod ports;
 pub mod throttle;
@@ -10,6 +11,7 @@ pub mod token;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError, EmailKey};
+pub use mail::{Mail, MailTokenHash, MailTokenPurpose, MailTokenRecord, MailTokenSecret};
 pub use password::{
     Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
 };

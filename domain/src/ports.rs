@@ -1,9 +1,10 @@
 //! What the core needs from the outside world. Adapters implement these traits.
 
 use crate::{
-    AccessClaims, BucketState, EmailKey, FailureRecord, FamilyId, Password, PasswordHash,
-    RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret, SessionRecord, ThrottleKey,
-    TokenRejection, User, UserId,
+    AccessClaims, BucketState, EmailKey, FailureRecord, FamilyId, Mail, MailTokenHash,
+    MailTokenPurpose, MailTokenRecord, Password, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, RefreshTokenSecret, SessionRecord, ThrottleKey, TokenRejection, User,
+    UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -38,6 +39,14 @@ pub trait UserRepository: Send + Sync {
         id: UserId,
         current: &PasswordHash,
         new: &PasswordHash,
+    ) -> Result<bool, StoreError>;
+    /// Marks the account's address verified at `at`, if the account still has the address
+    /// `email` (normalised). Returns whether it has (verified before or now).
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &str,
+        at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Removes the account for good; its email may register again. Returns whether it existed.
     async fn delete(&self, id: UserId) -> Result<bool, StoreError>;
@@ -103,6 +112,38 @@ pub trait SessionRepository: Send + Sync {
     /// Forgets every session of the user (the account is being deleted): their tokens stop
     /// working as if revoked.
     async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError>;
+}
+
+/// Tokens of mailed links. At most one per user and purpose exists: issuing one discards the
+/// one before, so only the newest link works.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait MailTokenRepository: Send + Sync {
+    async fn issue(&self, record: &MailTokenRecord) -> Result<(), StoreError>;
+    /// The token of `purpose` with this hash, unless expired at `now`; left in place.
+    async fn find(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError>;
+    /// Removes and returns the token, unless it is unknown, of another purpose or expired at
+    /// `now`. Atomic: of concurrent callers with one token, exactly one gets it.
+    async fn consume(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError>;
+    /// Discards every token of the user (their password changed, or the account is going).
+    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError>;
+}
+
+/// Where mails go. Delivery happens later, elsewhere: a slow or failing mail server is the
+/// outbox's to log and retry, never a request's error.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Outbox: Send + Sync {
+    fn enqueue(&self, mail: Mail);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

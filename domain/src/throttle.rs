@@ -48,6 +48,8 @@ pub enum BudgetAction {
     Register,
     Login,
     Refresh,
+    /// Asking for a mailed link (a new verification mail, a password reset).
+    Mail,
 }
 
 impl BudgetAction {
@@ -56,6 +58,7 @@ impl BudgetAction {
             Self::Register => "register",
             Self::Login => "login",
             Self::Refresh => "refresh",
+            Self::Mail => "mail",
         }
     }
 }
@@ -100,6 +103,11 @@ impl ThrottleKey {
         pepper: &KeyPepper,
     ) -> Self {
         Self(format!("known:{}:{client}", digest(email, pepper)))
+    }
+
+    /// Mails to one address, from whoever asks.
+    pub fn mail_to(email: &EmailKey, pepper: &KeyPepper) -> Self {
+        Self(format!("mail:{}", digest(email, pepper)))
     }
 
     /// A network's budget for one kind of request.

@@ -60,6 +60,8 @@ pub struct User {
     pub password_hash: PasswordHash,
     pub roles: Vec<Role>,
     pub created_at: DateTime<Utc>,
+    /// When a mailed link proved that the address reaches the account's owner.
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ pub fn test_config() -> Config {
     config.abuse.register = None;
     config.abuse.login = None;
     config.abuse.refresh = None;
+    config.abuse.mail = None;
+    config.abuse.mail_per_recipient = None;
     // Tests move the clock by seconds; a skew allowance would blur every expiry check.
     config.jwt.codec.leeway_secs = 0;
     config

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod interleave;
 pub mod mongo;
+pub mod smtp;
 
 use std::{
     future::Future,

@@ -5,7 +5,10 @@
 //! Needs schemathesis; `scripts/test.sh` installs it into `.tmp/schemathesis-venv` (or set
 //! `SCHEMATHESIS` to an `st` executable).
 
-use latchkey_tests::{http::app, Backend};
+use latchkey_tests::{
+    http::{app, TestApp},
+    Backend,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -29,17 +32,15 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schemathesis_finds_no_difference_between_the_document_and_the_server() {
+/// Runs schemathesis against `app` with `bearer`'s access token and `extra` arguments; returns
+/// its JSON report, what it printed, and whether it exited successfully.
+async fn run(app: &TestApp, bearer: &str, extra: &[&str], name: &str) -> (Value, String, bool) {
     let st = schemathesis();
-    let app = app(Backend::Mongo).listening().spawn().await;
-    let login = app.signed_in("schemathesis@example.com").await;
-    let bearer = format!("Authorization: Bearer {}", login.str("access_token"));
     let work_dir = repository().join("target/schemathesis");
     std::fs::create_dir_all(&work_dir).unwrap();
-    let report = work_dir.join("report.json");
+    let report = work_dir.join(format!("{name}.json"));
     let _ = std::fs::remove_file(&report);
-    let args = [
+    let mut args = vec![
         "--config-file".to_owned(),
         repository()
             .join("tests/schemathesis.toml")
@@ -50,9 +51,7 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
         "--checks".into(),
         "all".into(),
         "--header".into(),
-        bearer,
-        "--max-examples".into(),
-        MAX_EXAMPLES.into(),
+        format!("Authorization: Bearer {bearer}"),
         "--workers".into(),
         "1".into(),
         "--report".into(),
@@ -60,6 +59,7 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
         "--report-json-path".into(),
         report.display().to_string(),
     ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
             .args(args)
@@ -70,12 +70,36 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
     })
     .await
     .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     println!("{printed}");
     let report: Value = serde_json::from_slice(
         &std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {printed}")),
     )
     .unwrap();
+    (report, printed, output.status.success())
+}
+
+/// "Sign out everywhere" ends the session whose token schemathesis holds, so it is checked on
+/// its own, last, with a session of its own; everything else first.
+const ENDS_EVERY_SESSION: &str = "logoutAll";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_difference_between_the_document_and_the_server() {
+    let app = app(Backend::Mongo).listening().spawn().await;
+    let login = app.signed_in("schemathesis@example.com").await;
+
+    let (report, printed, succeeded) = run(
+        &app,
+        &login.str("access_token"),
+        &[
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--exclude-operation-id",
+            ENDS_EVERY_SESSION,
+        ],
+        "report",
+    )
+    .await;
 
     let cases = &report["test_cases"];
     assert_eq!(cases["with_failures"], 0, "{printed}");
@@ -90,5 +114,27 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
             "{phase}: {printed}"
         );
     }
-    assert!(output.status.success(), "{printed}");
+    assert!(succeeded, "{printed}");
+
+    let again = app
+        .login("schemathesis@example.com", "correct horse battery")
+        .await;
+    let (report, printed, succeeded) = run(
+        &app,
+        &again.str("access_token"),
+        &[
+            "--max-examples",
+            "50",
+            "--include-operation-id",
+            ENDS_EVERY_SESSION,
+            // Alone, it has no links to follow.
+            "--phases",
+            "examples,coverage,fuzzing",
+        ],
+        "report-logout-all",
+    )
+    .await;
+    assert_eq!(report["test_cases"]["with_failures"], 0, "{printed}");
+    assert_eq!(report["test_cases"]["errored"], 0, "{printed}");
+    assert!(succeeded, "{printed}");
 }

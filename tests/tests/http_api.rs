@@ -44,7 +44,7 @@ async fn a_user_registers_logs_in_refreshes_and_logs_out(backend: Backend) {
     fields.sort();
     assert_eq!(
         fields,
-        ["created_at", "email", "id", "roles"],
+        ["created_at", "email", "email_verified", "id", "roles"],
         "never the hash"
     );
 
@@ -587,7 +587,7 @@ async fn invalid_input_gets_a_4xx_json_error_naming_the_problem(backend: Backend
     )
     .await;
     trace.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_eq!(trace.header("allow"), Some("GET, HEAD"));
+    assert_eq!(trace.header("allow"), Some("DELETE, GET, HEAD"));
     let get_login = app.get("/api/auth/login", None).await;
     get_login.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(get_login.header("allow"), Some("POST"));

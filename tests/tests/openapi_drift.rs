@@ -21,6 +21,9 @@ fn every_operation_has_an_operation_id_and_protected_ones_name_the_bearer_scheme
         "/auth/login",
         "/auth/refresh",
         "/auth/logout",
+        "/auth/email/verify",
+        "/auth/password/forgot",
+        "/auth/password/reset",
         "/health/live",
         "/health/ready",
     ];

@@ -4,10 +4,12 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use latchkey_domain::{
     ports::{
-        InsertUserError, RefreshTokenRepository, SessionRepository, ThrottleStore, UserRepository,
+        InsertUserError, MailTokenRepository, RefreshTokenRepository, SessionRepository,
+        ThrottleStore, UserRepository,
     },
-    BucketState, EmailAddress, FamilyId, PasswordHash, RefreshTokenRecord, RefreshTokenSecret,
-    Role, SessionOrigin, SessionRecord, ThrottleKey, User, UserId,
+    BucketState, EmailAddress, FamilyId, MailTokenPurpose, MailTokenRecord, MailTokenSecret,
+    PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, SessionOrigin, SessionRecord,
+    ThrottleKey, User, UserId,
 };
 use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
@@ -19,6 +21,7 @@ struct Stores {
     tokens: Arc<dyn RefreshTokenRepository>,
     sessions: Arc<dyn SessionRepository>,
     throttle: Arc<dyn ThrottleStore>,
+    mail_tokens: Arc<dyn MailTokenRepository>,
     _database: Option<TestDatabase>,
 }
 
@@ -30,6 +33,7 @@ async fn stores(backend: Backend) -> Stores {
             tokens: Arc::new(latchkey_memory::InMemoryRefreshTokens::default()),
             sessions: Arc::new(latchkey_memory::InMemorySessions::default()),
             throttle: Arc::new(latchkey_memory::InMemoryThrottle::default()),
+            mail_tokens: Arc::new(latchkey_memory::InMemoryMailTokens::default()),
             _database: None,
         },
         Backend::Mongo => {
@@ -39,6 +43,7 @@ async fn stores(backend: Backend) -> Stores {
                 tokens: Arc::new(database.store.refresh_tokens()),
                 sessions: Arc::new(database.store.sessions()),
                 throttle: Arc::new(database.store.throttle()),
+                mail_tokens: Arc::new(database.store.mail_tokens()),
                 _database: Some(database),
             }
         }
@@ -57,6 +62,7 @@ fn new_user(email: &str) -> User {
         password_hash: PasswordHash::new("$argon2id$v=19$m=256,t=1,p=1$c2FsdA$aGFzaA".into()),
         roles: vec![Role::User],
         created_at: now(),
+        email_verified_at: None,
     }
 }
 
@@ -477,6 +483,250 @@ async fn deleting_a_user_forgets_the_account_its_sessions_and_tokens_only(stores
         .unwrap();
 }
 
+fn new_link(owner: &User, purpose: MailTokenPurpose) -> (MailTokenSecret, MailTokenRecord) {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    let secret = MailTokenSecret::from_random_bytes(bytes);
+    let record = MailTokenRecord {
+        token_hash: secret.hash(),
+        user_id: owner.id,
+        purpose,
+        email: owner.email.normalized().to_owned(),
+        issued_at: now(),
+        expires_at: now() + Duration::minutes(30),
+    };
+    (secret, record)
+}
+
+async fn a_mail_token_works_once_for_its_purpose_only(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let (secret, link) = new_link(&owner, MailTokenPurpose::ResetPassword);
+    stores.mail_tokens.issue(&link).await.unwrap();
+    let hash = secret.hash();
+    let (reset, verify) = (
+        MailTokenPurpose::ResetPassword,
+        MailTokenPurpose::VerifyEmail,
+    );
+
+    assert_eq!(
+        stores.mail_tokens.find(&hash, verify, now()).await.unwrap(),
+        None,
+        "another purpose"
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .consume(&hash, verify, now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores.mail_tokens.find(&hash, reset, now()).await.unwrap(),
+        Some(link.clone()),
+        "finding leaves it in place"
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .consume(&hash, reset, now())
+            .await
+            .unwrap(),
+        Some(link)
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .consume(&hash, reset, now())
+            .await
+            .unwrap(),
+        None,
+        "used up"
+    );
+    assert_eq!(
+        stores.mail_tokens.find(&hash, reset, now()).await.unwrap(),
+        None
+    );
+}
+
+async fn a_newer_mail_token_replaces_the_last_of_its_purpose_only(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let (first, first_link) = new_link(&owner, MailTokenPurpose::ResetPassword);
+    let (verify, verify_link) = new_link(&owner, MailTokenPurpose::VerifyEmail);
+    let (second, second_link) = new_link(&owner, MailTokenPurpose::ResetPassword);
+    for link in [&first_link, &verify_link, &second_link] {
+        stores.mail_tokens.issue(link).await.unwrap();
+    }
+    let reset = MailTokenPurpose::ResetPassword;
+
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&first.hash(), reset, now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&second.hash(), reset, now())
+            .await
+            .unwrap(),
+        Some(second_link)
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&verify.hash(), MailTokenPurpose::VerifyEmail, now())
+            .await
+            .unwrap(),
+        Some(verify_link)
+    );
+}
+
+async fn an_expired_mail_token_is_neither_found_nor_used(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let (secret, mut link) = new_link(&owner, MailTokenPurpose::VerifyEmail);
+    link.expires_at = now() + Duration::seconds(5);
+    stores.mail_tokens.issue(&link).await.unwrap();
+    let later = link.expires_at;
+    let verify = MailTokenPurpose::VerifyEmail;
+
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&secret.hash(), verify, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .consume(&secret.hash(), verify, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(stores
+        .mail_tokens
+        .consume(&secret.hash(), verify, now())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn concurrent_uses_of_one_mail_token_have_exactly_one_winner(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let (secret, link) = new_link(&owner, MailTokenPurpose::ResetPassword);
+    stores.mail_tokens.issue(&link).await.unwrap();
+    let tokens = stores.mail_tokens.clone();
+    let hash = secret.hash();
+    let winners = winners_of_simultaneous(8, move || {
+        let tokens = tokens.clone();
+        async move {
+            tokens
+                .consume(&hash, MailTokenPurpose::ResetPassword, now())
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    assert_eq!(winners, 1);
+}
+
+async fn discarding_a_users_mail_tokens_leaves_others_alone(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    let (anns, anns_link) = new_link(&ann, MailTokenPurpose::ResetPassword);
+    let (anns_verify, anns_verify_link) = new_link(&ann, MailTokenPurpose::VerifyEmail);
+    let (bobs, bobs_link) = new_link(&bob, MailTokenPurpose::ResetPassword);
+    for link in [&anns_link, &anns_verify_link, &bobs_link] {
+        stores.mail_tokens.issue(link).await.unwrap();
+    }
+
+    stores
+        .mail_tokens
+        .discard_all_of_user(ann.id)
+        .await
+        .unwrap();
+
+    let reset = MailTokenPurpose::ResetPassword;
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&anns.hash(), reset, now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&anns_verify.hash(), MailTokenPurpose::VerifyEmail, now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&bobs.hash(), reset, now())
+            .await
+            .unwrap(),
+        Some(bobs_link)
+    );
+}
+
+async fn an_address_is_verified_once_and_only_while_the_account_has_it(stores: Stores) {
+    let user = new_user("Ann@Example.com");
+    stores.users.insert(&user).await.unwrap();
+    let first = now();
+
+    assert!(!stores
+        .users
+        .mark_email_verified(user.id, "someone@else.com", first)
+        .await
+        .unwrap());
+    assert_eq!(
+        stores
+            .users
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified_at,
+        None
+    );
+    assert!(stores
+        .users
+        .mark_email_verified(user.id, "ann@example.com", first)
+        .await
+        .unwrap());
+    assert!(stores
+        .users
+        .mark_email_verified(user.id, "ann@example.com", first + Duration::hours(1))
+        .await
+        .unwrap());
+    assert_eq!(
+        stores
+            .users
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified_at,
+        Some(first),
+        "the first verification's time is kept"
+    );
+    assert!(!stores
+        .users
+        .mark_email_verified(UserId::from_uuid(Uuid::new_v4()), "ann@example.com", first)
+        .await
+        .unwrap());
+}
+
 async fn a_password_hash_is_replaced_only_while_it_is_the_expected_one(stores: Stores) {
     let user = new_user("rehash@example.com");
     stores.users.insert(&user).await.unwrap();
@@ -690,6 +940,12 @@ for_each_backend!(
     revoking_all_of_a_users_sessions_keeps_the_one_asked_and_touches_no_other_user,
     a_users_unexchanged_tokens_are_the_heads_of_their_chains,
     deleting_a_user_forgets_the_account_its_sessions_and_tokens_only,
+    a_mail_token_works_once_for_its_purpose_only,
+    a_newer_mail_token_replaces_the_last_of_its_purpose_only,
+    an_expired_mail_token_is_neither_found_nor_used,
+    concurrent_uses_of_one_mail_token_have_exactly_one_winner,
+    discarding_a_users_mail_tokens_leaves_others_alone,
+    an_address_is_verified_once_and_only_while_the_account_has_it,
     a_password_hash_is_replaced_only_while_it_is_the_expected_one,
     failures_count_up_and_are_forgotten_when_cleared_or_expired,
     concurrent_failures_all_count,

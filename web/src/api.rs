@@ -161,6 +161,16 @@ where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Result<ResponseValue<T>, ApiError>>,
 {
+    authenticated_as(call, describe).await
+}
+
+/// [`authenticated`], with the API's refusals turned into `E` by `refusal`.
+async fn authenticated_as<T, E, F, Fut>(call: F, refusal: fn(ApiError) -> E) -> Result<T, E>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<ResponseValue<T>, ApiError>>,
+    E: From<String>,
+{
     let outcome = session()
         .call(|token| {
             let response = call(client(Some(&token)));
@@ -168,24 +178,23 @@ where
                 match response.await {
                     Ok(value) => Attempt::Done(value.into_inner()),
                     Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
-                    Err(e) => Attempt::Failed(describe(e)),
+                    Err(e) => Attempt::Failed(refusal(e)),
                 }
             }
         })
         .await;
     match outcome {
         Ok(value) => Ok(value),
-        Err(CallError::Failed(message)) | Err(CallError::RefreshUnavailable(message)) => {
-            Err(message)
-        }
+        Err(CallError::Failed(error)) => Err(error),
+        Err(CallError::RefreshUnavailable(message)) => Err(message.into()),
         Err(CallError::SignedOut) if session().is_signed_in() => {
             // Refused, but another tab has stored other tokens meanwhile: start over with them.
             let _ = window().location().reload();
-            Err("Your session changed in another tab. Reloading…".into())
+            Err(String::from("Your session changed in another tab. Reloading…").into())
         }
         Err(CallError::SignedOut) => {
             go_to_login();
-            Err("Your session has ended. Please log in again.".into())
+            Err(String::from("Your session has ended. Please log in again.").into())
         }
     }
 }
@@ -246,7 +255,10 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Field {
     Email,
+    /// The password being chosen.
     Password,
+    /// The password the account has now, confirming a change.
+    CurrentPassword,
 }
 
 /// Why a form was refused: a sentence, and the field it is about when there is one.
@@ -265,6 +277,24 @@ impl From<String> for FormError {
     }
 }
 
+/// A refusal of a form, placed next to the field its code is about: the API names the rule a
+/// weak password breaks, and the message says it in words.
+fn form_error(error: ApiError) -> FormError {
+    let field = match &error {
+        ClientError::ErrorResponse(body) => match body.error.as_str() {
+            "weak_password" => Some(Field::Password),
+            "wrong_password" | "invalid_password" => Some(Field::CurrentPassword),
+            "invalid_email" | "email_taken" => Some(Field::Email),
+            _ => None,
+        },
+        _ => None,
+    };
+    FormError {
+        message: describe(error),
+        field,
+    }
+}
+
 pub async fn register_and_login(email: String, password: String) -> Result<(), FormError> {
     client(None)
         .register(&types::NewAccount {
@@ -272,22 +302,109 @@ pub async fn register_and_login(email: String, password: String) -> Result<(), F
             password: password.clone(),
         })
         .await
-        .map_err(|error| {
-            // The API names the rule a weak password breaks; the message says it in words.
-            let field = match &error {
-                ClientError::ErrorResponse(body) => match body.error.as_str() {
-                    "weak_password" => Some(Field::Password),
-                    "invalid_email" | "email_taken" => Some(Field::Email),
-                    _ => None,
-                },
-                _ => None,
-            };
-            FormError {
-                message: describe(error),
-                field,
-            }
-        })?;
+        .map_err(form_error)?;
     login(email, password).await.map_err(FormError::from)
+}
+
+/// The `token` of a mailed link this page was opened with.
+pub fn link_token() -> Option<String> {
+    let search = window().location().search().ok()?;
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+}
+
+/// Asks for a reset link; the answer is the same whether or not an account has the address.
+pub async fn forgot_password(email: String) -> Result<String, FormError> {
+    let email = email
+        .parse::<types::PasswordForgottenEmail>()
+        .map_err(|_| FormError {
+            message: "Enter your email address (at most 254 characters).".into(),
+            field: Some(Field::Email),
+        })?;
+    let accepted = client(None)
+        .forgot_password(&types::PasswordForgotten { email })
+        .await
+        .map_err(form_error)?;
+    Ok(sentence(accepted.into_inner().message))
+}
+
+pub async fn reset_password(token: String, new_password: String) -> Result<(), FormError> {
+    client(None)
+        .reset_password(&types::PasswordReset {
+            token,
+            new_password,
+        })
+        .await
+        .map_err(form_error)?;
+    // Every session of the account has ended, this browser's included.
+    session().sign_out();
+    Ok(())
+}
+
+pub async fn verify_email(token: String) -> Result<(), String> {
+    client(None)
+        .verify_email(&types::EmailVerification { token })
+        .await
+        .map_err(describe)?;
+    Ok(())
+}
+
+pub async fn resend_verification() -> Result<(), String> {
+    authenticated(|api| async move { api.resend_verification().await }).await?;
+    Ok(())
+}
+
+pub async fn list_sessions() -> Result<Vec<types::SessionSummaryView>, String> {
+    let list = authenticated(|api| async move { api.list_sessions().await }).await?;
+    Ok(list.sessions)
+}
+
+pub async fn end_session(id: uuid::Uuid) -> Result<(), String> {
+    authenticated(|api| async move { api.end_session(&id).await }).await
+}
+
+/// Ends every session of the account, this one included, then forgets the tokens.
+pub async fn logout_all() -> Result<(), String> {
+    authenticated(|api| async move { api.logout_all().await }).await?;
+    session().sign_out();
+    Ok(())
+}
+
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), FormError> {
+    let body = types::PasswordChange {
+        current_password,
+        new_password,
+    };
+    authenticated_as(
+        |api| {
+            let body = body.clone();
+            async move { api.change_password(&body).await }
+        },
+        form_error,
+    )
+    .await
+}
+
+/// Deletes the account for good, then forgets the tokens.
+pub async fn delete_account(password: String) -> Result<(), FormError> {
+    let body = types::PasswordConfirmation { password };
+    authenticated_as(
+        |api| {
+            let body = body.clone();
+            async move { api.delete_current_user(&body).await }
+        },
+        form_error,
+    )
+    .await?;
+    session().sign_out();
+    Ok(())
 }
 
 pub async fn current_user() -> Result<types::UserView, String> {

@@ -16,6 +16,10 @@ pub fn main<G: Html>() -> PerseusApp<G> {
         .template(templates::home::get_template())
         .template(templates::login::get_template())
         .template(templates::register::get_template())
+        .template(templates::forgot_password::get_template())
+        .template(templates::reset_password::get_template())
+        .template(templates::verify_email::get_template())
+        .template(templates::account::get_template())
         .index_view(|cx| {
             sycamore::view! { cx,
                 html(lang = "en") {

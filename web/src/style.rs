@@ -36,5 +36,27 @@ dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 .actions { display: flex; gap: .75rem; margin-top: 1.5rem; flex-wrap: wrap; }
 .actions button { flex: 1 1 8rem; }
+main.wide { max-width: 36rem; }
+.card + .card { margin-top: 1rem; }
+h2 { font-size: 1.15rem; margin: 0 0 .75rem; }
+.card h1 + .switch-left { margin-top: -.75rem; }
+.switch-left { margin: 0 0 1.25rem; }
+.banner { margin: 0 0 1rem; padding: .7rem .8rem; border-radius: 8px; background: #fffaeb;
+  color: #93370d; display: flex; gap: .75rem; align-items: center; flex-wrap: wrap; }
+.banner p { margin: 0; flex: 1 1 12rem; }
+.sessions { list-style: none; margin: 0; padding: 0; }
+.session { display: flex; gap: .75rem; align-items: center; padding: .75rem 0;
+  border-top: 1px solid var(--line); }
+.session:first-child { border-top: 0; }
+.session-text { flex: 1 1 auto; min-width: 0; display: flex; flex-direction: column; }
+.device { overflow-wrap: anywhere; font-weight: 600; }
+.badge { font-size: .8rem; padding: .2rem .55rem; border-radius: 999px; background: var(--ok-bg);
+  color: var(--ok); white-space: nowrap; }
+.session button { padding: .45rem .8rem; }
+label.check { display: flex; gap: .5rem; align-items: center; font-weight: 400; }
+label.check input { width: auto; }
+button.danger { background: var(--danger); }
+a.button-link { flex: 1 1 100%; text-align: center; padding: .4rem 0; }
+button.danger:hover { background: #912018; }
 @media (max-width: 480px) { main { margin-top: 1.5rem; } .card { padding: 1.25rem; } }
 "#;

@@ -71,7 +71,8 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
                     Ok(()) => crate::api::go_to(&crate::api::take_return_to()),
                     Err(refusal) => {
                         let shown_at = match refusal.field {
-                            Some(crate::api::Field::Password) => password_error,
+                            Some(crate::api::Field::Password)
+                            | Some(crate::api::Field::CurrentPassword) => password_error,
                             Some(crate::api::Field::Email) => email_error,
                             None => error,
                         };
@@ -92,6 +93,7 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
     };
     let switch = match kind {
         FormKind::Login => view! { cx,
+            p(class = "switch") { a(href = "forgot-password", id = "to-forgot") { "Forgot your password?" } }
             p(class = "switch") { "New here? " a(href = "register", id = "to-register") { "Create an account" } }
         },
         FormKind::Register => view! { cx,
@@ -143,7 +145,7 @@ pub fn credentials_form<G: Html>(cx: Scope, kind: FormKind) -> View<G> {
 }
 
 /// A refusal shown right under its field.
-fn field_error<'a, G: Html>(
+pub fn field_error<'a, G: Html>(
     cx: Scope<'a>,
     id: &'static str,
     message: &'a Signal<Option<String>>,

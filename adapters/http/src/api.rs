@@ -3,8 +3,9 @@ use crate::{
     contract::{add_allow, AllowTable},
     error::{framework_error_to_json, narrow},
     views::{
-        Credentials, HealthView, NewAccount, PasswordChange, PasswordConfirmation, RefreshRequest,
-        SessionListView, SessionView, TokenPairView, UserView,
+        AcceptedView, Credentials, EmailVerification, HealthView, NewAccount, PasswordChange,
+        PasswordConfirmation, PasswordForgotten, PasswordReset, RefreshRequest, SessionListView,
+        SessionView, TokenPairView, UserView,
     },
     ApiError, BearerAuth, ErrorBody,
 };
@@ -117,6 +118,11 @@ enum LoginResponse {
     /// deliberately not said).
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `email_not_verified`: the password is right, but this server lets only verified emails
+    /// log in (`REQUIRE_VERIFIED_EMAIL`); open the link in the verification mail, or reset the
+    /// password (a reset link verifies the email too).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// `request_timeout`.
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
@@ -150,6 +156,7 @@ enum LoginResponse {
 narrow!(LoginResponse {
     BadRequest,
     Unauthorized,
+    Forbidden,
     RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -446,6 +453,155 @@ macro_rules! confirmed_change_response {
     };
 }
 
+/// What an operation on a mailed link's token answers.
+macro_rules! mail_link_response {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $(#[$ok_doc:meta])* $ok:ident,
+            $($(#[$extra_doc:meta])* $extra:ident = $status:literal,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::from_framework")]
+        enum $name {
+            $(#[$ok_doc])*
+            #[oai(status = 204)]
+            $ok,
+            /// `bad_request`; `invalid_link`: the token is unknown, used, expired or replaced by
+            /// a newer link. Ask for a new one.
+            #[oai(status = 400)]
+            BadRequest(Json<ErrorBody>),
+            /// `request_timeout`.
+            #[oai(status = 408)]
+            RequestTimeout(Json<ErrorBody>),
+            /// `payload_too_large`.
+            #[oai(status = 413)]
+            PayloadTooLarge(Json<ErrorBody>),
+            /// `unsupported_media_type`.
+            #[oai(status = 415)]
+            UnsupportedMediaType(Json<ErrorBody>),
+            $($(#[$extra_doc])* #[oai(status = $status)] $extra(Json<ErrorBody>),)*
+            /// `internal_error`.
+            #[oai(status = 500)]
+            Internal(Json<ErrorBody>),
+            /// `service_unavailable`: the data store does not answer; `server_busy`: too many
+            /// passwords are being hashed, retry after `Retry-After` seconds. The link still
+            /// works.
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[oai(header = "Retry-After")] Option<String>,
+            ),
+        }
+        narrow!($name {
+            BadRequest,
+            RequestTimeout,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            $($extra,)*
+            Internal,
+            Unavailable
+        });
+    };
+}
+
+mail_link_response!(VerifyEmailResponse {
+    /// The email is verified.
+    Verified,
+});
+
+mail_link_response!(ResetPasswordResponse {
+    /// The password is set. Every session of the account has ended; log in with the new one.
+    Reset,
+    /// `weak_password`: the new password breaks the rule named in `rule`; the link still works.
+    Unprocessable = 422,
+});
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "ForgotPasswordResponse::from_framework")]
+enum ForgotPasswordResponse {
+    /// Taken in. The same answer whether or not an account has this email: when one does, a
+    /// reset link is on its way (unless that address got several in the last minutes).
+    #[oai(status = 202)]
+    Accepted(Json<AcceptedView>),
+    /// `bad_request`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `request_timeout`.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// `unsupported_media_type`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// `invalid_email`: empty or too long to be any account's.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// `rate_limited`: too many mail requests from this network; retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(ForgotPasswordResponse {
+    BadRequest,
+    RequestTimeout,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    TooManyRequests,
+    Internal,
+    Unavailable
+});
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "ResendVerificationResponse::from_framework")]
+enum ResendVerificationResponse {
+    /// Taken in: a new verification link is on its way, and the one before stops working.
+    /// Nothing is sent when the email is verified already.
+    #[oai(status = 202)]
+    Accepted(Json<AcceptedView>),
+    /// `missing_token`, `invalid_token`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `rate_limited`: too many mails asked for from this network or to this address; retry
+    /// after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(ResendVerificationResponse {
+    Unauthorized,
+    TooManyRequests,
+    Internal,
+    Unavailable
+});
+
+fn accepted(message: &str) -> Json<AcceptedView> {
+    Json(AcceptedView {
+        message: message.to_owned(),
+    })
+}
+
 confirmed_change_response!(ChangePasswordResponse {
     /// The password has changed. Every other session of the user has ended; this one goes on.
     Changed,
@@ -630,6 +786,85 @@ impl AuthApi {
         respond(service.end_session(&auth.0, session).await, |()| {
             EndSessionResponse::Ended
         })
+    }
+
+    /// Verify the email with the token of the link in the verification mail.
+    #[oai(path = "/email/verify", method = "post", operation_id = "verifyEmail")]
+    async fn verify_email(
+        &self,
+        service: Data<&AuthService>,
+        body: Json<EmailVerification>,
+    ) -> VerifyEmailResponse {
+        respond(service.verify_email(body.0.token.0).await, |()| {
+            VerifyEmailResponse::Verified
+        })
+    }
+
+    /// Mail the signed-in user a new verification link; the one before stops working.
+    #[oai(
+        path = "/email/verify/resend",
+        method = "post",
+        operation_id = "resendVerification"
+    )]
+    async fn resend_verification(
+        &self,
+        service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
+        auth: BearerAuth,
+    ) -> ResendVerificationResponse {
+        respond(
+            service.resend_verification(auth.0.subject, *client.0).await,
+            |()| {
+                ResendVerificationResponse::Accepted(accepted(
+                    "unless your email is verified already, a new link is on its way",
+                ))
+            },
+        )
+    }
+
+    /// Ask for a password reset link by mail. The answer is the same whether or not an
+    /// account has this email.
+    #[oai(
+        path = "/password/forgot",
+        method = "post",
+        operation_id = "forgotPassword"
+    )]
+    async fn forgot_password(
+        &self,
+        service: Data<&AuthService>,
+        client: Data<&ClientNetwork>,
+        body: Json<PasswordForgotten>,
+    ) -> ForgotPasswordResponse {
+        respond(
+            service.forgot_password(body.0.email.0, *client.0).await,
+            |()| {
+                ForgotPasswordResponse::Accepted(accepted(
+                    "if an account has this email, a link to choose a new password is on its way",
+                ))
+            },
+        )
+    }
+
+    /// Choose a new password with the token of the link in the reset mail. Every session of
+    /// the account ends.
+    #[oai(
+        path = "/password/reset",
+        method = "post",
+        operation_id = "resetPassword"
+    )]
+    async fn reset_password(
+        &self,
+        service: Data<&AuthService>,
+        body: Json<PasswordReset>,
+    ) -> ResetPasswordResponse {
+        let Json(PasswordReset {
+            token,
+            new_password,
+        }) = body;
+        respond(
+            service.reset_password(token.0, new_password.0).await,
+            |()| ResetPasswordResponse::Reset,
+        )
     }
 
     /// Change the signed-in user's password. Every other session ends; this one goes on.

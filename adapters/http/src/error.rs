@@ -5,8 +5,8 @@
 //! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AccountError, AuthenticateError, CurrentUserError, EndSessionError, LoginError, RefreshError,
-    RegisterError, Throttled,
+    AccountError, AuthenticateError, CurrentUserError, EndSessionError, LoginError, MailLinkError,
+    RefreshError, RegisterError, SendLinkError, Throttled,
 };
 use latchkey_domain::{
     ports::{HashingError, StoreError},
@@ -43,11 +43,13 @@ pub enum ErrorCode {
     WrongPassword,
     PasswordChanged,
     SessionNotFound,
+    InvalidLink,
+    EmailNotVerified,
 }
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 24] = [
+    const ALL: [ErrorCode; 26] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -72,6 +74,8 @@ impl ErrorCode {
         Self::WrongPassword,
         Self::PasswordChanged,
         Self::SessionNotFound,
+        Self::InvalidLink,
+        Self::EmailNotVerified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +104,8 @@ impl ErrorCode {
             Self::WrongPassword => "wrong_password",
             Self::PasswordChanged => "password_changed",
             Self::SessionNotFound => "session_not_found",
+            Self::InvalidLink => "invalid_link",
+            Self::EmailNotVerified => "email_not_verified",
         }
     }
 }
@@ -139,7 +145,10 @@ pub struct ErrorBody {
     /// - `wrong_password`: the password confirming an account change is not the account's;
     /// - `password_changed`: the password was changed by another request meanwhile;
     /// - `session_not_found`: the user has no session with this id (it may have been purged
-    ///   after its end).
+    ///   after its end);
+    /// - `invalid_link`: the token of a mailed link is unknown, used, expired or replaced by a
+    ///   newer link;
+    /// - `email_not_verified`: logins need a verified email and this account's is not.
     pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
@@ -447,6 +456,9 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => {
                 Self::new(Status::Unauthorized, ErrorCode::InvalidCredentials, e)
             }
+            LoginError::EmailNotVerified => {
+                Self::new(Status::Forbidden, ErrorCode::EmailNotVerified, e)
+            }
             LoginError::Store(e) => Self::unavailable(&e),
             LoginError::Hashing(e) => Self::hashing(e),
             LoginError::Throttled(t) => Self::throttled(t),
@@ -507,6 +519,30 @@ impl From<AccountError> for ApiError {
             AccountError::Throttled(t) => Self::throttled(t),
             AccountError::Store(e) => Self::unavailable(&e),
             AccountError::Hashing(e) => Self::hashing(e),
+        }
+    }
+}
+
+impl From<MailLinkError> for ApiError {
+    fn from(e: MailLinkError) -> Self {
+        match e {
+            MailLinkError::InvalidLink => Self::new(Status::BadRequest, ErrorCode::InvalidLink, e),
+            MailLinkError::WeakPassword(ref weak) => Self::weak_password(weak),
+            MailLinkError::Store(e) => Self::unavailable(&e),
+            MailLinkError::Hashing(e) => Self::hashing(e),
+        }
+    }
+}
+
+impl From<SendLinkError> for ApiError {
+    fn from(e: SendLinkError) -> Self {
+        match e {
+            SendLinkError::InvalidEmail(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidEmail, e)
+            }
+            SendLinkError::AccountGone => Self::invalid_token(e),
+            SendLinkError::Throttled(t) => Self::throttled(t),
+            SendLinkError::Store(e) => Self::unavailable(&e),
         }
     }
 }

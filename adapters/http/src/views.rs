@@ -117,6 +117,12 @@ documented_string!(
     RefreshTokenInput {}
 );
 
+documented_string!(
+    /// The `token` of a mailed link, as it appears after `?token=`; anything else is answered
+    /// as an invalid link.
+    MailTokenInput {}
+);
+
 // Request bodies are deliberately not `Debug`, so a password cannot end up in a log.
 
 /// A new account.
@@ -204,6 +210,8 @@ pub struct UserView {
     pub roles: Vec<RoleView>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// Whether a mailed link proved that the email reaches the account's owner.
+    pub email_verified: bool,
 }
 
 impl From<User> for UserView {
@@ -213,6 +221,7 @@ impl From<User> for UserView {
             email: user.email.as_str().to_owned(),
             roles: user.roles.into_iter().map(RoleView::from).collect(),
             created_at: user.created_at,
+            email_verified: user.email_verified_at.is_some(),
         }
     }
 }
@@ -275,6 +284,63 @@ impl From<AccessClaims> for SessionView {
             expires_at: claims.expires_at,
         }
     }
+}
+
+/// The token of a verification link.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct EmailVerification {
+    pub token: MailTokenInput,
+}
+
+impl Example for EmailVerification {
+    fn example() -> Self {
+        Self {
+            token: MailTokenInput("Qm9vdHN0cmFwIGV4YW1wbGUgdG9rZW4gZm9yIGRvY3M".into()),
+        }
+    }
+}
+
+/// The address of an account whose password is forgotten.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PasswordForgotten {
+    /// The email the account was registered with, in any letter case.
+    pub email: EmailInput,
+}
+
+impl Example for PasswordForgotten {
+    fn example() -> Self {
+        Self {
+            email: EmailInput("ann@example.com".into()),
+        }
+    }
+}
+
+/// A new password, proved by the token of a reset link.
+#[derive(Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PasswordReset {
+    /// The `token` of the link in the reset mail.
+    pub token: MailTokenInput,
+    /// The new password; the rules of registration apply.
+    pub new_password: NewPasswordInput,
+}
+
+impl Example for PasswordReset {
+    fn example() -> Self {
+        Self {
+            token: MailTokenInput("Qm9vdHN0cmFwIGV4YW1wbGUgdG9rZW4gZm9yIGRvY3M".into()),
+            new_password: NewPasswordInput("another horse, another staple".into()),
+        }
+    }
+}
+
+/// A request taken in; what follows happens by mail.
+#[derive(Object, Debug)]
+pub struct AcceptedView {
+    /// What happens next, for people.
+    pub message: String,
 }
 
 /// A new password, proved by the current one.

@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{
-        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, ThrottleStore,
-        UserRepository,
+        InsertUserError, MailTokenRepository, RefreshTokenRepository, SessionRepository,
+        StoreError, ThrottleStore, UserRepository,
     },
-    BucketState, EmailKey, FailureRecord, FamilyId, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, SessionRecord, ThrottleKey, User, UserId,
+    BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, SessionRecord,
+    ThrottleKey, User, UserId,
 };
 use std::{
     collections::HashMap,
@@ -96,6 +97,21 @@ impl UserRepository for InMemoryUsers {
         match self.lock().get_mut(&id) {
             Some(user) if user.password_hash == *current => {
                 user.password_hash = new.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(&id) {
+            Some(user) if user.email.normalized() == email => {
+                user.email_verified_at.get_or_insert(at);
                 Ok(true)
             }
             _ => Ok(false),
@@ -258,6 +274,72 @@ impl SessionRepository for InMemorySessions {
 
     async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
         self.lock().retain(|_, s| s.user_id != user);
+        Ok(())
+    }
+}
+
+/// Mailed links' tokens: at most one per user and purpose.
+#[derive(Default)]
+pub struct InMemoryMailTokens {
+    tokens: Mutex<HashMap<(UserId, MailTokenPurpose), MailTokenRecord>>,
+    purge: Purge,
+}
+
+impl InMemoryMailTokens {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(UserId, MailTokenPurpose), MailTokenRecord>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The key of the live token with this hash and purpose, if any.
+fn live_token(
+    tokens: &HashMap<(UserId, MailTokenPurpose), MailTokenRecord>,
+    hash: &MailTokenHash,
+    purpose: MailTokenPurpose,
+    now: DateTime<Utc>,
+) -> Option<(UserId, MailTokenPurpose)> {
+    tokens
+        .iter()
+        .find(|(_, t)| t.token_hash == *hash && t.purpose == purpose && !t.is_expired_at(now))
+        .map(|(key, _)| *key)
+}
+
+#[async_trait]
+impl MailTokenRepository for InMemoryMailTokens {
+    async fn issue(&self, record: &MailTokenRecord) -> Result<(), StoreError> {
+        let mut tokens = self.lock();
+        if self.purge.due() {
+            let now = Utc::now();
+            tokens.retain(|_, t| !t.is_expired_at(now));
+        }
+        tokens.insert((record.user_id, record.purpose), record.clone());
+        Ok(())
+    }
+
+    async fn find(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        let tokens = self.lock();
+        Ok(live_token(&tokens, hash, purpose, now).and_then(|key| tokens.get(&key).cloned()))
+    }
+
+    async fn consume(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        let mut tokens = self.lock();
+        Ok(live_token(&tokens, hash, purpose, now).and_then(|key| tokens.remove(&key)))
+    }
+
+    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        self.lock().retain(|(owner, _), _| *owner != user);
         Ok(())
     }
 }

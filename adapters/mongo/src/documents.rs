@@ -3,8 +3,9 @@
 
 use bson::DateTime as BsonDateTime;
 use latchkey_domain::{
-    ports::StoreError, EmailAddress, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord,
-    Role, SessionOrigin, SessionRecord, User, UserId,
+    ports::StoreError, EmailAddress, FamilyId, MailTokenHash, MailTokenPurpose, MailTokenRecord,
+    PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionOrigin, SessionRecord, User,
+    UserId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,6 +20,62 @@ pub struct UserDocument {
     password_hash: String,
     roles: Vec<String>,
     created_at: BsonDateTime,
+    /// Absent until a mailed link proved the address (and in accounts stored before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email_verified_at: Option<BsonDateTime>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct MailTokenDocument {
+    /// `<user id>:<purpose>`: one token per user and purpose, so issuing one replaces the last.
+    #[serde(rename = "_id")]
+    id: String,
+    /// Hex SHA-256 of the token (unique index); the token itself is never stored.
+    token_hash: String,
+    user_id: String,
+    purpose: String,
+    email: String,
+    issued_at: BsonDateTime,
+    /// A TTL index on this field removes the document once the link has expired.
+    expires_at: BsonDateTime,
+}
+
+impl MailTokenDocument {
+    pub fn id_of(user: UserId, purpose: MailTokenPurpose) -> String {
+        format!("{user}:{}", purpose.as_str())
+    }
+}
+
+impl From<&MailTokenRecord> for MailTokenDocument {
+    fn from(record: &MailTokenRecord) -> Self {
+        Self {
+            id: Self::id_of(record.user_id, record.purpose),
+            token_hash: record.token_hash.to_hex(),
+            user_id: record.user_id.to_string(),
+            purpose: record.purpose.as_str().to_owned(),
+            email: record.email.clone(),
+            issued_at: BsonDateTime::from_chrono(record.issued_at),
+            expires_at: BsonDateTime::from_chrono(record.expires_at),
+        }
+    }
+}
+
+impl TryFrom<MailTokenDocument> for MailTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(doc: MailTokenDocument) -> Result<Self, StoreError> {
+        let id = &doc.id;
+        Ok(MailTokenRecord {
+            token_hash: MailTokenHash::from_hex(&doc.token_hash)
+                .ok_or_else(|| corrupt("mail token", id))?,
+            user_id: UserId::from_uuid(parse_uuid(&doc.user_id, "mail token", id)?),
+            purpose: MailTokenPurpose::parse(&doc.purpose)
+                .ok_or_else(|| corrupt("mail token", id))?,
+            email: doc.email,
+            issued_at: doc.issued_at.to_chrono(),
+            expires_at: doc.expires_at.to_chrono(),
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +125,7 @@ impl From<&User> for UserDocument {
             password_hash: user.password_hash.as_str().to_owned(),
             roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: BsonDateTime::from_chrono(user.created_at),
+            email_verified_at: user.email_verified_at.map(BsonDateTime::from_chrono),
         }
     }
 }
@@ -87,6 +145,7 @@ impl TryFrom<UserDocument> for User {
             password_hash: PasswordHash::new(doc.password_hash),
             roles,
             created_at: doc.created_at.to_chrono(),
+            email_verified_at: doc.email_verified_at.map(BsonDateTime::to_chrono),
         })
     }
 }

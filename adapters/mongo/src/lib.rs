@@ -14,15 +14,16 @@ mod documents;
 use async_trait::async_trait;
 use bson::doc;
 use chrono::{DateTime, Utc};
-use documents::{RefreshTokenDocument, SessionDocument, UserDocument};
+use documents::{MailTokenDocument, RefreshTokenDocument, SessionDocument, UserDocument};
 use futures::TryStreamExt;
 use latchkey_domain::{
     ports::{
-        InsertUserError, RefreshTokenRepository, SessionRepository, StoreError, ThrottleStore,
-        UserRepository,
+        InsertUserError, MailTokenRepository, RefreshTokenRepository, SessionRepository,
+        StoreError, ThrottleStore, UserRepository,
     },
-    BucketState, EmailKey, FailureRecord, FamilyId, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, SessionRecord, ThrottleKey, User, UserId,
+    BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, SessionRecord,
+    ThrottleKey, User, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
@@ -38,6 +39,7 @@ const USERS: &str = "users";
 const REFRESH_TOKENS: &str = "refresh_tokens";
 const SESSIONS: &str = "sessions";
 const THROTTLE: &str = "throttle";
+const MAIL_TOKENS: &str = "mail_tokens";
 const DUPLICATE_KEY: i32 = 11000;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,18 @@ impl MongoStore {
             .create_index(expiry_ttl())
             .await
             .map_err(fail)?;
+        let unique_hash = IndexOptions::builder()
+            .name("token_hash_unique".to_owned())
+            .unique(true)
+            .build();
+        self.mail_tokens_collection()
+            .create_indexes([
+                expiry_ttl(),
+                index("token_hash", unique_hash),
+                index("user_id", named("user_id")),
+            ])
+            .await
+            .map_err(fail)?;
         Ok(())
     }
 
@@ -137,6 +151,13 @@ impl MongoStore {
     pub fn sessions(&self) -> MongoSessions {
         MongoSessions {
             collection: self.sessions_collection(),
+            timeout: self.operation_timeout,
+        }
+    }
+
+    pub fn mail_tokens(&self) -> MongoMailTokens {
+        MongoMailTokens {
+            collection: self.mail_tokens_collection(),
             timeout: self.operation_timeout,
         }
     }
@@ -168,6 +189,10 @@ impl MongoStore {
 
     fn sessions_collection(&self) -> Collection<SessionDocument> {
         self.collection(SESSIONS)
+    }
+
+    fn mail_tokens_collection(&self) -> Collection<MailTokenDocument> {
+        self.collection(MAIL_TOKENS)
     }
 
     fn throttle_collection(&self) -> Collection<bson::Document> {
@@ -281,6 +306,26 @@ impl UserRepository for MongoUsers {
         .await
         .map_err(store_error)?;
         Ok(result.modified_count == 1)
+    }
+
+    async fn mark_email_verified(
+        &self,
+        id: UserId,
+        email: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! { "_id": id.to_string(), "email_normalized": email };
+        // `$min` keeps the first verification's time (an absent field counts as larger).
+        let result = timed(
+            self.timeout,
+            self.collection.update_one(
+                filter,
+                doc! { "$min": { "email_verified_at": bson::DateTime::from_chrono(at) } },
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.matched_count == 1)
     }
 
     async fn delete(&self, id: UserId) -> Result<bool, StoreError> {
@@ -480,6 +525,89 @@ impl SessionRepository for MongoSessions {
     }
 
     async fn delete_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .delete_many(doc! { "user_id": user.to_string() }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+}
+
+/// Tokens of mailed links, one document per user and purpose (see [`MailTokenDocument`]).
+#[derive(Clone)]
+pub struct MongoMailTokens {
+    collection: Collection<MailTokenDocument>,
+    timeout: Duration,
+}
+
+fn live_token_filter(
+    hash: &MailTokenHash,
+    purpose: MailTokenPurpose,
+    now: DateTime<Utc>,
+) -> bson::Document {
+    doc! {
+        "token_hash": hash.to_hex(),
+        "purpose": purpose.as_str(),
+        // The TTL monitor runs about once a minute: expiry is checked here, not left to it.
+        "expires_at": { "$gt": bson::DateTime::from_chrono(now) },
+    }
+}
+
+#[async_trait]
+impl MailTokenRepository for MongoMailTokens {
+    async fn issue(&self, record: &MailTokenRecord) -> Result<(), StoreError> {
+        let document = MailTokenDocument::from(record);
+        let id = MailTokenDocument::id_of(record.user_id, record.purpose);
+        timed(
+            self.timeout,
+            self.collection
+                .replace_one(doc! { "_id": id }, document)
+                .upsert(true),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+
+    async fn find(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .find_one(live_token_filter(hash, purpose, now)),
+        )
+        .await
+        .map_err(store_error)?
+        .map(MailTokenRecord::try_from)
+        .transpose()
+    }
+
+    async fn consume(
+        &self,
+        hash: &MailTokenHash,
+        purpose: MailTokenPurpose,
+        now: DateTime<Utc>,
+    ) -> Result<Option<MailTokenRecord>, StoreError> {
+        // One atomic single-document operation: exactly one caller gets the document.
+        timed(
+            self.timeout,
+            self.collection
+                .find_one_and_delete(live_token_filter(hash, purpose, now)),
+        )
+        .await
+        .map_err(store_error)?
+        .map(MailTokenRecord::try_from)
+        .transpose()
+    }
+
+    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
         timed(
             self.timeout,
             self.collection

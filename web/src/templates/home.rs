@@ -11,6 +11,7 @@ struct Account {
     member_since: String,
     session_id: String,
     token_expires: String,
+    email_verified: bool,
 }
 
 fn home_page<G: Html>(cx: Scope) -> View<G> {
@@ -20,6 +21,8 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
     let loads = create_signal(cx, 0u32);
     let logging_out = create_signal(cx, false);
     let logout_error = create_signal(cx, Option::<String>::None);
+    let resending = create_signal(cx, false);
+    let resend_status = create_signal(cx, Option::<String>::None);
 
     let load = move || {
         #[cfg(client)]
@@ -41,6 +44,7 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                             member_since: user.created_at.format("%Y-%m-%d").to_string(),
                             session_id: session.session_id.to_string(),
                             token_expires: session.expires_at.format("%H:%M:%S UTC").to_string(),
+                            email_verified: user.email_verified,
                         }));
                         error.set(None);
                         loads.set(*loads.get() + 1);
@@ -63,6 +67,25 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
     }
 
     let on_reload = move |_| load();
+    let on_resend = move |_| {
+        if *resending.get() {
+            return;
+        }
+        #[cfg(client)]
+        {
+            resending.set(true);
+            spawn_local_scoped(cx, async move {
+                resend_status.set(Some(match crate::api::resend_verification().await {
+                    Ok(()) => {
+                        "Sent. Open the link in the new mail (the older one no longer works)."
+                            .into()
+                    }
+                    Err(message) => message,
+                }));
+                resending.set(false);
+            });
+        }
+    };
     let on_logout = move |_| {
         if *logging_out.get() {
             return;
@@ -90,6 +113,21 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
             div(class = "card", id = "account", data-loads = loads.get().to_string()) {
                 h1 { "You are signed in" }
                 (match (*account.get()).clone() {
+                    Some(account) if !account.email_verified => view! { cx,
+                        div(class = "banner", role = "status", id = "verify-banner") {
+                            p { "Please confirm your email address with the link we sent you." }
+                            button(class = "secondary", id = "resend", on:click = on_resend, disabled = *resending.get()) {
+                                (if *resending.get() { "Sending…" } else { "Send again" })
+                            }
+                        }
+                        (match (*resend_status.get()).clone() {
+                            Some(message) => view! { cx, p(class = "hint", id = "resend-status") { (message) } },
+                            None => view! { cx, },
+                        })
+                    },
+                    _ => view! { cx, },
+                })
+                (match (*account.get()).clone() {
                     Some(account) => view! { cx,
                         dl {
                             dt { "Email" } dd(id = "user-email") { (account.email) }
@@ -113,6 +151,7 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                     button(class = "secondary", id = "reload", on:click = on_reload, disabled = *busy.get()) {
                         (if *busy.get() { "Checking…" } else { "Check again" })
                     }
+                    a(class = "button-link", href = "account", id = "to-account") { "Your sessions and password" }
                     button(id = "logout", on:click = on_logout, disabled = *logging_out.get(),
                         aria-busy = logging_out.get().to_string()) {
                         (if *logging_out.get() { "Logging out…" } else { "Log out" })

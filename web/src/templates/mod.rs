@@ -1,3 +1,7 @@
+pub mod account;
+pub mod forgot_password;
 pub mod home;
 pub mod login;
 pub mod register;
+pub mod reset_password;
+pub mod verify_email;
