@@ -66,6 +66,11 @@ impl Site {
 }
 
 async fn start_site() -> Site {
+    start_site_with(|_| {}).await
+}
+
+/// [`start_site`], with more configuration from `adjust`.
+async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + Send) -> Site {
     assert!(
         site_dir().join("index.html").is_file(),
         "the web site is not built: run scripts/build-site.sh (scripts/test.sh does)"
@@ -78,6 +83,7 @@ async fn start_site() -> Site {
             config.session.access_token_ttl =
                 chrono::Duration::seconds(ACCESS_TOKEN_TTL_SECS as i64);
             config.session.reuse_grace = chrono::Duration::seconds(10);
+            adjust(config);
         })
         .endpoint(move |endpoint| {
             endpoint
@@ -417,6 +423,173 @@ impl Browser {
     async fn close(&self) {
         self.client.clone().close().await.unwrap();
     }
+
+    /// Types `value` into the field at `css`, replacing what it held.
+    async fn fill(&self, css: &str, value: &str) {
+        let field = eventually(&format!("the field {css}"), PATIENCE, || async {
+            self.client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    /// The rows of the sessions list, once the account page has loaded it `at_least` times.
+    async fn session_rows(&self, at_least: u32) -> Vec<fantoccini::elements::Element> {
+        eventually("the sessions list", PATIENCE, || async {
+            let loads: u32 = self
+                .attribute("#sessions-card", "data-loads")
+                .await
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if loads < at_least {
+                return Err(format!("loaded {loads} times"));
+            }
+            self.client
+                .find_all(Locator::Css("#sessions li.session"))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// Opens the link of a mailed token on this site, as a click in the mail would.
+    async fn open_link(&self, site: &Site, page: &str, token: &str) {
+        self.client
+            .goto(&site.url(&format!("/{page}?token={token}")))
+            .await
+            .unwrap();
+    }
+}
+
+/// A visitor registers, verifies the email from the mail, sees and ends another session (whose
+/// tab lands on the log-in page), changes the password, resets a forgotten one from the mail,
+/// and deletes the account. Mails go over SMTP to a real server (aiosmtpd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_lifecycle_from_registration_to_deletion() {
+    let catcher = latchkey_tests::smtp::MailCatcher::start();
+    let smtp_url = catcher.url();
+    let site = start_site_with(move |config| {
+        config.mail.smtp = Some(latchkey_bootstrap::config::SmtpConfig {
+            url: smtp_url.into(),
+            username: None,
+            password: None,
+        });
+    })
+    .await;
+    let laptop = start_browser().await;
+    let email = "lee@example.com";
+
+    // Register: the signed-in page asks to confirm the email.
+    laptop.client.goto(&site.url("/register")).await.unwrap();
+    laptop.submit_credentials(email, PASSWORD).await;
+    laptop.wait_for_path("/").await;
+    assert!(laptop.text_of("#verify-banner").await.contains("confirm"));
+    laptop.screenshot("home-unverified.png").await;
+
+    // The link from the mail verifies it.
+    let token = catcher.wait_for(email).await.token_for("verify-email");
+    laptop.open_link(&site, "verify-email", &token).await;
+    assert!(laptop.text_of("#verify-done").await.contains("confirmed"));
+    laptop.screenshot("verify-email.png").await;
+    laptop.client.goto(&site.url("/")).await.unwrap();
+    assert_eq!(laptop.text_of("#user-email").await, email);
+    assert!(laptop.attribute("#verify-banner", "id").await.is_none());
+
+    // A second device signs in; the laptop sees both sessions and ends the phone's.
+    let phone = start_browser().await;
+    phone.client.goto(&site.url("/login")).await.unwrap();
+    phone.submit_credentials(email, PASSWORD).await;
+    phone.wait_for_path("/").await;
+    laptop.click("#to-account").await;
+    laptop.wait_for_path("/account").await;
+    let rows = laptop.session_rows(1).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[1].attr("data-current").await.unwrap().as_deref(),
+        Some("true"),
+        "the laptop logged in first"
+    );
+    laptop.screenshot("account.png").await;
+    laptop.click("#sessions .end-session").await;
+    eventually(
+        "the phone's session to leave the list",
+        PATIENCE,
+        || async {
+            match laptop.session_rows(2).await.len() {
+                1 => Ok(()),
+                n => Err(format!("{n} rows")),
+            }
+        },
+    )
+    .await;
+    // The phone's next call is refused, and its refresh too: it lands on the log-in page.
+    phone.click("#reload").await;
+    phone.wait_for_path("/login").await;
+
+    // A password change on the laptop keeps the laptop signed in.
+    laptop.fill("#current-password", PASSWORD).await;
+    laptop.fill("#new-password", "changed on the laptop").await;
+    laptop.click("#change-submit").await;
+    assert!(laptop
+        .text_of("#change-done")
+        .await
+        .contains("Password changed"));
+    laptop.client.goto(&site.url("/")).await.unwrap();
+    assert_eq!(laptop.text_of("#user-email").await, email);
+
+    // Forgotten on the phone: the mailed link sets a new password, and it logs in.
+    phone.wait_until_hydrated().await;
+    phone.click("#to-forgot").await;
+    phone.wait_for_path("/forgot-password").await;
+    phone.wait_until_hydrated().await;
+    phone.fill("#email", email).await;
+    phone.click("#submit").await;
+    assert!(phone.text_of("#forgot-sent").await.contains("on its way"));
+    phone.screenshot("forgot-password.png").await;
+    let token = catcher.wait_for(email).await.token_for("reset-password");
+    phone.open_link(&site, "reset-password", &token).await;
+    phone.wait_until_hydrated().await;
+    phone.fill("#password", "set from the mail").await;
+    phone.click("#submit").await;
+    assert!(phone.text_of("#reset-done").await.contains("changed"));
+    phone.screenshot("reset-password.png").await;
+    phone.client.goto(&site.url("/login")).await.unwrap();
+    phone.submit_credentials(email, "set from the mail").await;
+    phone.wait_for_path("/").await;
+    assert_eq!(phone.text_of("#user-email").await, email);
+
+    // The reset ended the laptop's session too.
+    laptop.click("#reload").await;
+    laptop.wait_for_path("/login").await;
+
+    // Deleting the account, after confirming, leaves it gone.
+    phone.client.goto(&site.url("/account")).await.unwrap();
+    phone.session_rows(1).await;
+    phone.fill("#delete-password", "set from the mail").await;
+    phone.click("#delete-confirm").await;
+    phone.screenshot("delete-account.png").await;
+    phone.click("#delete-submit").await;
+    phone.wait_for_path("/register").await;
+    assert!(phone.stored("latchkey.refresh_token").await.is_none());
+    let login = site
+        .service
+        .login(latchkey_application::LoginCommand {
+            email: email.into(),
+            password: "set from the mail".into(),
+            client: ClientNetwork::Unknown,
+            user_agent: None,
+        })
+        .await;
+    assert!(matches!(
+        login,
+        Err(latchkey_application::LoginError::InvalidCredentials)
+    ));
+    phone.close().await;
+    laptop.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
