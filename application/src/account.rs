@@ -1,8 +1,12 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    ClientNetwork, FamilyId, Password, PasswordError, User, UserId,
+    ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordError, User, UserId,
 };
+
+/// Rounds of "swap the hash, else re-read it" before a password change gives up: only
+/// concurrent upgrades or changes of the same password make a round fail.
+const SWAP_ROUNDS: usize = 3;
 
 #[derive(Debug)]
 pub struct ChangePasswordCommand {
@@ -34,7 +38,7 @@ pub enum AccountError {
     #[error(transparent)]
     WeakPassword(PasswordError),
     /// Another request changed the password between this one's check and its write.
-    #[error("the password was changed by another request meanwhile; sign in again")]
+    #[error("the password was changed by another request meanwhile; try again with the new one")]
     PasswordChangedMeanwhile,
     /// Confirming passwords is guessing them too: the login backoff applies.
     #[error(transparent)]
@@ -61,26 +65,64 @@ impl AuthService {
         self.confirm_password(&user, &current, command.client)
             .await?;
         let new_hash = self.ports.hasher.hash(&new).await?;
-        if !self
-            .ports
-            .users
-            .replace_password_hash(user.id, &user.password_hash, &new_hash)
-            .await?
-        {
-            return Err(AccountError::PasswordChangedMeanwhile);
-        }
-        // A login that checked the old password while this ran either sees the new hash when
-        // it re-reads the account (and ends its own session), or stored its session before the
-        // hash changed, so before this revocation.
+        // The other sessions end first, so that a failure further on leaves none of them
+        // (a thief's, say) running while the owner is told to try again.
+        let keep = Some(command.session);
         let ended = self
             .ports
             .sessions
-            .revoke_all_of_user(user.id, self.ports.clock.now(), Some(command.session))
+            .revoke_all_of_user(user.id, self.ports.clock.now(), keep)
             .await?;
+        self.swap_password_hash(user.clone(), &current, &new_hash)
+            .await?;
+        // Again, for a login that checked the old password while this ran: it either sees the
+        // new hash when it re-reads the account (and ends its own session), or stored its
+        // session before the hash changed, so before this. The password has changed whatever
+        // happens here, so a failure is logged, not answered.
+        if let Err(error) = self
+            .ports
+            .sessions
+            .revoke_all_of_user(user.id, self.ports.clock.now(), keep)
+            .await
+        {
+            tracing::warn!(user_id = %user.id, %error, "sessions started during a password change not ended");
+        }
         // A reset link mailed before must not undo the change.
-        self.ports.mail_tokens.discard_all_of_user(user.id).await?;
+        if let Err(error) = self
+            .ports
+            .mail_tokens
+            .discard(user.id, MailTokenPurpose::ResetPassword)
+            .await
+        {
+            tracing::warn!(user_id = %user.id, %error, "reset link not discarded after a password change");
+        }
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         Ok(())
+    }
+
+    /// Replaces the hash `user` was read with. When it changed meanwhile, goes on only if it is
+    /// still a hash of `current` (a login upgraded it), else someone changed the password.
+    async fn swap_password_hash(
+        &self,
+        mut user: User,
+        current: &Password,
+        new_hash: &latchkey_domain::PasswordHash,
+    ) -> Result<(), AccountError> {
+        for _ in 0..SWAP_ROUNDS {
+            if self
+                .ports
+                .users
+                .replace_password_hash(user.id, &user.password_hash, new_hash)
+                .await?
+            {
+                return Ok(());
+            }
+            user = self.find_account(user.id).await?;
+            if self.verify(current, &user.password_hash).await?.is_none() {
+                return Err(AccountError::PasswordChangedMeanwhile);
+            }
+        }
+        Err(AccountError::PasswordChangedMeanwhile)
     }
 
     /// Deletes the caller's account after checking their password: the account, its sessions
@@ -106,7 +148,12 @@ impl AuthService {
             .refresh_tokens
             .delete_all_of_user(user.id)
             .await?;
-        self.ports.mail_tokens.discard_all_of_user(user.id).await?;
+        for purpose in [
+            MailTokenPurpose::VerifyEmail,
+            MailTokenPurpose::ResetPassword,
+        ] {
+            self.ports.mail_tokens.discard(user.id, purpose).await?;
+        }
         tracing::info!(user_id = %user.id, "account deleted by its owner");
         Ok(())
     }
@@ -199,7 +246,7 @@ mod tests {
             .sessions
             .expect_revoke_all_of_user()
             .withf(|u, at, keep| *u == user(1).id && *at == t0() && *keep == Some(family(8)))
-            .times(1)
+            .times(2)
             .returning(|_, _, _| Ok(2));
         mocks
             .service()
@@ -237,11 +284,30 @@ mod tests {
         assert!(matches!(err, AccountError::WeakPassword(_)));
     }
 
+    /// The account is read as user 1, then holds `reread` on every later read.
+    fn account_then(mocks: &mut Mocks, reread: &'static str) {
+        let mut reads = 0;
+        mocks.users.expect_find_by_id().returning(move |_| {
+            reads += 1;
+            Ok(Some(match reads {
+                1 => user(1),
+                _ => User {
+                    password_hash: PasswordHash::new(reread.into()),
+                    ..user(1)
+                },
+            }))
+        });
+    }
+
     #[tokio::test]
-    async fn a_password_changed_by_another_request_meanwhile_ends_no_session() {
+    async fn a_password_changed_by_another_request_meanwhile_is_not_overwritten() {
         let mut mocks = Mocks::new();
-        finds_user1_by_id(&mut mocks);
-        password_is(&mut mocks, "old password");
+        account_then(&mut mocks, "$argon2id$someone-elses");
+        // The old password matches the old hash only.
+        mocks
+            .hasher
+            .expect_verify()
+            .returning(|p, h| Ok(p.expose() == "old password" && *h == user(1).password_hash));
         mocks
             .hasher
             .expect_hash()
@@ -249,14 +315,48 @@ mod tests {
         mocks
             .users
             .expect_replace_password_hash()
+            .times(1)
             .returning(|_, _, _| Ok(false));
-        mocks.sessions.expect_revoke_all_of_user().never();
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .times(1)
+            .returning(|_, _, _| Ok(0));
         let err = mocks
             .service()
             .change_password(change("old password", "a new passphrase"))
             .await
             .unwrap_err();
         assert!(matches!(err, AccountError::PasswordChangedMeanwhile));
+    }
+
+    #[tokio::test]
+    async fn a_hash_upgraded_by_a_concurrent_login_is_replaced_all_the_same() {
+        let mut mocks = Mocks::new();
+        account_then(&mut mocks, "$argon2id$upgraded");
+        password_is(&mut mocks, "old password");
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+        let mut swaps = 0;
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .times(2)
+            .returning(move |_, current, _| {
+                swaps += 1;
+                Ok(swaps == 2 && current.as_str() == "$argon2id$upgraded")
+            });
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Ok(0));
+        mocks
+            .service()
+            .change_password(change("old password", "a new passphrase"))
+            .await
+            .unwrap();
     }
 
     fn delete(password: &str) -> DeleteAccountCommand {

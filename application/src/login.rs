@@ -110,7 +110,7 @@ impl AuthService {
             ),
         };
         self.ports.sessions.insert(&session).await?;
-        self.end_if_password_changed(&session, &checked_hash)
+        self.end_if_password_changed(&session, &checked_hash, &password)
             .await?;
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let tokens = self
@@ -132,26 +132,35 @@ impl AuthService {
     /// password ends every session it can see; one stored after that must end itself. Read
     /// after the session was stored, the account tells: either it still has the hash this
     /// login checked, or the session was stored before the change and the change revokes it.
+    /// Another hash of the same password (a concurrent login upgraded it) is no change.
     async fn end_if_password_changed(
         &self,
         session: &SessionRecord,
         checked_hash: &PasswordHash,
+        password: &Password,
     ) -> Result<(), LoginError> {
-        match self.ports.users.find_by_id(session.user_id).await? {
-            Some(account) if account.password_hash == *checked_hash => Ok(()),
-            _ => {
-                self.ports
-                    .sessions
-                    .revoke(session.id, self.ports.clock.now())
-                    .await?;
-                tracing::info!(
-                    user_id = %session.user_id,
-                    session = %session.id,
-                    "login ended at once: its password was changed or its account deleted meanwhile"
-                );
-                Err(LoginError::InvalidCredentials)
-            }
+        let still_the_password = match self.ports.users.find_by_id(session.user_id).await? {
+            Some(account) if account.password_hash == *checked_hash => true,
+            // Also when the check fails to run: a session must not outlive a doubt.
+            Some(account) => matches!(
+                self.verify(password, &account.password_hash).await,
+                Ok(Some(_))
+            ),
+            None => false,
+        };
+        if still_the_password {
+            return Ok(());
         }
+        self.ports
+            .sessions
+            .revoke(session.id, self.ports.clock.now())
+            .await?;
+        tracing::info!(
+            user_id = %session.user_id,
+            session = %session.id,
+            "login ended at once: its password was changed or its account deleted meanwhile"
+        );
+        Err(LoginError::InvalidCredentials)
     }
 
     /// Which form of the password matched `hash`, if any. Hashes stored before passwords were
@@ -455,11 +464,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_login_whose_hash_another_login_upgraded_meanwhile_goes_on() {
+        let mut mocks = Mocks::new();
+        finds_user1(&mut mocks);
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        // Another hash, but of the same password.
+        expect_session_then_account_hash(
+            &mut mocks,
+            PasswordHash::new("$argon2id$upgraded".into()),
+        );
+        mocks.sessions.expect_revoke().never();
+        mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_login_that_checked_a_password_changed_meanwhile_ends_its_own_session() {
         for reread in [Some("$argon2id$changed"), None] {
             let mut mocks = Mocks::new();
             finds_user1(&mut mocks);
-            mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+            // The password checked matches the hash it was checked against, no other.
+            mocks
+                .hasher
+                .expect_verify()
+                .returning(|_, h| Ok(*h == user(1).password_hash));
             mocks.hasher.expect_needs_rehash().return_const(false);
             mocks.random.expect_uuid().return_const(fixed_uuid(42));
             mocks

@@ -81,18 +81,21 @@ impl AuthService {
     }
 
     /// Takes one mail from the budget of `recipient`, so that nobody can flood an inbox from
-    /// however many networks. `Ok(false)` when it is spent.
-    async fn spend_on_recipient(&self, recipient: &EmailKey) -> Result<bool, StoreError> {
+    /// however many networks. `Ok(Some(refusal))` when it is spent.
+    pub(crate) async fn spend_on_recipient(
+        &self,
+        recipient: &EmailKey,
+    ) -> Result<Option<Throttled>, StoreError> {
         let Some(budget) = self.abuse.mail_per_recipient else {
-            return Ok(true);
+            return Ok(None);
         };
         let key = ThrottleKey::mail_to(recipient, &self.key_pepper);
         match self
             .spend_from::<SpendError>(&key, budget, "mail_recipient")
             .await
         {
-            Ok(()) => Ok(true),
-            Err(SpendError::Throttled(_)) => Ok(false),
+            Ok(()) => Ok(None),
+            Err(SpendError::Throttled(spent)) => Ok(Some(spent)),
             Err(SpendError::Store(e)) => Err(e),
         }
     }
@@ -111,16 +114,30 @@ impl AuthService {
             return Err(MailLinkError::InvalidLink);
         };
         tracing::Span::current().record("user_id", tracing::field::display(record.user_id));
-        if !self
+        match self
             .ports
             .users
             .mark_email_verified(record.user_id, &record.email, now)
-            .await?
+            .await
         {
-            return Err(MailLinkError::InvalidLink);
+            Ok(true) => {}
+            Ok(false) => return Err(MailLinkError::InvalidLink),
+            Err(error) => {
+                self.put_back(&record).await;
+                return Err(error.into());
+            }
         }
         tracing::info!(user_id = %record.user_id, "email address verified");
         Ok(())
+    }
+
+    /// Stores a used-up token again after the work it was used for failed, so that the link
+    /// keeps working for another try. Best effort: if this fails too, the user asks for a new
+    /// link.
+    async fn put_back(&self, record: &MailTokenRecord) {
+        if let Err(error) = self.ports.mail_tokens.issue(record).await {
+            tracing::warn!(user_id = %record.user_id, %error, "used link not restored after a failure");
+        }
     }
 
     /// Sends the caller a new verification link (the earlier one stops working). Nothing is
@@ -139,14 +156,8 @@ impl AuthService {
         if user.email_verified_at.is_some() {
             return Ok(());
         }
-        if !self.spend_on_recipient(&user.email.key()).await? {
-            return Err(Throttled::Budget {
-                retry_after: self
-                    .abuse
-                    .mail_per_recipient
-                    .map_or(std::time::Duration::from_secs(1), |b| b.replenish_every),
-            }
-            .into());
+        if let Some(spent) = self.spend_on_recipient(&user.email.key()).await? {
+            return Err(spent.into());
         }
         self.send_link(&user, MailTokenPurpose::VerifyEmail).await?;
         Ok(())
@@ -163,12 +174,15 @@ impl AuthService {
         self.spend::<SendLinkError>(BudgetAction::Mail, client)
             .await?;
         let key = EmailKey::for_login(&email)?;
+        // Spent for every address, with an account or not: the same work, and the same
+        // answer, whether or not one exists.
+        let spent = self.spend_on_recipient(&key).await?;
         let Some(user) = self.ports.users.find_by_email(&key).await? else {
             tracing::info!(%client, "password reset asked for an address with no account; nothing sent");
             return Ok(());
         };
         tracing::Span::current().record("user_id", tracing::field::display(user.id));
-        if !self.spend_on_recipient(&key).await? {
+        if spent.is_some() {
             tracing::info!(user_id = %user.id, %client, "password reset not mailed: the recipient's budget is spent");
             return Ok(());
         }
@@ -210,16 +224,34 @@ impl AuthService {
         {
             return Err(MailLinkError::InvalidLink);
         }
-        self.replace_any_password_hash(user, &new_hash).await?;
-        let ended = self
+        // Sessions end before the password changes, so that a failure in between leaves none
+        // running; either failure gives the link back for another try.
+        let set = async {
+            let ended = self
+                .ports
+                .sessions
+                .revoke_all_of_user(record.user_id, now, None)
+                .await?;
+            self.replace_any_password_hash(user, &new_hash).await?;
+            Ok::<_, MailLinkError>(ended)
+        };
+        let ended = match set.await {
+            Ok(ended) => ended,
+            Err(error) => {
+                self.put_back(&record).await;
+                return Err(error);
+            }
+        };
+        // Again, for a login that checked the old password meanwhile (see `login`). The
+        // password is set whatever happens here.
+        if let Err(error) = self
             .ports
             .sessions
-            .revoke_all_of_user(record.user_id, now, None)
-            .await?;
-        self.ports
-            .mail_tokens
-            .discard_all_of_user(record.user_id)
-            .await?;
+            .revoke_all_of_user(record.user_id, self.ports.clock.now(), None)
+            .await
+        {
+            tracing::warn!(user_id = %record.user_id, %error, "sessions started during a reset not ended");
+        }
         if let Err(error) = self
             .ports
             .users
@@ -417,6 +449,14 @@ mod tests {
             .times(1)
             .in_sequence(&mut order)
             .returning(|_, p, _| Ok(Some(link_of(p))));
+        // Sessions end before the password changes, and again after it.
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .withf(|u, _, keep| *u == user(1).id && keep.is_none())
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(2));
         mocks
             .users
             .expect_replace_password_hash()
@@ -429,15 +469,9 @@ mod tests {
         mocks
             .sessions
             .expect_revoke_all_of_user()
-            .withf(|u, _, keep| *u == user(1).id && keep.is_none())
             .times(1)
             .in_sequence(&mut order)
-            .returning(|_, _, _| Ok(2));
-        tokens
-            .expect_discard_all_of_user()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_| Ok(()));
+            .returning(|_, _, _| Ok(0));
         mocks.mail_tokens = Some(tokens);
         mocks
             .users
@@ -449,6 +483,46 @@ mod tests {
             .reset_password("link".into(), "a brand new passphrase".into())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_while_resetting_gives_the_link_back() {
+        let mut mocks = Mocks::new();
+        let mut tokens = MockMailTokenRepository::new();
+        tokens
+            .expect_find()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        tokens
+            .expect_consume()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        tokens
+            .expect_issue()
+            .withf(|r| *r == link_of(MailTokenPurpose::ResetPassword))
+            .times(1)
+            .returning(|_| Ok(()));
+        mocks.mail_tokens = Some(tokens);
+        mocks
+            .users
+            .expect_find_by_id()
+            .returning(|_| Ok(Some(user(1))));
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Ok(1));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .returning(|_, _, _| Err(StoreError("down".into())));
+        let err = mocks
+            .service()
+            .reset_password("link".into(), "a brand new passphrase".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MailLinkError::Store(_)));
     }
 
     #[tokio::test]

@@ -53,11 +53,21 @@ impl AuthService {
             InsertUserError::Store(e) => RegisterError::Store(e),
         })?;
         tracing::info!(user_id = %user.id, "user registered");
-        // The account exists whatever happens here; "Send again" mails a new link.
-        if let Err(error) = self
-            .send_link(&user, latchkey_domain::MailTokenPurpose::VerifyEmail)
-            .await
-        {
+        // The account exists whatever happens here; "Send again" mails a new link. Counted
+        // against the address's mail budget, so registering, deleting and registering again
+        // cannot flood someone's inbox.
+        let sent = match self.spend_on_recipient(&user.email.key()).await {
+            Ok(None) => {
+                self.send_link(&user, latchkey_domain::MailTokenPurpose::VerifyEmail)
+                    .await
+            }
+            Ok(Some(_)) => {
+                tracing::info!(user_id = %user.id, "verification mail not sent: the address's mail budget is spent");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
             tracing::warn!(user_id = %user.id, %error, "verification mail not queued at registration");
         }
         Ok(user)

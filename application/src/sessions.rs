@@ -41,6 +41,8 @@ impl AuthService {
             .refresh_tokens
             .unexchanged_of_user(caller.subject)
             .await?
+            .into_iter()
+            .filter(|token| !token.is_expired_at(now))
         {
             let latest = last_issued
                 .entry(token.family_id)
@@ -49,6 +51,9 @@ impl AuthService {
         }
         Ok(sessions
             .into_iter()
+            // A session whose refresh token expired unused cannot go on: it is over, whatever
+            // its absolute end says. The caller's own is live (its access token just worked).
+            .filter(|session| session.id == caller.session || last_issued.contains_key(&session.id))
             .map(|session| SessionSummary {
                 id: session.id,
                 created_at: session.created_at,

@@ -114,7 +114,7 @@ impl MailTokenRepository for NoMail {
     ) -> Result<Option<MailTokenRecord>, StoreError> {
         Ok(None)
     }
-    async fn discard_all_of_user(&self, _: UserId) -> Result<(), StoreError> {
+    async fn discard(&self, _: UserId, _: MailTokenPurpose) -> Result<(), StoreError> {
         Ok(())
     }
 }

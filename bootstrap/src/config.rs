@@ -754,6 +754,13 @@ fn mail_config(raw: &Raw, address: &SocketAddr) -> Result<MailConfig, ConfigErro
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(bad("PUBLIC_URL", "must start with http:// or https://"));
             }
+            // Links carry credentials: in production they must not travel in clear.
+            if raw.app_env == AppEnv::Production && !url.starts_with("https://") {
+                return Err(bad(
+                    "PUBLIC_URL",
+                    "must start with https:// when APP_ENV=production",
+                ));
+            }
             url.trim_end_matches('/').to_owned()
         }
         _ if raw.app_env == AppEnv::Production => {
@@ -1081,6 +1088,9 @@ mod tests {
                 err.to_string().starts_with("PUBLIC_URL must be set"),
                 "{err}"
             );
+            vars.push(("PUBLIC_URL", "http://login.example.com"));
+            let err = load(jail, &vars).err().unwrap();
+            assert!(err.to_string().contains("https://"), "{err}");
             for (variable, value) in [
                 ("SMTP_URL", "http://smtp.example.com"),
                 ("PUBLIC_URL", "login.example.com"),

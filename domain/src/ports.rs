@@ -135,8 +135,9 @@ pub trait MailTokenRepository: Send + Sync {
         purpose: MailTokenPurpose,
         now: DateTime<Utc>,
     ) -> Result<Option<MailTokenRecord>, StoreError>;
-    /// Discards every token of the user (their password changed, or the account is going).
-    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError>;
+    /// Discards the user's token of `purpose`, if any (their password changed, or the account
+    /// is going).
+    async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError>;
 }
 
 /// Where mails go. Delivery happens later, elsewhere: a slow or failing mail server is the

@@ -29,7 +29,7 @@ pub struct CaughtMail {
 impl CaughtMail {
     /// The `token` of the first link to `page` (`verify-email`, `reset-password`).
     pub fn token_for(&self, page: &str) -> String {
-        let marker = format!("/{page}?token=");
+        let marker = format!("/{page}#token=");
         let start = self
             .content
             .find(&marker)
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn a_quoted_printable_link_comes_back_whole() {
         let raw = "To: ann@example.com\r\nSubject: Reset your\r\n latchkey password\r\n\r\n\
-                   Open http://x/reset-password?token=3DabcDEF_-=\r\n123 now\r\n";
+                   Open http://x/reset-password#token=3DabcDEF_-=\r\n123 now\r\n";
         let mail = parse(raw);
         assert_eq!(mail.to, "ann@example.com");
         assert_eq!(mail.subject, "Reset your latchkey password");

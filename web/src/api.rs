@@ -306,15 +306,35 @@ pub async fn register_and_login(email: String, password: String) -> Result<(), F
     login(email, password).await.map_err(FormError::from)
 }
 
-/// The `token` of a mailed link this page was opened with.
+/// The `token` of the mailed link this page was opened with. It travels in the fragment
+/// (`#token=...`), which the browser never sends to a server; once read it is taken out of the
+/// address bar and the history, so that neither shows it to the next person at this screen.
 pub fn link_token() -> Option<String> {
-    let search = window().location().search().ok()?;
-    search
-        .trim_start_matches('?')
+    thread_local! {
+        /// The page it was read on, and the token.
+        static TOKEN: std::cell::RefCell<Option<(String, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let location = window().location();
+    let path = location.pathname().ok()?;
+    let remembered = TOKEN.with(|t| t.borrow().clone());
+    if let Some((page, token)) = remembered {
+        if page == path {
+            return Some(token);
+        }
+    }
+    let fragment = location.hash().ok()?;
+    let token = fragment
+        .trim_start_matches('#')
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
         .filter(|token| !token.is_empty())
-        .map(str::to_owned)
+        .map(str::to_owned)?;
+    TOKEN.with(|t| *t.borrow_mut() = Some((path.clone(), token.clone())));
+    if let Ok(history) = window().history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
+    }
+    Some(token)
 }
 
 /// Asks for a reset link; the answer is the same whether or not an account has the address.
@@ -340,8 +360,8 @@ pub async fn reset_password(token: String, new_password: String) -> Result<(), F
         })
         .await
         .map_err(form_error)?;
-    // Every session of the account has ended, this browser's included.
-    session().sign_out();
+    // Every session of the account has ended; if this browser held one, its next call finds
+    // out and goes to log in. Tokens of another account signed in here stay as they are.
     Ok(())
 }
 

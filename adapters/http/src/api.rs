@@ -328,6 +328,12 @@ macro_rules! bearer_action_response {
                 Json<ErrorBody>,
                 #[oai(header = "WWW-Authenticate")] String,
             ),
+            /// `request_timeout`: a body was sent (none is needed) and did not arrive in time.
+            #[oai(status = 408)]
+            RequestTimeout(Json<ErrorBody>),
+            /// `payload_too_large`: a body was sent (none is needed) and was too large.
+            #[oai(status = 413)]
+            PayloadTooLarge(Json<ErrorBody>),
             /// `internal_error`.
             #[oai(status = 500)]
             Internal(Json<ErrorBody>),
@@ -338,7 +344,7 @@ macro_rules! bearer_action_response {
                 #[oai(header = "Retry-After")] Option<String>,
             ),
         }
-        narrow!($name { Unauthorized, Internal, Unavailable });
+        narrow!($name { Unauthorized, RequestTimeout, PayloadTooLarge, Internal, Unavailable });
     };
 }
 
@@ -362,6 +368,12 @@ enum EndSessionResponse {
     /// `session_not_found`: none of the user's sessions has this id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// `request_timeout`: a body was sent (none is needed) and did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`: a body was sent (none is needed) and was too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -376,6 +388,8 @@ narrow!(EndSessionResponse {
     BadRequest,
     Unauthorized,
     NotFound,
+    RequestTimeout,
+    PayloadTooLarge,
     Internal,
     Unavailable
 });
@@ -487,7 +501,7 @@ macro_rules! mail_link_response {
             Internal(Json<ErrorBody>),
             /// `service_unavailable`: the data store does not answer; `server_busy`: too many
             /// passwords are being hashed, retry after `Retry-After` seconds. The link still
-            /// works.
+            /// works (it is given back when a failure comes after it was used).
             #[oai(status = 503)]
             Unavailable(
                 Json<ErrorBody>,
@@ -575,6 +589,12 @@ enum ResendVerificationResponse {
     /// `missing_token`, `invalid_token`.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `request_timeout`: a body was sent (none is needed) and did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// `payload_too_large`: a body was sent (none is needed) and was too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// `rate_limited`: too many mails asked for from this network or to this address; retry
     /// after `Retry-After` seconds.
     #[oai(status = 429)]
@@ -591,6 +611,8 @@ enum ResendVerificationResponse {
 }
 narrow!(ResendVerificationResponse {
     Unauthorized,
+    RequestTimeout,
+    PayloadTooLarge,
     TooManyRequests,
     Internal,
     Unavailable

@@ -118,7 +118,7 @@ documented_string!(
 );
 
 documented_string!(
-    /// The `token` of a mailed link, as it appears after `?token=`; anything else is answered
+    /// The `token` of a mailed link, as it appears after `#token=`; anything else is answered
     /// as an invalid link.
     MailTokenInput {}
 );

@@ -338,8 +338,8 @@ impl MailTokenRepository for InMemoryMailTokens {
         Ok(live_token(&tokens, hash, purpose, now).and_then(|key| tokens.remove(&key)))
     }
 
-    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
-        self.lock().retain(|(owner, _), _| *owner != user);
+    async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError> {
+        self.lock().remove(&(user, purpose));
         Ok(())
     }
 }

@@ -607,15 +607,12 @@ impl MailTokenRepository for MongoMailTokens {
         .transpose()
     }
 
-    async fn discard_all_of_user(&self, user: UserId) -> Result<(), StoreError> {
-        timed(
-            self.timeout,
-            self.collection
-                .delete_many(doc! { "user_id": user.to_string() }),
-        )
-        .await
-        .map(|_| ())
-        .map_err(store_error)
+    async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError> {
+        let id = MailTokenDocument::id_of(user, purpose);
+        timed(self.timeout, self.collection.delete_one(doc! { "_id": id }))
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 }
 

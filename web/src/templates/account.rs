@@ -20,6 +20,9 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
     let sessions = create_signal(cx, Vec::<SessionRow>::new());
     let sessions_error = create_signal(cx, Option::<String>::None);
     let loads = create_signal(cx, 0u32);
+    // Each load is numbered; an answer to an older one than the latest is dropped, so a slow
+    // answer cannot bring back a session ended since.
+    let latest_load = create_signal(cx, 0u32);
     let ending_all = create_signal(cx, false);
 
     let current_password = create_signal(cx, String::new());
@@ -38,7 +41,13 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
     let load = move || {
         #[cfg(client)]
         spawn_local_scoped(cx, async move {
-            match crate::api::list_sessions().await {
+            let this_load = *latest_load.get() + 1;
+            latest_load.set(this_load);
+            let answer = crate::api::list_sessions().await;
+            if *latest_load.get() != this_load {
+                return;
+            }
+            match answer {
                 Ok(list) => {
                     sessions.set(
                         list.into_iter()
@@ -175,13 +184,12 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                                             Ok(id) => crate::api::end_session(id).await,
                                             Err(_) => Err("This session cannot be ended.".into()),
                                         };
-                                        match outcome {
-                                            Ok(()) => load(),
-                                            Err(message) => {
-                                                sessions_error.set(Some(message));
-                                                ending.set(false);
-                                            }
+                                        if let Err(message) = outcome {
+                                            sessions_error.set(Some(message));
                                         }
+                                        // Either way the list shows what the server has now.
+                                        ending.set(false);
+                                        load();
                                     });
                                 }
                                 #[cfg(not(client))]

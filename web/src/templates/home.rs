@@ -75,13 +75,16 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
         {
             resending.set(true);
             spawn_local_scoped(cx, async move {
-                resend_status.set(Some(match crate::api::resend_verification().await {
+                match crate::api::resend_verification().await {
                     Ok(()) => {
-                        "Sent. Open the link in the new mail (the older one no longer works)."
-                            .into()
+                        resend_status.set(Some(
+                            "Unless your email is confirmed already, a new link is on its way (the older one no longer works).".into(),
+                        ));
+                        // Confirmed in another tab meanwhile? Then the banner goes.
+                        load();
                     }
-                    Err(message) => message,
-                }));
+                    Err(message) => resend_status.set(Some(message)),
+                }
                 resending.set(false);
             });
         }

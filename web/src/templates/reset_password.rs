@@ -12,7 +12,11 @@ fn reset_password_page<G: Html>(cx: Scope) -> View<G> {
     let busy = create_signal(cx, false);
     let hydrated = create_signal(cx, false);
     #[cfg(client)]
-    hydrated.set(true);
+    {
+        // Read now, so the token leaves the address bar at once.
+        let _ = crate::api::link_token();
+        hydrated.set(true);
+    }
 
     let on_submit = move |event: sycamore::rt::Event| {
         event.prevent_default();

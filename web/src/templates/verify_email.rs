@@ -1,46 +1,73 @@
-//! Where the link in a verification mail leads: verifies the address once the page is live.
+//! Where the link in a verification mail leads. The address is confirmed by a click, not by
+//! opening the page: mail scanners that open links must not confirm it for its owner.
 
 use perseus::prelude::*;
 use sycamore::prelude::*;
 
 #[derive(Clone, PartialEq, Eq)]
 enum Outcome {
+    Waiting,
     Checking,
     Verified,
     Refused(String),
 }
 
 fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
-    let outcome = create_signal(cx, Outcome::Checking);
+    let outcome = create_signal(cx, Outcome::Waiting);
+    let hydrated = create_signal(cx, false);
     #[cfg(client)]
     {
-        match crate::api::link_token() {
-            Some(token) => spawn_local_scoped(cx, async move {
+        hydrated.set(true);
+        if crate::api::link_token().is_none() {
+            outcome.set(Outcome::Refused(
+                "This page needs the link from your mail.".into(),
+            ));
+        }
+    }
+
+    let on_confirm = move |_| {
+        if *outcome.get() != Outcome::Waiting {
+            return;
+        }
+        #[cfg(client)]
+        {
+            let Some(token) = crate::api::link_token() else {
+                return;
+            };
+            outcome.set(Outcome::Checking);
+            spawn_local_scoped(cx, async move {
                 outcome.set(match crate::api::verify_email(token).await {
                     Ok(()) => Outcome::Verified,
                     Err(message) => Outcome::Refused(message),
                 });
-            }),
-            None => outcome.set(Outcome::Refused(
-                "This page needs the link from your mail.".into(),
-            )),
+            });
         }
-    }
+    };
 
     view! { cx,
-        main {
+        main(data-hydrated = hydrated.get().to_string()) {
             p(class = "brand") { "latchkey" }
             div(class = "card") {
                 h1 { "Confirm your email" }
                 (match (*outcome.get()).clone() {
-                    Outcome::Checking => view! { cx, p(class = "hint", id = "verify-checking") { "Checking your link…" } },
+                    Outcome::Waiting | Outcome::Checking => view! { cx,
+                        p(class = "hint") { "One click confirms that this address is yours." }
+                        div(class = "actions") {
+                            button(id = "confirm", on:click = on_confirm,
+                                disabled = *outcome.get() == Outcome::Checking) {
+                                (if *outcome.get() == Outcome::Checking { "Confirming…" } else { "Confirm my email" })
+                            }
+                        }
+                    },
                     Outcome::Verified => view! { cx,
                         p(class = "notice", role = "status", id = "verify-done") { "Thank you: your email address is confirmed." }
                         p(class = "switch") { a(href = "/", id = "to-home") { "Go to your account" } }
                     },
                     Outcome::Refused(message) => view! { cx,
                         p(class = "alert", role = "alert", id = "verify-error") { (message) }
-                        p(class = "hint") { "Sign in and choose \"Send again\" for a new link." }
+                        p(class = "hint") {
+                            "If you confirmed already, there is nothing left to do. Otherwise, sign in and choose \"Send again\" for a new link (or, if signing in asks for a confirmed email, use \"Forgot your password?\": its link confirms the address too)."
+                        }
                         p(class = "switch") { a(href = "/", id = "to-home") { "Go to your account" } }
                     },
                 })
