@@ -75,18 +75,7 @@ impl AuthService {
             .await?;
         self.swap_password_hash(user.clone(), &current, &new_hash)
             .await?;
-        // Again, for a login that checked the old password while this ran: it either sees the
-        // new hash when it re-reads the account (and ends its own session), or stored its
-        // session before the hash changed, so before this. The password has changed whatever
-        // happens here, so a failure is logged, not answered.
-        if let Err(error) = self
-            .ports
-            .sessions
-            .revoke_all_of_user(user.id, self.ports.clock.now(), keep)
-            .await
-        {
-            tracing::warn!(user_id = %user.id, %error, "sessions started during a password change not ended");
-        }
+        self.end_sessions_started_meanwhile(user.id, keep).await;
         // A reset link mailed before must not undo the change.
         if let Err(error) = self
             .ports
@@ -98,6 +87,26 @@ impl AuthService {
         }
         tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
         Ok(())
+    }
+
+    /// Ends, again, the sessions of `user` but `keep`, after its password changed: a login
+    /// that checked the old password meanwhile either sees the new hash when it re-reads the
+    /// account (and ends its own session), or stored its session before the hash changed, so
+    /// before this. The password has changed whatever happens here, so a failure is logged,
+    /// not answered.
+    pub(crate) async fn end_sessions_started_meanwhile(
+        &self,
+        user: UserId,
+        keep: Option<FamilyId>,
+    ) {
+        if let Err(error) = self
+            .ports
+            .sessions
+            .revoke_all_of_user(user, self.ports.clock.now(), keep)
+            .await
+        {
+            tracing::warn!(user_id = %user, %error, "sessions started while the password changed not ended");
+        }
     }
 
     /// Replaces the hash `user` was read with. When it changed meanwhile, goes on only if it is

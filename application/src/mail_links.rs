@@ -242,16 +242,8 @@ impl AuthService {
                 return Err(error);
             }
         };
-        // Again, for a login that checked the old password meanwhile (see `login`). The
-        // password is set whatever happens here.
-        if let Err(error) = self
-            .ports
-            .sessions
-            .revoke_all_of_user(record.user_id, self.ports.clock.now(), None)
-            .await
-        {
-            tracing::warn!(user_id = %record.user_id, %error, "sessions started during a reset not ended");
-        }
+        self.end_sessions_started_meanwhile(record.user_id, None)
+            .await;
         if let Err(error) = self
             .ports
             .users
@@ -323,6 +315,21 @@ mod tests {
         |hash, _, now| {
             *hash == MailTokenSecret::from_presented("link".into()).hash() && *now == t0()
         }
+    }
+
+    /// A reset link of user 1 is found, and its new password hashes to `$argon2id$new`.
+    fn reset_link_found(mocks: &mut Mocks, tokens: &mut MockMailTokenRepository) {
+        tokens
+            .expect_find()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        mocks
+            .users
+            .expect_find_by_id()
+            .returning(|_| Ok(Some(user(1))));
+        mocks
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
     }
 
     #[tokio::test]
@@ -489,9 +496,7 @@ mod tests {
     async fn a_store_failure_while_resetting_gives_the_link_back() {
         let mut mocks = Mocks::new();
         let mut tokens = MockMailTokenRepository::new();
-        tokens
-            .expect_find()
-            .returning(|_, p, _| Ok(Some(link_of(p))));
+        reset_link_found(&mut mocks, &mut tokens);
         tokens
             .expect_consume()
             .returning(|_, p, _| Ok(Some(link_of(p))));
@@ -501,14 +506,6 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         mocks.mail_tokens = Some(tokens);
-        mocks
-            .users
-            .expect_find_by_id()
-            .returning(|_| Ok(Some(user(1))));
-        mocks
-            .hasher
-            .expect_hash()
-            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
         mocks
             .sessions
             .expect_revoke_all_of_user()
@@ -551,19 +548,9 @@ mod tests {
     async fn a_reset_link_that_lost_a_race_for_itself_changes_nothing() {
         let mut mocks = Mocks::new();
         let mut tokens = MockMailTokenRepository::new();
-        tokens
-            .expect_find()
-            .returning(|_, p, _| Ok(Some(link_of(p))));
+        reset_link_found(&mut mocks, &mut tokens);
         tokens.expect_consume().returning(|_, _, _| Ok(None));
         mocks.mail_tokens = Some(tokens);
-        mocks
-            .users
-            .expect_find_by_id()
-            .returning(|_| Ok(Some(user(1))));
-        mocks
-            .hasher
-            .expect_hash()
-            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
         mocks.users.expect_replace_password_hash().never();
         mocks.sessions.expect_revoke_all_of_user().never();
         let err = mocks
