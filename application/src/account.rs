@@ -38,7 +38,9 @@ pub enum AccountError {
     #[error(transparent)]
     WeakPassword(PasswordError),
     /// Another request changed the password between this one's check and its write.
-    #[error("the password was changed by another request meanwhile; try again with the new one")]
+    #[error(
+        "the password was changed by another request meanwhile (your other sessions may have ended); try again with the new one"
+    )]
     PasswordChangedMeanwhile,
     /// Confirming passwords is guessing them too: the login backoff applies.
     #[error(transparent)]
@@ -73,9 +75,12 @@ impl AuthService {
             .sessions
             .revoke_all_of_user(user.id, self.ports.clock.now(), keep)
             .await?;
-        self.swap_password_hash(user.clone(), &current, &new_hash)
-            .await?;
+        let swapped = self
+            .swap_password_hash(user.clone(), &current, &new_hash)
+            .await;
+        // Also after a failed swap: its write may have landed though its answer was lost.
         self.end_sessions_started_meanwhile(user.id, keep).await;
+        swapped?;
         // A reset link mailed before must not undo the change.
         if let Err(error) = self
             .ports
@@ -329,7 +334,7 @@ mod tests {
         mocks
             .sessions
             .expect_revoke_all_of_user()
-            .times(1)
+            .times(2)
             .returning(|_, _, _| Ok(0));
         let err = mocks
             .service()

@@ -139,17 +139,25 @@ impl AuthService {
         checked_hash: &PasswordHash,
         password: &Password,
     ) -> Result<(), LoginError> {
-        let still_the_password = match self.ports.users.find_by_id(session.user_id).await? {
-            Some(account) if account.password_hash == *checked_hash => true,
-            // Also when the check fails to run: a session must not outlive a doubt.
-            Some(account) => matches!(
-                self.verify(password, &account.password_hash).await,
-                Ok(Some(_))
-            ),
-            None => false,
+        let check = match self.ports.users.find_by_id(session.user_id).await? {
+            Some(account) if account.password_hash == *checked_hash => Ok(true),
+            Some(account) => self
+                .verify(password, &account.password_hash)
+                .await
+                .map(|matched| matched.is_some()),
+            None => Ok(false),
         };
-        if still_the_password {
+        if matches!(check, Ok(true)) {
             return Ok(());
+        }
+        // Also when the check could not run: a session must not outlive a doubt. Busy hashing
+        // is said as such (503), not as a wrong password.
+        if let Err(error) = check {
+            self.ports
+                .sessions
+                .revoke(session.id, self.ports.clock.now())
+                .await?;
+            return Err(error.into());
         }
         self.ports
             .sessions
@@ -480,6 +488,36 @@ mod tests {
             .login(command("user1@example.com", "right password"))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_recheck_that_cannot_run_ends_the_session_and_says_the_server_is_busy() {
+        let mut mocks = Mocks::new();
+        finds_user1(&mut mocks);
+        mocks.hasher.expect_verify().returning(|_, h| {
+            if *h == user(1).password_hash {
+                Ok(true)
+            } else {
+                Err(HashingError::Overloaded)
+            }
+        });
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        mocks.sessions.expect_insert().returning(|_| Ok(()));
+        account_hash_on_reread(&mut mocks, PasswordHash::new("$argon2id$other".into()));
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
+            .times(1)
+            .returning(|_, _| Ok(true));
+        mocks.refresh_tokens.expect_insert().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::Hashing(HashingError::Overloaded)));
     }
 
     #[tokio::test]

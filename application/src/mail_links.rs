@@ -131,11 +131,11 @@ impl AuthService {
         Ok(())
     }
 
-    /// Stores a used-up token again after the work it was used for failed, so that the link
-    /// keeps working for another try. Best effort: if this fails too, the user asks for a new
-    /// link.
+    /// Stores a used-up token again after the work it was used for failed (the store did not
+    /// answer), so that the link keeps working for another try; a newer link of its purpose
+    /// wins. Best effort: if this fails too, the user asks for a new link.
     async fn put_back(&self, record: &MailTokenRecord) {
-        if let Err(error) = self.ports.mail_tokens.issue(record).await {
+        if let Err(error) = self.ports.mail_tokens.restore(record).await {
             tracing::warn!(user_id = %record.user_id, %error, "used link not restored after a failure");
         }
     }
@@ -191,8 +191,8 @@ impl AuthService {
         Ok(())
     }
 
-    /// Sets a new password with a reset link. Every session of the account ends, every other
-    /// mailed link stops working, and the address counts as verified (the link reached it).
+    /// Sets a new password with a reset link. Every session of the account ends, and the
+    /// address counts as verified (the link reached it).
     #[tracing::instrument(name = "reset_password", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn reset_password(
         &self,
@@ -238,7 +238,12 @@ impl AuthService {
         let ended = match set.await {
             Ok(ended) => ended,
             Err(error) => {
-                self.put_back(&record).await;
+                // The swap may have landed though its answer was lost.
+                self.end_sessions_started_meanwhile(record.user_id, None)
+                    .await;
+                if !matches!(error, MailLinkError::InvalidLink) {
+                    self.put_back(&record).await;
+                }
                 return Err(error);
             }
         };
@@ -501,7 +506,7 @@ mod tests {
             .expect_consume()
             .returning(|_, p, _| Ok(Some(link_of(p))));
         tokens
-            .expect_issue()
+            .expect_restore()
             .withf(|r| *r == link_of(MailTokenPurpose::ResetPassword))
             .times(1)
             .returning(|_| Ok(()));

@@ -114,6 +114,9 @@ impl MailTokenRepository for NoMail {
     ) -> Result<Option<MailTokenRecord>, StoreError> {
         Ok(None)
     }
+    async fn restore(&self, _: &MailTokenRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn discard(&self, _: UserId, _: MailTokenPurpose) -> Result<(), StoreError> {
         Ok(())
     }

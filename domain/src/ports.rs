@@ -135,6 +135,9 @@ pub trait MailTokenRepository: Send + Sync {
         purpose: MailTokenPurpose,
         now: DateTime<Utc>,
     ) -> Result<Option<MailTokenRecord>, StoreError>;
+    /// Stores `record` again after its use failed, unless the user has a token of its purpose
+    /// by now (a newer mail's must keep working).
+    async fn restore(&self, record: &MailTokenRecord) -> Result<(), StoreError>;
     /// Discards the user's token of `purpose`, if any (their password changed, or the account
     /// is going).
     async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError>;

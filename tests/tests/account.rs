@@ -34,6 +34,8 @@ async fn two_devices(backend: Backend) -> TwoDevices {
             "Mozilla/5.0 (X11; Linux) Firefox/140.0",
         )
         .await;
+    // Stores keep milliseconds: the phone's login is the newer one.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let phone = app
         .login_as(
             "ann@example.com",

@@ -585,6 +585,49 @@ async fn a_newer_mail_token_replaces_the_last_of_its_purpose_only(stores: Stores
     );
 }
 
+async fn a_used_mail_token_is_restored_unless_a_newer_one_came(stores: Stores) {
+    let owner = new_user("ann@example.com");
+    let reset = MailTokenPurpose::ResetPassword;
+    let (used, used_link) = new_link(&owner, reset);
+    stores.mail_tokens.issue(&used_link).await.unwrap();
+    stores
+        .mail_tokens
+        .consume(&used.hash(), reset, now())
+        .await
+        .unwrap();
+
+    stores.mail_tokens.restore(&used_link).await.unwrap();
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&used.hash(), reset, now())
+            .await
+            .unwrap(),
+        Some(used_link.clone())
+    );
+
+    let (newer, newer_link) = new_link(&owner, reset);
+    stores.mail_tokens.issue(&newer_link).await.unwrap();
+    stores.mail_tokens.restore(&used_link).await.unwrap();
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&used.hash(), reset, now())
+            .await
+            .unwrap(),
+        None,
+        "the newer link wins"
+    );
+    assert_eq!(
+        stores
+            .mail_tokens
+            .find(&newer.hash(), reset, now())
+            .await
+            .unwrap(),
+        Some(newer_link)
+    );
+}
+
 async fn an_expired_mail_token_is_neither_found_nor_used(stores: Stores) {
     let owner = new_user("ann@example.com");
     let (secret, mut link) = new_link(&owner, MailTokenPurpose::VerifyEmail);
@@ -940,6 +983,7 @@ for_each_backend!(
     a_mail_token_works_once_for_its_purpose_only,
     a_newer_mail_token_replaces_the_last_of_its_purpose_only,
     an_expired_mail_token_is_neither_found_nor_used,
+    a_used_mail_token_is_restored_unless_a_newer_one_came,
     concurrent_uses_of_one_mail_token_have_exactly_one_winner,
     discarding_a_users_mail_token_of_one_purpose_leaves_the_rest,
     an_address_is_verified_once_and_only_while_the_account_has_it,

@@ -317,19 +317,22 @@ pub fn link_token() -> Option<String> {
     }
     let location = window().location();
     let path = location.pathname().ok()?;
-    let remembered = TOKEN.with(|t| t.borrow().clone());
-    if let Some((page, token)) = remembered {
-        if page == path {
-            return Some(token);
-        }
-    }
-    let fragment = location.hash().ok()?;
-    let token = fragment
-        .trim_start_matches('#')
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .filter(|token| !token.is_empty())
-        .map(str::to_owned)?;
+    let in_address = location.hash().ok().and_then(|fragment| {
+        fragment
+            .trim_start_matches('#')
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned)
+    });
+    // A link pasted into this tab replaces the one read before; without one in the address,
+    // the token read on this page is still the one.
+    let Some(token) = in_address else {
+        return TOKEN
+            .with(|t| t.borrow().clone())
+            .filter(|(page, _)| *page == path)
+            .map(|(_, token)| token);
+    };
     TOKEN.with(|t| *t.borrow_mut() = Some((path.clone(), token.clone())));
     if let Ok(history) = window().history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
@@ -365,11 +368,25 @@ pub async fn reset_password(token: String, new_password: String) -> Result<(), F
     Ok(())
 }
 
-pub async fn verify_email(token: String) -> Result<(), String> {
+/// Why a verification failed, and whether the same link can be tried again (it can, unless
+/// the server said it is no good).
+pub struct VerifyFailure {
+    pub message: String,
+    pub link_still_good: bool,
+}
+
+pub async fn verify_email(token: String) -> Result<(), VerifyFailure> {
     client(None)
         .verify_email(&types::EmailVerification { token })
         .await
-        .map_err(describe)?;
+        .map_err(|error| {
+            let link_dead =
+                matches!(&error, ClientError::ErrorResponse(body) if body.error == "invalid_link");
+            VerifyFailure {
+                message: describe(error),
+                link_still_good: !link_dead,
+            }
+        })?;
     Ok(())
 }
 

@@ -630,7 +630,8 @@ confirmed_change_response!(ChangePasswordResponse {
     /// `invalid_password`: the current password is longer than any password; `weak_password`:
     /// the new one breaks the rule named in `rule`.
     unprocessable,
-    /// `password_changed`: another request changed the password meanwhile; nothing was done.
+    /// `password_changed`: another request changed the password meanwhile; the password
+    /// stays as it set it (other sessions may have ended already).
     Conflict = 409,
 });
 

@@ -338,6 +338,13 @@ impl MailTokenRepository for InMemoryMailTokens {
         Ok(live_token(&tokens, hash, purpose, now).and_then(|key| tokens.remove(&key)))
     }
 
+    async fn restore(&self, record: &MailTokenRecord) -> Result<(), StoreError> {
+        self.lock()
+            .entry((record.user_id, record.purpose))
+            .or_insert_with(|| record.clone());
+        Ok(())
+    }
+
     async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError> {
         self.lock().remove(&(user, purpose));
         Ok(())

@@ -607,6 +607,20 @@ impl MailTokenRepository for MongoMailTokens {
         .transpose()
     }
 
+    async fn restore(&self, record: &MailTokenRecord) -> Result<(), StoreError> {
+        // `_id` is the user and purpose: a token stored meanwhile makes this a duplicate.
+        match timed(
+            self.timeout,
+            self.collection.insert_one(MailTokenDocument::from(record)),
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     async fn discard(&self, user: UserId, purpose: MailTokenPurpose) -> Result<(), StoreError> {
         let id = MailTokenDocument::id_of(user, purpose);
         timed(self.timeout, self.collection.delete_one(doc! { "_id": id }))

@@ -19,6 +19,8 @@ struct SessionRow {
 fn account_page<G: Html>(cx: Scope) -> View<G> {
     let sessions = create_signal(cx, Vec::<SessionRow>::new());
     let sessions_error = create_signal(cx, Option::<String>::None);
+    // Kept apart from the list's own error, which a successful reload clears.
+    let end_error = create_signal(cx, Option::<String>::None);
     let loads = create_signal(cx, 0u32);
     // Each load is numbered; an answer to an older one than the latest is dropped, so a slow
     // answer cannot bring back a session ended since.
@@ -184,9 +186,7 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                                             Ok(id) => crate::api::end_session(id).await,
                                             Err(_) => Err("This session cannot be ended.".into()),
                                         };
-                                        if let Err(message) = outcome {
-                                            sessions_error.set(Some(message));
-                                        }
+                                        end_error.set(outcome.err());
                                         // Either way the list shows what the server has now.
                                         ending.set(false);
                                         load();
@@ -222,6 +222,10 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                 }
                 (match (*sessions_error.get()).clone() {
                     Some(message) => view! { cx, p(class = "alert", role = "alert", id = "sessions-error") { (message) } },
+                    None => view! { cx, },
+                })
+                (match (*end_error.get()).clone() {
+                    Some(message) => view! { cx, p(class = "alert", role = "alert", id = "end-error") { (message) } },
                     None => view! { cx, },
                 })
                 div(class = "actions") {

@@ -14,6 +14,8 @@ enum Outcome {
 
 fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
     let outcome = create_signal(cx, Outcome::Waiting);
+    // A failure the same link may get past on another try (the server was unreachable).
+    let retry_note = create_signal(cx, Option::<String>::None);
     let hydrated = create_signal(cx, false);
     #[cfg(client)]
     {
@@ -35,10 +37,15 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
                 return;
             };
             outcome.set(Outcome::Checking);
+            retry_note.set(None);
             spawn_local_scoped(cx, async move {
                 outcome.set(match crate::api::verify_email(token).await {
                     Ok(()) => Outcome::Verified,
-                    Err(message) => Outcome::Refused(message),
+                    Err(failure) if failure.link_still_good => {
+                        retry_note.set(Some(failure.message));
+                        Outcome::Waiting
+                    }
+                    Err(failure) => Outcome::Refused(failure.message),
                 });
             });
         }
@@ -52,9 +59,13 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
                 (match (*outcome.get()).clone() {
                     Outcome::Waiting | Outcome::Checking => view! { cx,
                         p(class = "hint") { "One click confirms that this address is yours." }
+                        (match (*retry_note.get()).clone() {
+                            Some(message) => view! { cx, p(class = "alert", role = "alert", id = "verify-retry") { (message) } },
+                            None => view! { cx, },
+                        })
                         div(class = "actions") {
                             button(id = "confirm", on:click = on_confirm,
-                                disabled = *outcome.get() == Outcome::Checking) {
+                                disabled = !*hydrated.get() || *outcome.get() == Outcome::Checking) {
                                 (if *outcome.get() == Outcome::Checking { "Confirming…" } else { "Confirm my email" })
                             }
                         }
