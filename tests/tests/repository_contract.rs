@@ -483,6 +483,19 @@ async fn deleting_a_user_forgets_the_account_its_sessions_and_tokens_only(stores
         .unwrap();
 }
 
+/// The live token of `purpose` with `secret`'s hash, as the store finds it now.
+async fn stored_link(
+    stores: &Stores,
+    secret: &MailTokenSecret,
+    purpose: MailTokenPurpose,
+) -> Option<MailTokenRecord> {
+    stores
+        .mail_tokens
+        .find(&secret.hash(), purpose, now())
+        .await
+        .unwrap()
+}
+
 fn new_link(owner: &User, purpose: MailTokenPurpose) -> (MailTokenSecret, MailTokenRecord) {
     let mut bytes = [0u8; 32];
     bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
@@ -559,28 +572,13 @@ async fn a_newer_mail_token_replaces_the_last_of_its_purpose_only(stores: Stores
     }
     let reset = MailTokenPurpose::ResetPassword;
 
+    assert_eq!(stored_link(&stores, &first, reset).await, None);
     assert_eq!(
-        stores
-            .mail_tokens
-            .find(&first.hash(), reset, now())
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        stores
-            .mail_tokens
-            .find(&second.hash(), reset, now())
-            .await
-            .unwrap(),
+        stored_link(&stores, &second, reset).await,
         Some(second_link)
     );
     assert_eq!(
-        stores
-            .mail_tokens
-            .find(&verify.hash(), MailTokenPurpose::VerifyEmail, now())
-            .await
-            .unwrap(),
+        stored_link(&stores, &verify, MailTokenPurpose::VerifyEmail).await,
         Some(verify_link)
     );
 }
@@ -598,11 +596,7 @@ async fn a_used_mail_token_is_restored_unless_a_newer_one_came(stores: Stores) {
 
     stores.mail_tokens.restore(&used_link).await.unwrap();
     assert_eq!(
-        stores
-            .mail_tokens
-            .find(&used.hash(), reset, now())
-            .await
-            .unwrap(),
+        stored_link(&stores, &used, reset).await,
         Some(used_link.clone())
     );
 
@@ -610,22 +604,11 @@ async fn a_used_mail_token_is_restored_unless_a_newer_one_came(stores: Stores) {
     stores.mail_tokens.issue(&newer_link).await.unwrap();
     stores.mail_tokens.restore(&used_link).await.unwrap();
     assert_eq!(
-        stores
-            .mail_tokens
-            .find(&used.hash(), reset, now())
-            .await
-            .unwrap(),
+        stored_link(&stores, &used, reset).await,
         None,
         "the newer link wins"
     );
-    assert_eq!(
-        stores
-            .mail_tokens
-            .find(&newer.hash(), reset, now())
-            .await
-            .unwrap(),
-        Some(newer_link)
-    );
+    assert_eq!(stored_link(&stores, &newer, reset).await, Some(newer_link));
 }
 
 async fn an_expired_mail_token_is_neither_found_nor_used(stores: Stores) {
@@ -693,30 +676,12 @@ async fn discarding_a_users_mail_token_of_one_purpose_leaves_the_rest(stores: St
     stores.mail_tokens.discard(ann.id, reset).await.unwrap();
     stores.mail_tokens.discard(ann.id, reset).await.unwrap();
 
+    assert_eq!(stored_link(&stores, &anns, reset).await, None);
     assert_eq!(
-        stores
-            .mail_tokens
-            .find(&anns.hash(), reset, now())
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        stores
-            .mail_tokens
-            .find(&anns_verify.hash(), MailTokenPurpose::VerifyEmail, now())
-            .await
-            .unwrap(),
+        stored_link(&stores, &anns_verify, MailTokenPurpose::VerifyEmail).await,
         Some(anns_verify_link)
     );
-    assert_eq!(
-        stores
-            .mail_tokens
-            .find(&bobs.hash(), reset, now())
-            .await
-            .unwrap(),
-        Some(bobs_link)
-    );
+    assert_eq!(stored_link(&stores, &bobs, reset).await, Some(bobs_link));
 }
 
 async fn an_address_is_verified_once_and_only_while_the_account_has_it(stores: Stores) {
