@@ -67,6 +67,10 @@ if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 
+# The mail suites' MongoDB halves deliver to a real SMTP server, as in scripts/test.sh.
+pip_tool .tmp/aiosmtpd-venv "aiosmtpd==$AIOSMTPD_VERSION"
+export AIOSMTPD_PYTHON="$PWD/.tmp/aiosmtpd-venv/bin/python"
+
 step "MongoDB suites through testcontainers (image $IMAGE, host networking)"
 events="$WORK/events.log"
 "$DOCKER" events --filter type=container --filter event=start --filter event=destroy \
