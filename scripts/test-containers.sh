@@ -79,7 +79,9 @@ events_pid=$!
 status=0
 # The same cargo command as scripts/test.sh (so nothing is compiled again), filtered to the
 # MongoDB halves of the suites (`mongo::`).
-env -u MONGODB_URI MONGODB_IMAGE="$IMAGE" MONGODB_CONTAINER_NETWORK=host \
+# One test at a time: every test starts its own container, and two starting at once on a
+# 2-core machine starve the servers of the tests already running (store calls time out).
+env -u MONGODB_URI MONGODB_IMAGE="$IMAGE" MONGODB_CONTAINER_NETWORK=host RUST_TEST_THREADS=1 \
   cargo test --workspace --locked mongo:: "$@" || status=$?
 sleep 2
 kill "$events_pid" 2>/dev/null || true

@@ -239,11 +239,14 @@ async fn timed<T>(
     }
 }
 
+/// A write refused by a unique index. Servers say so as a write error, or (for
+/// `findAndModify`, and on some MongoDB-compatible servers for updates too) as a command error.
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    matches!(
-        e.kind.as_ref(),
-        ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY
-    )
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 #[derive(Clone)]
