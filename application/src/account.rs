@@ -1,7 +1,8 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordError, User, UserId,
+    AuthEvent, ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordChangeKind, PasswordError,
+    SessionEndCause, User, UserId,
 };
 
 /// Rounds of "swap the hash, else re-read it" before a password change gives up: only
@@ -90,7 +91,16 @@ impl AuthService {
         {
             tracing::warn!(user_id = %user.id, %error, "reset link not discarded after a password change");
         }
-        tracing::info!(user_id = %user.id, other_sessions_ended = ended, "password changed");
+        tracing::debug!(other_sessions_ended = ended, "sessions ended");
+        self.record(AuthEvent::PasswordChanged {
+            user: user.id,
+            how: PasswordChangeKind::Changed,
+        });
+        self.record(AuthEvent::SessionsEnded {
+            user: user.id,
+            session: None,
+            cause: SessionEndCause::PasswordChanged,
+        });
         Ok(())
     }
 
@@ -168,7 +178,12 @@ impl AuthService {
         ] {
             self.ports.mail_tokens.discard(user.id, purpose).await?;
         }
-        tracing::info!(user_id = %user.id, "account deleted by its owner");
+        self.record(AuthEvent::SessionsEnded {
+            user: user.id,
+            session: None,
+            cause: SessionEndCause::AccountDeleted,
+        });
+        self.record(AuthEvent::AccountDeleted { user: user.id });
         Ok(())
     }
 

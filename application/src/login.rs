@@ -1,7 +1,7 @@
 use crate::{AuthService, Throttled, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, Password, PasswordError,
+    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, Password, LoginFailure, PasswordError,
     PasswordHash, RefreshTokenSecret, SessionOrigin, SessionRecord, User,
 };
 
@@ -48,8 +48,18 @@ impl AuthService {
     pub async fn login(&self, command: LoginCommand) -> Result<TokenPair, LoginError> {
         let email = EmailKey::for_login(&command.email)?;
         let password = Password::for_login(command.password)?;
-        self.spend::<LoginError>(BudgetAction::Login, command.client)
-            .await?;
+        if let Err(error) = self
+            .spend::<LoginError>(BudgetAction::Login, command.client)
+            .await
+        {
+            if matches!(error, LoginError::Throttled(_)) {
+                self.record(AuthEvent::LoginThrottled {
+                    user: None,
+                    client: command.client,
+                });
+            }
+            return Err(error);
+        }
         // Looked up for every attempt, throttled or not, known or not: the same work for all.
         let found = self.ports.users.find_by_email(&email).await?;
         let account = found.as_ref().map(|user| user.id);
@@ -63,12 +73,10 @@ impl AuthService {
         {
             Ok(claim) => claim,
             Err(retry_after) => {
-                tracing::info!(
-                    user_id = account.map(tracing::field::display),
-                    client = %command.client,
-                    retry_after_ms = retry_after.as_millis() as u64,
-                    "login refused with 429 after repeated failures"
-                );
+                self.record(AuthEvent::LoginThrottled {
+                    user: account,
+                    client: command.client,
+                });
                 return Err(Throttled::LoginFailures { retry_after }.into());
             }
         };
@@ -84,12 +92,21 @@ impl AuthService {
         };
         // The failure is already counted.
         let (Some(user), Some(matched)) = (found, verified) else {
+            self.record(AuthEvent::LoginFailed {
+                user: account,
+                client: command.client,
+                reason: LoginFailure::InvalidCredentials,
+            });
             return Err(LoginError::InvalidCredentials);
         };
         self.forgive_login_failures(claim, now).await;
         // Only after the password proved right, so it tells a guesser nothing.
         if self.mail.require_verified_email && user.email_verified_at.is_none() {
-            tracing::info!(user_id = %user.id, "login refused: email not verified");
+            self.record(AuthEvent::LoginFailed {
+                user: Some(user.id),
+                client: command.client,
+                reason: LoginFailure::EmailNotVerified,
+            });
             return Err(LoginError::EmailNotVerified);
         }
         let mut checked_hash = user.password_hash.clone();
@@ -124,7 +141,11 @@ impl AuthService {
                     ))
                 })
             })?;
-        tracing::info!(user_id = %user.id, session = %session.id, "user logged in");
+        self.record(AuthEvent::LoginSucceeded {
+            user: user.id,
+            session: session.id,
+            client: command.client,
+        });
         Ok(tokens)
     }
 
@@ -299,11 +320,20 @@ mod tests {
             .times(1)
             .returning(|_| Ok("signed.jwt".into()));
 
+        let events = mocks.events.clone();
         let pair = mocks
             .service()
             .login(command("USER1@example.com", "right password"))
             .await
             .unwrap();
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::LoginSucceeded {
+                user: UserId::from_uuid(fixed_uuid(1)),
+                session: FamilyId::from_uuid(fixed_uuid(42)),
+                client: ClientNetwork::Unknown,
+            }]
+        );
 
         assert_eq!(pair.access_token, "signed.jwt");
         assert_eq!(pair.access_expires_in_secs, 3600);
@@ -319,12 +349,21 @@ mod tests {
         mocks.sessions.expect_insert().never();
         mocks.refresh_tokens.expect_insert().never();
         mocks.access_tokens.expect_encode().never();
+        let events = mocks.events.clone();
         let err = mocks
             .service()
             .login(command("user1@example.com", "wrong password"))
             .await
             .unwrap_err();
         assert!(matches!(err, LoginError::InvalidCredentials));
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::LoginFailed {
+                user: Some(user(1).id),
+                client: ClientNetwork::Unknown,
+                reason: LoginFailure::InvalidCredentials,
+            }]
+        );
     }
 
     #[tokio::test]
@@ -602,11 +641,16 @@ mod tests {
         mocks.throttle = Some(throttle);
         mocks.hasher.expect_verify().never();
         mocks.hasher.expect_dummy_hash().never();
+        let events = mocks.events.clone();
         let err = mocks
             .service()
             .login(command("user1@example.com", password))
             .await
             .unwrap_err();
+        assert!(
+            matches!(events.taken()[..], [AuthEvent::LoginThrottled { .. }]),
+            "one throttled login recorded"
+        );
         let LoginError::Throttled(throttled) = err else {
             panic!("expected a throttled login, got {err:?}")
         };
@@ -809,7 +853,15 @@ mod tests {
         mocks.users.expect_find_by_email().never();
         let mut login = command("user1@example.com", "whatever password");
         login.client = ClientNetwork::of("192.0.2.9".parse().unwrap());
+        let events = mocks.events.clone();
         let err = mocks.service().login(login).await.unwrap_err();
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::LoginThrottled {
+                user: None,
+                client: ClientNetwork::of("192.0.2.9".parse().unwrap()),
+            }]
+        );
         assert!(
             matches!(err, LoginError::Throttled(Throttled::Budget { retry_after }) if retry_after == std::time::Duration::from_secs(20)),
             "{err:?}"

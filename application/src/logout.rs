@@ -1,5 +1,5 @@
 use crate::AuthService;
-use latchkey_domain::{ports::StoreError, RefreshTokenSecret};
+use latchkey_domain::{ports::StoreError, AuthEvent, RefreshTokenSecret, SessionEndCause};
 
 #[derive(Debug)]
 pub struct LogoutCommand {
@@ -21,7 +21,11 @@ impl AuthService {
         tracing::Span::current().record("session", tracing::field::display(record.family_id));
         let now = self.ports.clock.now();
         if self.ports.sessions.revoke(record.family_id, now).await? {
-            tracing::info!(user_id = %record.user_id, session = %record.family_id, "user logged out");
+            self.record(AuthEvent::SessionsEnded {
+                user: record.user_id,
+                session: Some(record.family_id),
+                cause: SessionEndCause::Logout,
+            });
         }
         Ok(())
     }

@@ -3,8 +3,9 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    BudgetAction, ClientNetwork, EmailError, EmailKey, Mail, MailTokenPurpose, MailTokenRecord,
-    MailTokenSecret, Password, PasswordError, PasswordHash, ThrottleKey, User, UserId,
+    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, Mail, MailTokenPurpose, MailTokenRecord,
+    MailTokenSecret, Password, PasswordChangeKind, PasswordError, PasswordHash,
+    SessionEndCause, ThrottleKey, User, UserId,
 };
 
 /// How mailed links behave.
@@ -127,7 +128,9 @@ impl AuthService {
                 return Err(error.into());
             }
         }
-        tracing::info!(user_id = %record.user_id, "email address verified");
+        self.record(AuthEvent::EmailVerified {
+            user: record.user_id,
+        });
         Ok(())
     }
 
@@ -257,7 +260,16 @@ impl AuthService {
         {
             tracing::warn!(user_id = %record.user_id, %error, "address not marked verified after a reset");
         }
-        tracing::info!(user_id = %record.user_id, sessions_ended = ended, "password reset with a mailed link");
+        tracing::debug!(sessions_ended = ended, "sessions ended");
+        self.record(AuthEvent::PasswordChanged {
+            user: record.user_id,
+            how: PasswordChangeKind::Reset,
+        });
+        self.record(AuthEvent::SessionsEnded {
+            user: record.user_id,
+            session: None,
+            cause: SessionEndCause::PasswordReset,
+        });
         Ok(())
     }
 

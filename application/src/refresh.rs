@@ -2,7 +2,7 @@ use crate::{AuthService, Throttled, TokenPair};
 use chrono::{DateTime, Utc};
 use latchkey_domain::{
     ports::{StoreError, TokenSigningError},
-    BudgetAction, ClientNetwork, RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
+    AuthEvent, BudgetAction, ClientNetwork, RefreshTokenRecord, RefreshTokenSecret, SessionRecord,
 };
 
 #[derive(Debug)]
@@ -57,20 +57,17 @@ impl AuthService {
         let session = self.live_session(&record, now).await?;
         if let Some(rotated_at) = record.rotated_at {
             if !self.within_grace(rotated_at, now) {
-                return Err(self.revoke_on_reuse(&record, now).await);
+                return Err(self.revoke_on_reuse(&record, now, command.client).await);
             }
             let pair = self.issue_successor(&presented, &session).await?;
-            tracing::info!(
-                user_id = %record.user_id,
-                session = %record.family_id,
-                "rotated refresh token presented again within the grace window; same successor issued"
-            );
+            self.record_refresh(&record, true);
             return Ok(pair);
         }
         let pair = self.issue_successor(&presented, &session).await?;
         // Only one caller rotates the token; a loser raced a concurrent refresh of the same
         // token a moment ago, which is what the grace window covers.
         if self.ports.refresh_tokens.mark_rotated(&hash, now).await? {
+            self.record_refresh(&record, false);
             return Ok(pair);
         }
         match self.ports.refresh_tokens.find_by_hash(&hash).await? {
@@ -78,15 +75,19 @@ impl AuthService {
                 rotated_at: Some(rotated_at),
                 ..
             }) if self.within_grace(rotated_at, now) => {
-                tracing::info!(
-                    user_id = %record.user_id,
-                    session = %record.family_id,
-                    "concurrent refresh of one token within the grace window; same successor issued"
-                );
+                self.record_refresh(&record, true);
                 Ok(pair)
             }
             _ => Err(RefreshError::InvalidToken),
         }
+    }
+
+    fn record_refresh(&self, record: &RefreshTokenRecord, within_grace: bool) {
+        self.record(AuthEvent::Refreshed {
+            user: record.user_id,
+            session: record.family_id,
+            within_grace,
+        });
     }
 
     fn within_grace(&self, rotated_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
@@ -113,14 +114,15 @@ impl AuthService {
         &self,
         record: &RefreshTokenRecord,
         now: DateTime<Utc>,
+        client: ClientNetwork,
     ) -> RefreshError {
         match self.ports.sessions.revoke(record.family_id, now).await {
             Ok(_) => {
-                tracing::warn!(
-                    user_id = %record.user_id,
-                    session = %record.family_id,
-                    "rotated refresh token reused after the grace window; session revoked"
-                );
+                self.record(AuthEvent::RefreshReuseDetected {
+                    user: record.user_id,
+                    session: record.family_id,
+                    client,
+                });
                 RefreshError::ReuseDetected
             }
             Err(e) => RefreshError::Store(e),
@@ -359,8 +361,12 @@ mod tests {
             .returning(|_, _| Ok(true));
         mocks.refresh_tokens.expect_insert().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
+        let events = mocks.events.clone();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::ReuseDetected));
+        assert!(
+            matches!(events.taken()[..], [AuthEvent::RefreshReuseDetected { session, .. }] if session == family(7))
+        );
     }
 
     #[tokio::test]
@@ -372,7 +378,16 @@ mod tests {
         expect_successor_stored(&mut mocks);
         mocks.sessions.expect_revoke().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
+        let events = mocks.events.clone();
         let pair = mocks.service().refresh(command()).await.unwrap();
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::Refreshed {
+                user: user(1).id,
+                session: family(7),
+                within_grace: true
+            }]
+        );
         assert_eq!(pair.access_token, "new.jwt");
         assert_eq!(pair.refresh_token.hash(), successor().hash());
     }

@@ -1,7 +1,7 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, InsertUserError, StoreError},
-    BudgetAction, ClientNetwork, EmailAddress, EmailError, Password, PasswordError, Role, User,
+    AuthEvent, BudgetAction, ClientNetwork, EmailAddress, EmailError, Password, PasswordError, Role, User,
     UserId,
 };
 
@@ -52,7 +52,7 @@ impl AuthService {
             InsertUserError::EmailTaken => RegisterError::EmailTaken,
             InsertUserError::Store(e) => RegisterError::Store(e),
         })?;
-        tracing::info!(user_id = %user.id, "user registered");
+        self.record(AuthEvent::Registered { user: user.id });
         // The account exists whatever happens here; "Send again" mails a new link. Counted
         // against the address's mail budget, so registering, deleting and registering again
         // cannot flood someone's inbox.

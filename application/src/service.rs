@@ -2,11 +2,11 @@ use crate::{AbusePolicy, MailPolicy};
 use chrono::Duration;
 use latchkey_domain::{
     ports::{
-        AccessTokenCodec, Clock, MailTokenRepository, Outbox, PasswordHasher, RandomSource,
+        AccessTokenCodec, AuthEvents, Clock, MailTokenRepository, Outbox, PasswordHasher, RandomSource,
         RefreshTokenRepository, SessionRepository, SuccessorDerivation, ThrottleStore,
         UserRepository,
     },
-    KeyPepper, PasswordPolicy,
+    AuthEvent, KeyPepper, PasswordPolicy,
 };
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ pub struct Ports {
     pub throttle: Arc<dyn ThrottleStore>,
     pub mail_tokens: Arc<dyn MailTokenRepository>,
     pub outbox: Arc<dyn Outbox>,
+    pub events: Arc<dyn AuthEvents>,
 }
 
 /// The rules the use cases apply, chosen by the configuration.
@@ -76,5 +77,9 @@ impl AuthService {
 
     pub fn policy(&self) -> SessionPolicy {
         self.policy
+    }
+
+    pub(crate) fn record(&self, event: AuthEvent) {
+        self.ports.events.record(event);
     }
 }

@@ -1,6 +1,8 @@
 use crate::AuthService;
 use chrono::{DateTime, Utc};
-use latchkey_domain::{ports::StoreError, AccessClaims, FamilyId, SessionOrigin};
+use latchkey_domain::{
+    ports::StoreError, AccessClaims, AuthEvent, FamilyId, SessionEndCause, SessionOrigin,
+};
 use std::collections::HashMap;
 
 /// One of a user's live sessions, as they see it in their list.
@@ -86,7 +88,11 @@ impl AuthService {
             .revoke(id, self.ports.clock.now())
             .await?
         {
-            tracing::info!(user_id = %caller.subject, session = %id, "session ended by its owner");
+            self.record(AuthEvent::SessionsEnded {
+                user: caller.subject,
+                session: Some(id),
+                cause: SessionEndCause::EndedByOwner,
+            });
         }
         Ok(())
     }
@@ -99,7 +105,12 @@ impl AuthService {
             .sessions
             .revoke_all_of_user(caller.subject, self.ports.clock.now(), None)
             .await?;
-        tracing::info!(user_id = %caller.subject, ended, "user signed out everywhere");
+        tracing::debug!(ended, "sessions ended");
+        self.record(AuthEvent::SessionsEnded {
+            user: caller.subject,
+            session: None,
+            cause: SessionEndCause::LogoutEverywhere,
+        });
         Ok(())
     }
 }

@@ -5,16 +5,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use latchkey_domain::{
     ports::{
-        CommonPasswords, MailTokenRepository, MockAccessTokenCodec, MockClock,
+        AuthEvents, CommonPasswords, MailTokenRepository, MockAccessTokenCodec, MockClock,
         MockMailTokenRepository, MockOutbox, MockPasswordHasher, MockRandomSource,
         MockRefreshTokenRepository, MockSessionRepository, MockSuccessorDerivation,
         MockThrottleStore, MockUserRepository, Outbox, StoreError, ThrottleStore,
     },
-    Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, Mail, MailTokenHash,
+    AuthEvent, Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, Mail, MailTokenHash,
     MailTokenPurpose, MailTokenRecord, PasswordHash, PasswordPolicy, RefreshTokenRecord,
     RefreshTokenSecret, Role, SessionRecord, ThrottleKey, User, UserId,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub fn t0() -> DateTime<Utc> {
@@ -79,6 +79,24 @@ pub struct Mocks {
     pub mail_tokens: Option<MockMailTokenRepository>,
     pub outbox: Option<MockOutbox>,
     pub mail: MailPolicy,
+    /// Every event the use cases record, for tests to read after the call.
+    pub events: RecordedEvents,
+}
+
+/// The events a service recorded; clones share one list.
+#[derive(Clone, Default)]
+pub struct RecordedEvents(Arc<Mutex<Vec<AuthEvent>>>);
+
+impl RecordedEvents {
+    pub fn taken(&self) -> Vec<AuthEvent> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+impl AuthEvents for RecordedEvents {
+    fn record(&self, event: AuthEvent) {
+        self.0.lock().unwrap().push(event);
+    }
 }
 
 /// The production defaults: links for 24 hours and 30 minutes, unverified logins allowed.
@@ -249,6 +267,7 @@ impl Mocks {
             mail_tokens: None,
             outbox: None,
             mail: mail_policy(),
+            events: RecordedEvents::default(),
         }
     }
 
@@ -279,6 +298,7 @@ impl Mocks {
                     Some(mock) => Arc::new(mock),
                     None => Arc::new(NoMail),
                 },
+                events: Arc::new(self.events),
             },
             Policies {
                 session: policy,

@@ -63,6 +63,10 @@ pub const VARIABLES: &[&str] = &[
     "MAIL_REFILL",
     "MAIL_RECIPIENT_BURST",
     "MAIL_RECIPIENT_REFILL",
+    "LOG_FORMAT",
+    "METRICS",
+    "METRICS_ADDR",
+    "SHUTDOWN_GRACE",
 ];
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
@@ -76,6 +80,26 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub enum AppEnv {
     Development,
     Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where the Prometheus text is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSettings {
+    Off,
+    /// At `/metrics` on the API's listener.
+    OnMainListener,
+    /// At `/metrics` on a listener of its own (an address only the scraper reaches).
+    OwnListener(SocketAddr),
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -114,6 +138,8 @@ pub enum SecretOrigin {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub app_env: AppEnv,
+    pub log_format: LogFormat,
+    pub metrics: MetricsSettings,
     pub listen: ListenSettings,
     pub store: StoreSettings,
     pub session: SessionPolicy,
@@ -299,6 +325,19 @@ struct Raw {
     mail_recipient_burst: u32,
     #[serde(default = "defaults::mail_recipient_refill")]
     mail_recipient_refill: f64,
+    log_format: Option<LogFormat>,
+    #[serde(default = "defaults::metrics")]
+    metrics: Switch,
+    metrics_addr: Option<String>,
+    #[serde(default = "defaults::shutdown_grace")]
+    shutdown_grace: u64,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Switch {
+    On,
+    Off,
 }
 
 mod defaults {
@@ -360,7 +399,12 @@ mod defaults {
         60
     }
     /// In-flight requests get this long to finish after SIGTERM.
-    pub const SHUTDOWN_GRACE_SECS: u64 = 10;
+    pub fn shutdown_grace() -> u64 {
+        10
+    }
+    pub fn metrics() -> super::Switch {
+        super::Switch::On
+    }
     pub fn max_body_bytes() -> usize {
         64 * 1024
     }
@@ -549,6 +593,29 @@ impl Config {
         let store_timeout = timeout("STORE_TIMEOUT", raw.store_timeout)?;
         let header_read_timeout = timeout("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
         let idle_timeout = timeout("IDLE_TIMEOUT", raw.idle_timeout)?;
+        if raw.shutdown_grace > 3600 {
+            return Err(bad("SHUTDOWN_GRACE", "must be at most one hour (3600 seconds)"));
+        }
+        let metrics = match (raw.metrics, raw.metrics_addr.as_deref().map(str::trim)) {
+            (Switch::Off, _) => MetricsSettings::Off,
+            (Switch::On, None | Some("")) => MetricsSettings::OnMainListener,
+            (Switch::On, Some(at)) => {
+                let own: SocketAddr = at.parse().map_err(|_| {
+                    bad("METRICS_ADDR", format!("is not an address and port: {at:?}"))
+                })?;
+                if own == address && own.port() != 0 {
+                    return Err(bad(
+                        "METRICS_ADDR",
+                        "must differ from HOST:PORT (leave it unset to serve /metrics there)",
+                    ));
+                }
+                MetricsSettings::OwnListener(own)
+            }
+        };
+        let log_format = raw.log_format.unwrap_or(match raw.app_env {
+            AppEnv::Production => LogFormat::Json,
+            AppEnv::Development => LogFormat::Text,
+        });
         let hsts_max_age_secs = match raw.hsts_max_age {
             Some(0) => None,
             other => other,
@@ -659,12 +726,14 @@ impl Config {
         };
         Ok(Self {
             app_env: raw.app_env,
+            log_format,
+            metrics,
             listen: ListenSettings {
                 address,
                 serve: ServeSettings {
                     header_read_timeout: Duration::from_secs(header_read_timeout),
                     idle_timeout: Duration::from_secs(idle_timeout),
-                    shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
+                    shutdown_grace: Duration::from_secs(raw.shutdown_grace),
                 },
             },
             store: StoreSettings {

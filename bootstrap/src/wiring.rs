@@ -1,4 +1,4 @@
-use crate::config::{Config, SecretOrigin, StoreConfig};
+use crate::config::{Config, MetricsSettings, SecretOrigin, StoreConfig};
 use anyhow::Context;
 use latchkey_application::{AuthService, Policies, Ports};
 use latchkey_crypto::{
@@ -11,7 +11,8 @@ use latchkey_domain::{
     },
     KeyPepper, PasswordPolicy,
 };
-use latchkey_http::SiteSettings;
+use latchkey_http::{Mounts, Readiness, ReadinessState, SiteSettings};
+use latchkey_telemetry::AuditLog;
 use latchkey_mail::{LogOutbox, MailSettings, SmtpOutbox, SmtpSettings};
 use latchkey_memory::{
     InMemoryMailTokens, InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers,
@@ -19,13 +20,20 @@ use latchkey_memory::{
 use latchkey_mongo::MongoStore;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use secrecy::ExposeSecret;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 /// A fully wired server, ready to be served or called in tests.
 pub struct App {
     pub endpoint: BoxEndpoint<'static, Response>,
     pub service: AuthService,
+    /// What the readiness probe answers; `drain` it when shutting down.
+    pub readiness: Readiness,
+    /// The Prometheus endpoint, when `METRICS_ADDR` asks for a listener of its own.
+    pub metrics: Option<BoxEndpoint<'static, Response>>,
 }
+
+/// How often the store is checked for the readiness probe.
+const READINESS_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// The repositories of one store.
 #[derive(Clone)]
@@ -99,11 +107,13 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
              tokens stop working when it restarts"
         );
     }
-    let hasher = tokio::task::spawn_blocking({
-        let settings = config.argon2;
-        move || Argon2Hasher::new(settings)
-    })
-    .await??;
+    let hasher = Arc::new(
+        tokio::task::spawn_blocking({
+            let settings = config.argon2;
+            move || Argon2Hasher::new(settings)
+        })
+        .await??,
+    );
     let secret = config.jwt.codec.secret.expose_secret().as_bytes();
     let successors = HmacSuccessors::new(&HmacSuccessors::derive_key(
         secret,
@@ -119,7 +129,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
             sessions: stores.sessions,
-            hasher: Arc::new(hasher),
+            hasher: hasher.clone(),
             access_tokens: Arc::new(JwtCodec::new(config.jwt.codec.clone())),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
@@ -127,6 +137,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             throttle: stores.throttle,
             mail_tokens: stores.mail_tokens,
             outbox: outbox(config)?,
+            events: Arc::new(AuditLog),
         },
         Policies {
             session: config.session,
@@ -140,11 +151,66 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             mail: config.mail.policy,
         },
     );
-    let endpoint = latchkey_http::routes(service.clone(), config.http.clone(), site(&config.site));
+    let readiness = Readiness::new();
+    check_store(&service, &readiness, config.store.operation_timeout).await;
+    tokio::spawn(keep_checking_store(
+        service.clone(),
+        readiness.clone(),
+        config.store.operation_timeout,
+    ));
+    let metrics = match config.metrics {
+        MetricsSettings::Off => None,
+        MetricsSettings::OnMainListener | MetricsSettings::OwnListener(_) => {
+            crate::metrics::endpoint(hasher)
+        }
+    };
+    let (on_main, own) = match config.metrics {
+        MetricsSettings::OwnListener(_) => (None, metrics),
+        _ => (metrics, None),
+    };
+    let endpoint = latchkey_http::routes(
+        service.clone(),
+        readiness.clone(),
+        config.http.clone(),
+        Mounts {
+            site: site(&config.site),
+            metrics: on_main,
+        },
+    );
     Ok(App {
         endpoint: endpoint.boxed(),
         service,
+        readiness,
+        metrics: own,
     })
+}
+
+/// One store check for the readiness probe; a check slower than the store's timeout failed.
+async fn check_store(service: &AuthService, readiness: &Readiness, timeout: Duration) -> bool {
+    let answered = matches!(
+        tokio::time::timeout(timeout, service.check_ready()).await,
+        Ok(Ok(()))
+    );
+    readiness.store_checked(answered);
+    answered
+}
+
+/// Checks the store every few seconds while the server runs, saying when readiness changes.
+async fn keep_checking_store(service: AuthService, readiness: Readiness, timeout: Duration) {
+    let mut answered = readiness.state() == ReadinessState::Ready;
+    loop {
+        tokio::time::sleep(READINESS_CHECK_EVERY).await;
+        if !readiness.is_shared() {
+            return;
+        }
+        let now = check_store(&service, &readiness, timeout).await;
+        match (answered, now) {
+            (true, false) => tracing::warn!("the data store does not answer: not ready (503)"),
+            (false, true) => tracing::info!("the data store answers again: ready"),
+            _ => {}
+        }
+        answered = now;
+    }
 }
 
 /// SMTP when `SMTP_URL` is set, the log otherwise (development only: production refuses to

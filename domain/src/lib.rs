@@ -3,6 +3,7 @@
 //! Nothing here performs I/O or depends on an async runtime; adapters implement the ports.
 
 pub mod email;
+pub mod events;
 pub mod mail;
 pub mod password;
 pub mod ports;
@@ -11,6 +12,7 @@ pub mod token;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError, EmailKey};
+pub use events::{AuthEvent, LoginFailure, PasswordChangeKind, SessionEndCause};
 pub use mail::{Mail, MailTokenHash, MailTokenPurpose, MailTokenRecord, MailTokenSecret};
 pub use password::{
     Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,

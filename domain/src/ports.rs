@@ -1,7 +1,7 @@
 //! What the core needs from the outside world. Adapters implement these traits.
 
 use crate::{
-    AccessClaims, BucketState, EmailKey, FailureRecord, FamilyId, Mail, MailTokenHash,
+    AccessClaims, AuthEvent, BucketState, EmailKey, FailureRecord, FamilyId, Mail, MailTokenHash,
     MailTokenPurpose, MailTokenRecord, Password, PasswordHash, RefreshTokenHash,
     RefreshTokenRecord, RefreshTokenSecret, SessionRecord, ThrottleKey, TokenRejection, User,
     UserId,
@@ -148,6 +148,12 @@ pub trait MailTokenRepository: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait Outbox: Send + Sync {
     fn enqueue(&self, mail: Mail);
+}
+
+/// Where the use cases report their authentication decisions (the audit log and the metrics).
+/// Recording never fails a request and never waits on I/O.
+pub trait AuthEvents: Send + Sync {
+    fn record(&self, event: AuthEvent);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

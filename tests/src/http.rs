@@ -24,6 +24,8 @@ pub struct TestApp {
     /// Calls the app in process (no socket), also when it listens on one.
     pub client: Client,
     pub service: AuthService,
+    /// What its readiness probe answers.
+    pub readiness: latchkey_http::Readiness,
     /// Where it listens, when spawned [`Spawn::listening`].
     pub address: Option<SocketAddr>,
     server: Option<Server>,
@@ -207,6 +209,7 @@ impl Spawn {
         TestApp {
             client,
             service: built.service,
+            readiness: built.readiness,
             address,
             server,
             _database: database,
@@ -261,7 +264,7 @@ pub async fn send_from(source: std::net::IpAddr, to: SocketAddr, request: &str) 
     }
 }
 
-fn dechunk(mut chunked: &str) -> String {
+pub(crate) fn dechunk(mut chunked: &str) -> String {
     let mut body = String::new();
     while let Some((size, rest)) = chunked.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod interleave;
 pub mod mongo;
+pub mod process;
 pub mod smtp;
 
 use std::{
@@ -89,6 +90,6 @@ pub fn init_test_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     if std::env::var_os("TEST_LOG").is_some() {
         // libtest's writer: each test's logs are shown with that test, not interleaved.
-        ONCE.call_once(|| latchkey_bootstrap::telemetry::init("debug", TestWriter::new));
+        ONCE.call_once(|| latchkey_bootstrap::telemetry::init("debug", latchkey_bootstrap::LogFormat::Text, TestWriter::new));
     }
 }

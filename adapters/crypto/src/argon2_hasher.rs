@@ -67,6 +67,8 @@ pub struct HashPoolStats {
     pub skipped_cancelled: u64,
     /// Requests refused because the queue was full.
     pub rejected: u64,
+    /// Requests waiting for a worker right now.
+    pub queued: usize,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ struct Counters {
     completed: AtomicU64,
     skipped_cancelled: AtomicU64,
     rejected: AtomicU64,
+    queued: AtomicUsize,
 }
 
 enum Work {
@@ -151,6 +154,7 @@ impl Argon2Hasher {
             completed: c.completed.load(Ordering::SeqCst),
             skipped_cancelled: c.skipped_cancelled.load(Ordering::SeqCst),
             rejected: c.rejected.load(Ordering::SeqCst),
+            queued: c.queued.load(Ordering::SeqCst),
         }
     }
 
@@ -161,7 +165,13 @@ impl Argon2Hasher {
             reply,
             span: tracing::Span::current(),
         };
-        match self.jobs.try_send(job) {
+        // Counted before it is sent, so a worker taking it at once never counts below zero.
+        self.counters.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = self.jobs.try_send(job);
+        if sent.is_err() {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.counters.rejected.fetch_add(1, Ordering::SeqCst);
@@ -194,6 +204,7 @@ impl Worker {
             };
             // The sender is gone: the hasher was dropped.
             let Ok(job) = next else { return };
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
             if job.reply.is_closed() {
                 self.counters
                     .skipped_cancelled
@@ -543,7 +554,9 @@ mod tests {
             refused >= 2,
             "one runs, one waits, the rest are refused: {results:?}"
         );
-        assert_eq!(hasher.stats().rejected, refused as u64);
+        let stats = hasher.stats();
+        assert_eq!(stats.rejected, refused as u64);
+        assert_eq!(stats.queued, 0, "nothing waits once every request is answered");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,13 +1,14 @@
 use crate::{
     body_limit::limit_body,
     contract::{add_allow, AllowTable},
-    error::{framework_error_to_json, narrow},
+    error::{framework_error_to_json, narrow, Status},
+    observe::Observer,
     views::{
         AcceptedView, Credentials, EmailVerification, HealthView, NewAccount, PasswordChange,
         PasswordConfirmation, PasswordForgotten, PasswordReset, RefreshRequest, SessionListView,
         SessionView, TokenPairView, UserView,
     },
-    ApiError, BearerAuth, ErrorBody,
+    ApiError, BearerAuth, ErrorBody, ErrorCode, Readiness, ReadinessState,
 };
 use latchkey_application::{
     AuthService, ChangePasswordCommand, DeleteAccountCommand, LoginCommand, LogoutCommand,
@@ -15,7 +16,7 @@ use latchkey_application::{
 };
 use latchkey_domain::{ClientNetwork, FamilyId};
 use poem::{
-    middleware::Tracing, web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
+    web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
 };
 use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 use uuid::Uuid;
@@ -657,13 +658,14 @@ narrow!(LiveResponse { Internal });
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "ReadyResponse::from_framework")]
 enum ReadyResponse {
-    /// The data store answers.
+    /// The data store answered the last check (one every few seconds).
     #[oai(status = 200)]
     Ok(Json<HealthView>),
     /// `internal_error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `service_unavailable`: the data store does not answer.
+    /// `service_unavailable`: the data store did not answer the last check (or has not been
+    /// checked yet); `shutting_down`: the instance is finishing its requests before it stops.
     #[oai(status = 503)]
     Unavailable(
         Json<ErrorBody>,
@@ -963,12 +965,26 @@ impl HealthApi {
         LiveResponse::Ok(health_ok())
     }
 
-    /// The process can serve requests: its data store answers.
+    /// The process can serve requests: its data store answered the last background check,
+    /// and it is not shutting down. Answered at once, without a store call.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self, service: Data<&AuthService>) -> ReadyResponse {
-        respond(service.check_ready().await, |()| {
-            ReadyResponse::Ok(health_ok())
-        })
+    async fn ready(&self, readiness: Data<&Readiness>) -> ReadyResponse {
+        let unavailable = |code, message| {
+            let mut error = ApiError::new(Status::Unavailable, code, message);
+            error.retry_after = Some(RETRY_AFTER_NOT_READY_SECS.to_owned());
+            error.into()
+        };
+        match readiness.state() {
+            ReadinessState::Ready => ReadyResponse::Ok(health_ok()),
+            ReadinessState::Starting | ReadinessState::StoreDown => unavailable(
+                ErrorCode::ServiceUnavailable,
+                "the service cannot reach its data store",
+            ),
+            ReadinessState::Draining => unavailable(
+                ErrorCode::ShuttingDown,
+                "this instance is shutting down",
+            ),
+        }
     }
 }
 
@@ -993,22 +1009,38 @@ pub fn openapi_json() -> String {
     crate::contract::refine(&api_service().spec())
 }
 
+/// The store is checked every few seconds.
+const RETRY_AFTER_NOT_READY_SECS: &str = "2";
+
+/// What is served besides the API, each chosen by the composition root.
+#[derive(Default)]
+pub struct Mounts {
+    /// At `/`: the web site.
+    pub site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
+    /// At `/metrics` (GET): the Prometheus text.
+    pub metrics: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
+}
+
 /// Everything under `/api`, with JSON errors, body limits and request tracing. `site` is
 /// mounted at `/` (the web site, or nothing). Outermost, [`crate::harden`]: security headers
 /// on every response (errors included) and a JSON 500 for a panicking handler.
 pub fn routes(
     service: AuthService,
+    readiness: Readiness,
     settings: HttpSettings,
-    site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
+    mounts: Mounts,
 ) -> impl Endpoint<Output = Response> {
     let api = api_service();
     let generated = api.spec();
     let document = crate::contract::refine(&generated);
     // The browsable UI shows the served document, not poem-openapi's unrefined one.
     let docs_html = api.swagger_ui_html().replacen(&generated, &document, 1);
-    let allow = AllowTable::from_document(&document, API_PREFIX)
+    let mut allow = AllowTable::from_document(&document, API_PREFIX)
         .with_get_only("/api/openapi.json")
         .with_get_only("/api/docs");
+    if mounts.metrics.is_some() {
+        allow = allow.with_get_only(METRICS_PATH);
+    }
     let max_body_bytes = settings.max_body_bytes;
     let body_read_timeout = settings.body_read_timeout;
     let mut root = Route::new()
@@ -1030,23 +1062,38 @@ pub fn routes(
             ),
         )
         .nest(API_PREFIX, api);
-    if let Some(site) = site {
+    if let Some(metrics) = mounts.metrics {
+        root = root.at(METRICS_PATH, poem::get(metrics));
+    }
+    if let Some(site) = mounts.site {
         root = root.nest("/", site);
     }
     let proxies =
         crate::client::TrustedProxies::new(settings.trusted_proxies, settings.forwarded_header);
+    let observer = Observer {
+        routes: allow.clone(),
+        proxies: proxies.clone(),
+    };
     let endpoint = root
         .around(move |next, req| crate::client::resolve(next, req, proxies.clone()))
         .around(move |next, req| limit_body(next, req, max_body_bytes, body_read_timeout))
         .data(service)
-        .with(Tracing)
+        .data(readiness)
         .catch_all_error(framework_error_to_json)
         .around(move |next, req| add_allow(next, req, allow.clone()))
         .into_endpoint();
-    crate::edge::harden(
+    let hardened = crate::edge::harden(
         endpoint,
         crate::edge::EdgeSettings {
             hsts_max_age_secs: settings.hsts_max_age_secs,
         },
-    )
+    );
+    // Outermost, so the id is known to everything inside and every response is counted.
+    hardened.around(move |next, req| {
+        let observer = observer.clone();
+        async move { observer.observe(next, req).await }
+    })
 }
+
+/// Where the Prometheus text is served when it shares the API's listener.
+pub const METRICS_PATH: &str = "/metrics";

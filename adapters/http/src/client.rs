@@ -32,6 +32,11 @@ impl TrustedProxies {
         }
     }
 
+    /// Whether the socket peer is one of the trusted proxies (false for in-process calls).
+    pub(crate) fn trusts_peer(&self, peer: &Addr) -> bool {
+        matches!(peer, Addr::SocketAddr(socket) if self.trusts(socket.ip()))
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.networks.iter().any(|net| net.contains(&ip))

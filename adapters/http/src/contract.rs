@@ -88,7 +88,39 @@ pub(crate) fn refine(generated: &str) -> String {
 /// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110
 /// §15.5.6). Built from the document, so it cannot disagree with it.
 #[derive(Clone, Debug)]
-pub(crate) struct AllowTable(Arc<Vec<(Vec<String>, HeaderValue)>>);
+pub(crate) struct AllowTable(Arc<Vec<Route>>);
+
+#[derive(Clone, Debug)]
+struct Route {
+    /// `/api/auth/sessions/{id}`: the label requests to it are counted under.
+    template: Arc<str>,
+    segments: Vec<String>,
+    allow: HeaderValue,
+}
+
+impl Route {
+    fn new(template: String, allow: HeaderValue) -> Self {
+        Self {
+            segments: segments(&template),
+            template: template.into(),
+            allow,
+        }
+    }
+
+    /// Compares segment by segment without allocating: this runs for every request.
+    fn matches(&self, path: &str) -> bool {
+        let mut given = path.split('/').filter(|s| !s.is_empty());
+        for expected in &self.segments {
+            match given.next() {
+                Some(segment)
+                    if segment == expected
+                        || (expected.starts_with('{') && expected.ends_with('}')) => {}
+                _ => return false,
+            }
+        }
+        given.next().is_none()
+    }
+}
 
 impl AllowTable {
     /// `document` is served under `prefix` (its `servers` entry).
@@ -110,27 +142,30 @@ impl AllowTable {
             }
             methods.sort();
             let value = HeaderValue::from_str(&methods.join(", ")).expect("method names are ASCII");
-            routes.push((segments(&format!("{prefix}{path}")), value));
+            routes.push(Route::new(format!("{prefix}{path}"), value));
         }
         Self(Arc::new(routes))
     }
 
     /// Adds a path outside the document that answers GET (and so HEAD) only.
     pub(crate) fn with_get_only(mut self, path: &str) -> Self {
-        Arc::make_mut(&mut self.0).push((segments(path), HeaderValue::from_static("GET, HEAD")));
+        let mut routes: Vec<Route> = self.0.iter().map(Route::clone).collect();
+        routes.push(Route::new(path.to_owned(), HeaderValue::from_static("GET, HEAD")));
+        self.0 = Arc::new(routes);
         self
     }
 
     fn allowed(&self, path: &str) -> Option<&HeaderValue> {
-        let path = segments(path);
-        self.0.iter().find_map(|(template, allow)| {
-            let matches = template.len() == path.len()
-                && template
-                    .iter()
-                    .zip(&path)
-                    .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')));
-            matches.then_some(allow)
-        })
+        self.find(path).map(|route| &route.allow)
+    }
+
+    /// The template of the documented path `path` matches, if any.
+    pub(crate) fn template(&self, path: &str) -> Option<&Arc<str>> {
+        self.find(path).map(|route| &route.template)
+    }
+
+    fn find(&self, path: &str) -> Option<&Route> {
+        self.0.iter().find(|route| route.matches(path))
     }
 }
 

@@ -45,11 +45,12 @@ pub enum ErrorCode {
     SessionNotFound,
     InvalidLink,
     EmailNotVerified,
+    ShuttingDown,
 }
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 26] = [
+    const ALL: [ErrorCode; 27] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -76,6 +77,7 @@ impl ErrorCode {
         Self::SessionNotFound,
         Self::InvalidLink,
         Self::EmailNotVerified,
+        Self::ShuttingDown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +108,7 @@ impl ErrorCode {
             Self::SessionNotFound => "session_not_found",
             Self::InvalidLink => "invalid_link",
             Self::EmailNotVerified => "email_not_verified",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -148,7 +151,9 @@ pub struct ErrorBody {
     ///   after its end);
     /// - `invalid_link`: the token of a mailed link is unknown, used, expired or replaced by a
     ///   newer link;
-    /// - `email_not_verified`: logins need a verified email and this account's is not.
+    /// - `email_not_verified`: logins need a verified email and this account's is not;
+    /// - `shutting_down`: this instance is finishing its requests before it stops; send new
+    ///   ones to another.
     pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
@@ -158,6 +163,21 @@ pub struct ErrorBody {
     /// `contains_service_name`. More may be added.
     #[oai(skip_serializing_if_is_none)]
     pub rule: Option<String>,
+    /// The id of the request this answers, also in the `X-Request-Id` response header: quote
+    /// it when reporting a problem, it finds the request's lines in the server's log.
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(error: ErrorCode, message: impl ToString) -> Self {
+        Self {
+            error: error.as_str().to_owned(),
+            message: message.to_string(),
+            rule: None,
+            request_id: crate::observe::current_request_id(),
+        }
+    }
 }
 
 /// The status classes an operation can answer, named as in each operation's response enum.
@@ -223,11 +243,7 @@ impl ApiError {
             (status == Status::Unauthorized).then(|| WWW_AUTHENTICATE_BEARER.to_owned());
         Self {
             status,
-            body: ErrorBody {
-                error: error.as_str().to_owned(),
-                message: message.to_string(),
-                rule: None,
-            },
+            body: ErrorBody::new(error, message),
             challenge,
             retry_after: None,
         }

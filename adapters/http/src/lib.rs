@@ -7,13 +7,16 @@ mod client;
 mod contract;
 mod edge;
 mod error;
+mod observe;
+mod readiness;
 mod security;
 mod site;
 mod views;
 
-pub use api::{openapi_json, routes, HttpSettings};
+pub use api::{openapi_json, routes, HttpSettings, Mounts, METRICS_PATH};
 pub use client::ForwardedHeader;
 pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use readiness::{Readiness, ReadinessState};
 pub use security::BearerAuth;
 pub use site::{site_endpoint, SiteSettings};

@@ -22,8 +22,10 @@ async fn verify_access_token(req: &Request, bearer: Bearer) -> poem::Result<Acce
             poem::http::StatusCode::INTERNAL_SERVER_ERROR,
         )
     })?;
-    service
+    let claims = service
         .authenticate(&bearer.token)
         .await
-        .map_err(|e| ApiError::from(e).into())
+        .map_err(ApiError::from)?;
+    crate::observe::note_user(claims.subject);
+    Ok(claims)
 }

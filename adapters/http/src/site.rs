@@ -280,12 +280,7 @@ impl Endpoint for Site {
 }
 
 fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let mut response = Json(ErrorBody {
-        error: code.as_str().to_owned(),
-        message: message.to_owned(),
-        rule: None,
-    })
-    .into_response();
+    let mut response = Json(ErrorBody::new(code, message)).into_response();
     response.set_status(status);
     response
 }

@@ -105,8 +105,13 @@ impl Outbox for SmtpOutbox {
         let purpose = mail.purpose().as_str();
         if let Err(error) = self.queue.try_send(mail) {
             tracing::error!(purpose, %error, "mail not queued; it will not be sent");
+            mail_failed();
         }
     }
+}
+
+fn mail_failed() {
+    metrics::counter!("latchkey_mails_total", "outcome" => "failed").increment(1);
 }
 
 struct Delivery {
@@ -124,6 +129,7 @@ impl Delivery {
             Ok(message) => message,
             Err(error) => {
                 tracing::error!(purpose, %error, "mail could not be built; not sent");
+                mail_failed();
                 return;
             }
         };
@@ -132,11 +138,13 @@ impl Delivery {
             match self.transport.send(message.clone()).await {
                 Ok(_) => {
                     tracing::info!(purpose, attempt, "mail sent");
+                    metrics::counter!("latchkey_mails_total", "outcome" => "sent").increment(1);
                     return;
                 }
                 // The server refused this mail for good (a bad address, say): retrying cannot help.
                 Err(error) if error.is_permanent() => {
                     tracing::error!(purpose, attempt, %error, "mail refused by the SMTP server; not sent");
+                    mail_failed();
                     return;
                 }
                 Err(error) if attempt < self.attempts => {
@@ -146,6 +154,7 @@ impl Delivery {
                 }
                 Err(error) => {
                     tracing::error!(purpose, attempt, %error, "mail not sent; giving up");
+                    mail_failed();
                 }
             }
         }

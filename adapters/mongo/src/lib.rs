@@ -31,6 +31,7 @@ use mongodb::{
         ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria,
         WriteConcern,
     },
+    event::{command::CommandEvent, EventHandler},
     Client, Collection, Database, IndexModel,
 };
 use std::{future::IntoFuture, time::Duration};
@@ -41,6 +42,21 @@ const SESSIONS: &str = "sessions";
 const THROTTLE: &str = "throttle";
 const MAIL_TOKENS: &str = "mail_tokens";
 const DUPLICATE_KEY: i32 = 11000;
+
+/// Every store call's latency and failures, by the driver's command name (`find`, `update`,
+/// `findAndModify`, ...: a fixed set, never anything a client chose).
+fn record_command(event: CommandEvent) {
+    let (name, duration, failed) = match event {
+        CommandEvent::Succeeded(done) => (done.command_name, done.duration, false),
+        CommandEvent::Failed(failed) => (failed.command_name, failed.duration, true),
+        _ => return,
+    };
+    metrics::histogram!("latchkey_store_operation_duration_seconds", "operation" => name.clone())
+        .record(duration.as_secs_f64());
+    if failed {
+        metrics::counter!("latchkey_store_errors_total", "operation" => name).increment(1);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MongoSetupError {
@@ -76,6 +92,7 @@ impl MongoStore {
             .server_selection_timeout
             .get_or_insert(operation_timeout);
         options.connect_timeout.get_or_insert(operation_timeout);
+        options.command_event_handler = Some(EventHandler::callback(record_command));
         let name = database
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())

@@ -1,0 +1,150 @@
+//! What an operator sees of the service: every authentication decision as an audit log line
+//! and as a counter, and the Prometheus text of every metric the adapters record.
+//!
+//! The adapters record through the `metrics` facade; only the composition root installs the
+//! recorder (once per process), so a library user who never calls [`install_prometheus`]
+//! pays one relaxed atomic load per metric call.
+
+use latchkey_domain::{ports::AuthEvents, AuthEvent};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Writes every authentication decision to the log (target `audit`, level info) and counts it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditLog;
+
+impl AuthEvents for AuditLog {
+    fn record(&self, event: AuthEvent) {
+        log(&event);
+        count(&event);
+    }
+}
+
+fn log(event: &AuthEvent) {
+    let name = event.name();
+    let user_id = event.user().map(tracing::field::display);
+    match *event {
+        AuthEvent::LoginSucceeded {
+            session, client, ..
+        } => tracing::info!(target: "audit", event = name, user_id, %session, %client, "login succeeded"),
+        AuthEvent::LoginFailed { client, reason, .. } => tracing::info!(
+            target: "audit", event = name, user_id, %client, reason = reason.as_str(), "login failed"
+        ),
+        AuthEvent::LoginThrottled { client, .. } => {
+            tracing::info!(target: "audit", event = name, user_id, %client, "login refused with 429")
+        }
+        AuthEvent::Refreshed {
+            session,
+            within_grace,
+            ..
+        } => tracing::info!(target: "audit", event = name, user_id, %session, within_grace, "session refreshed"),
+        AuthEvent::RefreshReuseDetected {
+            session, client, ..
+        } => tracing::warn!(
+            target: "audit", event = name, user_id, %session, %client,
+            "rotated refresh token reused after the grace window; session ended"
+        ),
+        AuthEvent::SessionsEnded { session, cause, .. } => tracing::info!(
+            target: "audit", event = name, user_id,
+            session = session.map(tracing::field::display), cause = cause.as_str(),
+            "{}", if session.is_some() { "session ended" } else { "every session ended" }
+        ),
+        AuthEvent::PasswordChanged { how, .. } => {
+            tracing::info!(target: "audit", event = name, user_id, how = how.as_str(), "password changed")
+        }
+        AuthEvent::Registered { .. } => {
+            tracing::info!(target: "audit", event = name, user_id, "account registered")
+        }
+        AuthEvent::EmailVerified { .. } => {
+            tracing::info!(target: "audit", event = name, user_id, "email address verified")
+        }
+        AuthEvent::AccountDeleted { .. } => {
+            tracing::info!(target: "audit", event = name, user_id, "account deleted")
+        }
+    }
+}
+
+fn count(event: &AuthEvent) {
+    metrics::counter!("latchkey_auth_events_total", "event" => event.name()).increment(1);
+    match *event {
+        AuthEvent::LoginSucceeded { .. } => login("succeeded"),
+        AuthEvent::LoginFailed { .. } => login("failed"),
+        AuthEvent::LoginThrottled { .. } => login("throttled"),
+        AuthEvent::Refreshed { within_grace, .. } => {
+            refresh(if within_grace { "within_grace" } else { "rotated" })
+        }
+        AuthEvent::RefreshReuseDetected { .. } => {
+            refresh("reuse_detected");
+            ended(latchkey_domain::SessionEndCause::RefreshReuse);
+        }
+        AuthEvent::SessionsEnded { cause, .. } => ended(cause),
+        AuthEvent::Registered { .. }
+        | AuthEvent::PasswordChanged { .. }
+        | AuthEvent::EmailVerified { .. }
+        | AuthEvent::AccountDeleted { .. } => {}
+    }
+}
+
+fn login(outcome: &'static str) {
+    metrics::counter!("latchkey_logins_total", "outcome" => outcome).increment(1);
+}
+
+fn refresh(outcome: &'static str) {
+    metrics::counter!("latchkey_refreshes_total", "outcome" => outcome).increment(1);
+}
+
+fn ended(cause: latchkey_domain::SessionEndCause) {
+    metrics::counter!("latchkey_sessions_ended_total", "cause" => cause.as_str()).increment(1);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the metrics recorder cannot be installed: {0}")]
+pub struct MetricsSetupError(String);
+
+/// Latency buckets in seconds: from a cached token check (well under a millisecond) to a
+/// store call about to time out.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder. The handle renders the text format; call
+/// its `run_upkeep` every few seconds so histograms do not grow between scrapes.
+pub fn install_prometheus() -> Result<PrometheusHandle, MetricsSetupError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| MetricsSetupError(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| MetricsSetupError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_domain::{ClientNetwork, LoginFailure, UserId};
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn each_login_outcome_moves_its_own_counter() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let audit = AuditLog;
+            audit.record(AuthEvent::LoginFailed {
+                user: Some(UserId::from_uuid(Default::default())),
+                client: ClientNetwork::Unknown,
+                reason: LoginFailure::InvalidCredentials,
+            });
+            audit.record(AuthEvent::LoginThrottled {
+                user: None,
+                client: ClientNetwork::Unknown,
+            });
+            audit.record(AuthEvent::LoginThrottled {
+                user: None,
+                client: ClientNetwork::Unknown,
+            });
+        });
+        let text = handle.render();
+        assert!(text.contains("latchkey_logins_total{outcome=\"failed\"} 1"), "{text}");
+        assert!(text.contains("latchkey_logins_total{outcome=\"throttled\"} 2"), "{text}");
+        assert!(!text.contains("outcome=\"succeeded\""), "{text}");
+    }
+}

@@ -1,0 +1,127 @@
+//! The `latchkey` command line: `serve` (the default) and `openapi`. The binary is this and
+//! nothing else, so the suites that start server processes run exactly what ships.
+
+use crate::{build, openapi_json, serve as serve_http, Config, MetricsSettings};
+use anyhow::Context;
+use latchkey_http::METRICS_PATH;
+use poem::EndpointExt;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+
+const USAGE: &str = "usage: latchkey [serve | openapi]
+
+  serve     run the server (default); configured by environment variables or .env
+  openapi   print the OpenAPI document to stdout";
+
+/// Runs the command named by the first argument; call it from a single-threaded runtime.
+pub async fn run() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    let result = match command.as_str() {
+        "serve" => serve().await,
+        "openapi" => {
+            println!("{}", openapi_json());
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(e).context("could not read .env"),
+    }
+    let config = Config::from_env()?;
+    crate::telemetry::init("info", config.log_format, std::io::stdout);
+    tracing::debug!(?config, "configuration loaded");
+    let app = build(&config).await?;
+    let listener = bind(config.listen.address).await?;
+    let address = listener.local_addr()?;
+    // Bound before serving, so a taken port fails the start instead of a later scrape.
+    let metrics_listener = match (config.metrics, app.metrics) {
+        (MetricsSettings::OwnListener(at), Some(metrics)) => {
+            let listener = bind(at).await?;
+            tracing::info!(
+                "metrics at http://{}{METRICS_PATH}",
+                listener.local_addr()?
+            );
+            Some((listener, metrics))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        "latchkey listening on http://{address} (API docs at http://{address}/api/docs)"
+    );
+    let readiness = app.readiness;
+    let stopping = async move {
+        shutdown_signal().await;
+        // Probes see 503 from now on, while in-flight requests finish.
+        readiness.drain();
+        tracing::info!(
+            grace_secs = config.listen.serve.shutdown_grace.as_secs(),
+            "shutting down: no new connections; finishing the requests in flight"
+        );
+    };
+    let main = serve_http(listener, app.endpoint, config.listen.serve, stopping);
+    match metrics_listener {
+        None => main.await,
+        Some((listener, metrics)) => {
+            let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+            let metrics_only = poem::Route::new()
+                .at(METRICS_PATH, poem::get(metrics))
+                .boxed();
+            let metrics_server = tokio::spawn(serve_http(
+                listener,
+                metrics_only,
+                config.listen.serve,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let served = main.await;
+            let _ = stop_metrics.send(());
+            let _ = metrics_server.await;
+            served
+        }
+    }
+    .with_context(|| format!("could not serve on {address}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("could not listen on {address}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,0 +1,147 @@
+//! The authentication decisions the use cases report, for the audit log and the metrics.
+//!
+//! An event names who and what, never a secret: no password, token, hash or email address
+//! (OWASP ASVS 5.0 V16: log security events without sensitive data).
+
+use crate::{ClientNetwork, FamilyId, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthEvent {
+    Registered {
+        user: UserId,
+    },
+    LoginSucceeded {
+        user: UserId,
+        session: FamilyId,
+        client: ClientNetwork,
+    },
+    /// A wrong password, an unknown email (`user` is `None`), or an unverified address.
+    LoginFailed {
+        user: Option<UserId>,
+        client: ClientNetwork,
+        reason: LoginFailure,
+    },
+    /// Refused before any password check: too many failures, or the network's budget spent.
+    LoginThrottled {
+        user: Option<UserId>,
+        client: ClientNetwork,
+    },
+    Refreshed {
+        user: UserId,
+        session: FamilyId,
+        /// A token rotated moments ago came back (two tabs, a retry) and got the same successor.
+        within_grace: bool,
+    },
+    /// A rotated token came back after the grace window; its session was ended.
+    RefreshReuseDetected {
+        user: UserId,
+        session: FamilyId,
+        client: ClientNetwork,
+    },
+    /// `session` is `None` when every session of the user ended at once.
+    SessionsEnded {
+        user: UserId,
+        session: Option<FamilyId>,
+        cause: SessionEndCause,
+    },
+    PasswordChanged {
+        user: UserId,
+        how: PasswordChangeKind,
+    },
+    EmailVerified {
+        user: UserId,
+    },
+    AccountDeleted {
+        user: UserId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    InvalidCredentials,
+    EmailNotVerified,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEndCause {
+    Logout,
+    LogoutEverywhere,
+    EndedByOwner,
+    PasswordChanged,
+    PasswordReset,
+    AccountDeleted,
+    RefreshReuse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordChangeKind {
+    /// The owner, signed in, confirmed the old password.
+    Changed,
+    /// Through a mailed reset link.
+    Reset,
+}
+
+impl AuthEvent {
+    /// A stable name, used as the audit log's `event` field and as a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Registered { .. } => "registered",
+            Self::LoginSucceeded { .. } => "login_succeeded",
+            Self::LoginFailed { .. } => "login_failed",
+            Self::LoginThrottled { .. } => "login_throttled",
+            Self::Refreshed { .. } => "refreshed",
+            Self::RefreshReuseDetected { .. } => "refresh_reuse_detected",
+            Self::SessionsEnded { .. } => "sessions_ended",
+            Self::PasswordChanged { .. } => "password_changed",
+            Self::EmailVerified { .. } => "email_verified",
+            Self::AccountDeleted { .. } => "account_deleted",
+        }
+    }
+
+    /// The account the decision was about, when known.
+    pub fn user(&self) -> Option<UserId> {
+        match *self {
+            Self::Registered { user }
+            | Self::LoginSucceeded { user, .. }
+            | Self::Refreshed { user, .. }
+            | Self::RefreshReuseDetected { user, .. }
+            | Self::SessionsEnded { user, .. }
+            | Self::PasswordChanged { user, .. }
+            | Self::EmailVerified { user }
+            | Self::AccountDeleted { user } => Some(user),
+            Self::LoginFailed { user, .. } | Self::LoginThrottled { user, .. } => user,
+        }
+    }
+}
+
+impl LoginFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::EmailNotVerified => "email_not_verified",
+        }
+    }
+}
+
+impl SessionEndCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutEverywhere => "logout_everywhere",
+            Self::EndedByOwner => "ended_by_owner",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::AccountDeleted => "account_deleted",
+            Self::RefreshReuse => "refresh_reuse",
+        }
+    }
+}
+
+impl PasswordChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Changed => "changed",
+            Self::Reset => "reset",
+        }
+    }
+}
