@@ -37,7 +37,72 @@ pip_tool() {
   fi
 }
 
+# on_exit COMMAND: runs COMMAND when the script exits, after those registered later (last in,
+# first out), so what was started last is stopped first.
+ON_EXIT=()
+on_exit() {
+  ON_EXIT=("$1" "${ON_EXIT[@]}")
+  trap 'for command in "${ON_EXIT[@]}"; do eval "$command" || true; done' EXIT
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# docker_up: Docker (Debian's docker.io) and debootstrap installed if missing (as root), and a
+# dockerd answering; one started here runs without a bridge (containers use host networking
+# only) and is stopped when the script exits. Sets DOCKER and DOCKER_WORK.
+docker_up() {
+  DOCKER_WORK=".tmp/containers"
+  mkdir -p "$DOCKER_WORK"
+  if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    step "installing docker.io and debootstrap"
+    apt_install docker.io debootstrap
+  fi
+  DOCKER="$(command -v docker)"
+  if ! "$DOCKER" info >/dev/null 2>&1; then
+    step "starting dockerd (log: $DOCKER_WORK/dockerd.log)"
+    dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+      >"$DOCKER_WORK/dockerd.log" 2>&1 &
+    STARTED_DOCKERD=$!
+    on_exit 'kill "$STARTED_DOCKERD" 2>/dev/null; wait "$STARTED_DOCKERD" 2>/dev/null'
+    for _ in $(seq 1 60); do
+      "$DOCKER" info >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    "$DOCKER" info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 "$DOCKER_WORK/dockerd.log" >&2; exit 1; }
+  fi
+}
+
+# secantus_image: prints the name of a local image with SecantusDB (a MongoDB wire-compatible
+# server from PyPI) on a debootstrapped Debian (python3, ca-certificates), built once (about a
+# minute): nothing can be pulled on our CI machines. Needs docker_up first.
+secantus_image() {
+  local image="latchkey-secantus:$SECANTUS_VERSION"
+  if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
+    step "building image $image with debootstrap (once, about a minute)"
+    # The Debian mirror this machine's apt already uses (active source files only).
+    local mirror rootfs="$DOCKER_WORK/rootfs"
+    mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -1 || true)"
+    rm -rf "$rootfs"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+      bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >"$DOCKER_WORK/debootstrap.log" 2>&1 \
+      || { tail -20 "$DOCKER_WORK/debootstrap.log" >&2; exit 1; }
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    # pip's registry settings (a mirror, if the machine uses one) travel into the image build.
+    [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$rootfs/etc/pip.conf"
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    chroot "$rootfs" /usr/bin/python3 -m venv /opt/secantus
+    env -u PIP_FIND_LINKS chroot "$rootfs" /opt/secantus/bin/pip install --quiet --disable-pip-version-check \
+      "secantusdb==$SECANTUS_VERSION"
+    rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/root/.cache"
+    tar -C "$rootfs" -c . | "$DOCKER" import \
+      --change 'ENV PATH=/opt/secantus/bin:/usr/local/bin:/usr/bin:/bin' \
+      --change 'CMD ["python3", "-m", "secantus", "--host", "0.0.0.0", "--port", "27017", "--storage-path", ":memory:"]' \
+      - "$image" >/dev/null
+    rm -rf "$rootfs"
+  fi
+  echo "$image"
 }

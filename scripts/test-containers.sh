@@ -11,61 +11,9 @@
 # official mongo image by itself (see docs/testing.md).
 source "$(dirname "$0")/lib.sh"
 
-IMAGE="latchkey-secantus:$SECANTUS_VERSION"
-WORK=".tmp/containers"
-mkdir -p "$WORK"
-
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-  step "installing docker.io and debootstrap"
-  apt_install docker.io debootstrap
-fi
-DOCKER="$(command -v docker)"
-
-started_dockerd=""
-cleanup() {
-  if [[ -n "$started_dockerd" ]]; then
-    kill "$started_dockerd" 2>/dev/null || true
-    wait "$started_dockerd" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-if ! "$DOCKER" info >/dev/null 2>&1; then
-  step "starting dockerd (log: $WORK/dockerd.log)"
-  dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
-    >"$WORK/dockerd.log" 2>&1 &
-  started_dockerd=$!
-  for _ in $(seq 1 60); do
-    "$DOCKER" info >/dev/null 2>&1 && break
-    sleep 0.5
-  done
-  "$DOCKER" info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 "$WORK/dockerd.log" >&2; exit 1; }
-fi
-
-if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
-  step "building image $IMAGE with debootstrap (once, about a minute)"
-  # The Debian mirror this machine's apt already uses (active source files only).
-  mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -1 || true)"
-  rootfs="$WORK/rootfs"
-  rm -rf "$rootfs"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >"$WORK/debootstrap.log" 2>&1 \
-    || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
-  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-  # pip's registry settings (a mirror, if the machine uses one) travel into the image build.
-  [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$rootfs/etc/pip.conf"
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  chroot "$rootfs" /usr/bin/python3 -m venv /opt/secantus
-  env -u PIP_FIND_LINKS chroot "$rootfs" /opt/secantus/bin/pip install --quiet --disable-pip-version-check \
-    "secantusdb==$SECANTUS_VERSION"
-  rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/root/.cache"
-  tar -C "$rootfs" -c . | "$DOCKER" import \
-    --change 'ENV PATH=/opt/secantus/bin:/usr/local/bin:/usr/bin:/bin' \
-    --change 'CMD ["python3", "-m", "secantus", "--host", "0.0.0.0", "--port", "27017", "--storage-path", ":memory:"]' \
-    - "$IMAGE" >/dev/null
-  rm -rf "$rootfs"
-fi
+docker_up
+IMAGE="$(secantus_image)"
+WORK="$DOCKER_WORK"
 
 # The mail suites' MongoDB halves deliver to a real SMTP server, as in scripts/test.sh.
 pip_tool .tmp/aiosmtpd-venv "aiosmtpd==$AIOSMTPD_VERSION"

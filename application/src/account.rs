@@ -1,8 +1,8 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    AuthEvent, ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordChangeKind, PasswordError,
-    SessionEndCause, User, UserId,
+    AuthEvent, ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordChangeKind,
+    PasswordError, SessionEndCause, User, UserId,
 };
 
 /// Rounds of "swap the hash, else re-read it" before a password change gives up: only

@@ -1,8 +1,8 @@
 use crate::{AuthService, Throttled, TokenPair};
 use latchkey_domain::{
     ports::{HashingError, StoreError, TokenSigningError},
-    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, Password, LoginFailure, PasswordError,
-    PasswordHash, RefreshTokenSecret, SessionOrigin, SessionRecord, User,
+    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, FamilyId, LoginFailure, Password,
+    PasswordError, PasswordHash, RefreshTokenSecret, SessionOrigin, SessionRecord, User,
 };
 
 #[derive(Debug)]

@@ -3,8 +3,8 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, Mail, MailTokenPurpose, MailTokenRecord,
-    MailTokenSecret, Password, PasswordChangeKind, PasswordError, PasswordHash,
+    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, Mail, MailTokenPurpose,
+    MailTokenRecord, MailTokenSecret, Password, PasswordChangeKind, PasswordError, PasswordHash,
     SessionEndCause, ThrottleKey, User, UserId,
 };
 

@@ -1,8 +1,8 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, InsertUserError, StoreError},
-    AuthEvent, BudgetAction, ClientNetwork, EmailAddress, EmailError, Password, PasswordError, Role, User,
-    UserId,
+    AuthEvent, BudgetAction, ClientNetwork, EmailAddress, EmailError, Password, PasswordError,
+    Role, User, UserId,
 };
 
 #[derive(Debug)]

@@ -2,9 +2,9 @@ use crate::{AbusePolicy, MailPolicy};
 use chrono::Duration;
 use latchkey_domain::{
     ports::{
-        AccessTokenCodec, AuthEvents, Clock, MailTokenRepository, Outbox, PasswordHasher, RandomSource,
-        RefreshTokenRepository, SessionRepository, SuccessorDerivation, ThrottleStore,
-        UserRepository,
+        AccessTokenCodec, AuthEvents, Clock, MailTokenRepository, Outbox, PasswordHasher,
+        RandomSource, RefreshTokenRepository, SessionRepository, SuccessorDerivation,
+        ThrottleStore, UserRepository,
     },
     AuthEvent, KeyPepper, PasswordPolicy,
 };

@@ -128,6 +128,7 @@ async fn against_server(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     println!("\n== server");
+    let spawned = Instant::now();
     let mut server = Server::start(&options.server, options.workers, &options.env)?;
     println!(
         "  pid {} on http://{} (log: {})",
@@ -136,7 +137,10 @@ async fn against_server(
         server.log.display()
     );
     let rss = RssMonitor::start(server.pid());
-    server.wait_until_live(START_TIMEOUT).await?;
+    server.wait_until_ready(START_TIMEOUT).await?;
+    let ready_after = spawned.elapsed();
+    println!("  start to ready: {}", ms(ready_after));
+    report.info("at rest", "start to ready", ms(ready_after));
     let rest = rss.current_kib();
     println!("  RSS at rest: {}", mib(rest));
     report.info("at rest", "RSS", mib(rest));
@@ -184,6 +188,10 @@ async fn against_server(
     }
     bearer_requests(&bench, report).await;
     if server_ended(&mut server, "bearer", report) {
+        return Ok(());
+    }
+    refresh_chains(&bench, report).await;
+    if server_ended(&mut server, "refresh", report) {
         return Ok(());
     }
     login_storm(&bench, report).await;
@@ -489,14 +497,76 @@ async fn login_storm(bench: &Bench, report: &mut Report) {
 }
 
 async fn log_in_once(bench: &Bench) -> anyhow::Result<String> {
-    let response = http::once(bench.addr, &bench.login).await?;
-    anyhow::ensure!(response.status == 200, "login answered {}", response.status);
+    token_of(&http::once(bench.addr, &bench.login).await?, "access_token")
+}
+
+/// `field` of a 200 answer's JSON body.
+fn token_of(response: &http::Response, field: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(response.status == 200, "answered {}", response.status);
     let body: serde_json::Value =
-        serde_json::from_slice(&response.body).context("login response is not JSON")?;
-    body["access_token"]
+        serde_json::from_slice(&response.body).context("the answer is not JSON")?;
+    body[field]
         .as_str()
         .map(str::to_owned)
-        .context("login response has no access_token")
+        .with_context(|| format!("the answer has no {field}"))
+}
+
+/// Refresh-token rotation as clients do it: each of 8 connections logs in once, then
+/// exchanges its latest refresh token for the next, one after another, for the phase.
+async fn refresh_chains(bench: &Bench, report: &mut Report) {
+    let phase = "refresh chains";
+    println!(
+        "\n== {phase}: {READ_CONNECTIONS} sessions rotate their refresh tokens for {} s",
+        bench.phase.as_secs()
+    );
+    let started = Instant::now();
+    let deadline = started + bench.phase;
+    let mut chains = tokio::task::JoinSet::new();
+    for _ in 0..READ_CONNECTIONS {
+        let (addr, login) = (bench.addr, Arc::clone(&bench.login));
+        chains.spawn(async move {
+            let mut conn = http::Conn::connect(addr).await?;
+            let mut token = token_of(&conn.send(&login).await?, "refresh_token")?;
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let body = serde_json::json!({ "refresh_token": token }).to_string();
+                let request = http::request("POST", "/api/auth/refresh", addr, &[], Some(&body));
+                let sent = Instant::now();
+                let response = conn.send(&request).await?;
+                latencies.push(sent.elapsed());
+                token = token_of(&response, "refresh_token")?;
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    let mut result = LoadResult::default();
+    let mut failures = Vec::new();
+    while let Some(chain) = chains.join_next().await {
+        match chain {
+            Ok(Ok(latencies)) => result.latencies.extend(latencies),
+            Ok(Err(e)) => failures.push(format!("{e:#}")),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    result.elapsed = started.elapsed();
+    result.ok = result.latencies.len() as u64;
+    result.latencies.sort_unstable();
+    let rate = result.per_second();
+    println!("  {rate:.0} refreshes/s");
+    print_latency(&result);
+    report.info(phase, "refreshes/s", format!("{rate:.0}"));
+    report.info(phase, "latency p50 / p99", latency_pair(&result));
+    report.check(
+        phase,
+        "every chain unbroken",
+        if failures.is_empty() {
+            "yes".into()
+        } else {
+            failures.join("; ")
+        },
+        "yes".into(),
+        failures.is_empty(),
+    );
 }
 
 fn print_counts(result: &LoadResult) {

@@ -1,4 +1,4 @@
-//! The `latchkey` command line: `serve` (the default) and `openapi`. The binary is this and
+//! The `latchkey` command line: `serve` (the default), `healthcheck` and `openapi`. The binary is this and
 //! nothing else, so the suites that start server processes run exactly what ships.
 
 use crate::{build, openapi_json, serve as serve_http, Config, MetricsSettings};
@@ -9,16 +9,22 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: latchkey [serve | openapi]
+const USAGE: &str = "usage: latchkey [serve | healthcheck | openapi]
 
-  serve     run the server (default); configured by environment variables or .env
-  openapi   print the OpenAPI document to stdout";
+  serve        run the server (default); configured by environment variables or .env
+  healthcheck  exit 0 if the server configured here answers its readiness probe with 200
+               (for container HEALTHCHECKs: no curl needed)
+  openapi      print the OpenAPI document to stdout";
+
+/// A probe that takes longer than this failed.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs the command named by the first argument; call it from a single-threaded runtime.
 pub async fn run() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let result = match command.as_str() {
         "serve" => serve().await,
+        "healthcheck" => healthcheck().await,
         "openapi" => {
             println!("{}", openapi_json());
             Ok(())
@@ -38,13 +44,49 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn serve() -> anyhow::Result<()> {
+fn load_config() -> anyhow::Result<Config> {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         Err(e) => return Err(e).context("could not read .env"),
     }
-    let config = Config::from_env()?;
+    Ok(Config::from_env()?)
+}
+
+async fn healthcheck() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut address = load_config()?.listen.address;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(
+                format!(
+                    "GET /api/health/ready HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(HEALTHCHECK_TIMEOUT, probe)
+        .await
+        .map_err(|_| anyhow::anyhow!("{address} did not answer within {HEALTHCHECK_TIMEOUT:?}"))?
+        .with_context(|| format!("could not ask {address}"))?;
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "not ready: {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = load_config()?;
     crate::telemetry::init("info", config.log_format, std::io::stdout);
     tracing::debug!(?config, "configuration loaded");
     let app = build(&config).await?;
@@ -54,10 +96,7 @@ async fn serve() -> anyhow::Result<()> {
     let metrics_listener = match (config.metrics, app.metrics) {
         (MetricsSettings::OwnListener(at), Some(metrics)) => {
             let listener = bind(at).await?;
-            tracing::info!(
-                "metrics at http://{}{METRICS_PATH}",
-                listener.local_addr()?
-            );
+            tracing::info!("metrics at http://{}{METRICS_PATH}", listener.local_addr()?);
             Some((listener, metrics))
         }
         _ => None,

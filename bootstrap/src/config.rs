@@ -594,14 +594,20 @@ impl Config {
         let header_read_timeout = timeout("HEADER_READ_TIMEOUT", raw.header_read_timeout)?;
         let idle_timeout = timeout("IDLE_TIMEOUT", raw.idle_timeout)?;
         if raw.shutdown_grace > 3600 {
-            return Err(bad("SHUTDOWN_GRACE", "must be at most one hour (3600 seconds)"));
+            return Err(bad(
+                "SHUTDOWN_GRACE",
+                "must be at most one hour (3600 seconds)",
+            ));
         }
         let metrics = match (raw.metrics, raw.metrics_addr.as_deref().map(str::trim)) {
             (Switch::Off, _) => MetricsSettings::Off,
             (Switch::On, None | Some("")) => MetricsSettings::OnMainListener,
             (Switch::On, Some(at)) => {
                 let own: SocketAddr = at.parse().map_err(|_| {
-                    bad("METRICS_ADDR", format!("is not an address and port: {at:?}"))
+                    bad(
+                        "METRICS_ADDR",
+                        format!("is not an address and port: {at:?}"),
+                    )
                 })?;
                 if own == address && own.port() != 0 {
                     return Err(bad(

@@ -12,12 +12,12 @@ use latchkey_domain::{
     KeyPepper, PasswordPolicy,
 };
 use latchkey_http::{Mounts, Readiness, ReadinessState, SiteSettings};
-use latchkey_telemetry::AuditLog;
 use latchkey_mail::{LogOutbox, MailSettings, SmtpOutbox, SmtpSettings};
 use latchkey_memory::{
     InMemoryMailTokens, InMemoryRefreshTokens, InMemorySessions, InMemoryThrottle, InMemoryUsers,
 };
 use latchkey_mongo::MongoStore;
+use latchkey_telemetry::AuditLog;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use secrecy::ExposeSecret;
 use std::{sync::Arc, time::Duration};

@@ -285,6 +285,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body without its `request_id`, which differs for every request: for comparing the
+    /// answers to two requests.
+    pub fn body_but_request_id(&self) -> Value {
+        let mut body = self.body.clone();
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("request_id");
+        }
+        body
+    }
+
     pub async fn from(response: poem::test::TestResponse) -> Self {
         let response = response.0;
         let status = response.status();

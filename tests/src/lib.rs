@@ -90,6 +90,12 @@ pub fn init_test_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     if std::env::var_os("TEST_LOG").is_some() {
         // libtest's writer: each test's logs are shown with that test, not interleaved.
-        ONCE.call_once(|| latchkey_bootstrap::telemetry::init("debug", latchkey_bootstrap::LogFormat::Text, TestWriter::new));
+        ONCE.call_once(|| {
+            latchkey_bootstrap::telemetry::init(
+                "debug",
+                latchkey_bootstrap::LogFormat::Text,
+                TestWriter::new,
+            )
+        });
     }
 }

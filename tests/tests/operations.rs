@@ -62,23 +62,39 @@ async fn a_login_moves_the_login_request_and_hashing_metrics() {
     let before = scrape(&server).await;
 
     assert_eq!(login(&server, "metered@example.com", PASSWORD).await.0, 200);
-    assert_eq!(login(&server, "metered@example.com", "wrong password").await.0, 401);
+    assert_eq!(
+        login(&server, "metered@example.com", "wrong password")
+            .await
+            .0,
+        401
+    );
 
     let after = scrape(&server).await;
     let moved = |series: &str| sample(&after, series) - sample(&before, series);
-    assert_eq!(moved(r#"latchkey_logins_total{outcome="succeeded"}"#), 1.0, "{after}");
+    assert_eq!(
+        moved(r#"latchkey_logins_total{outcome="succeeded"}"#),
+        1.0,
+        "{after}"
+    );
     assert_eq!(moved(r#"latchkey_logins_total{outcome="failed"}"#), 1.0);
     assert_eq!(moved(r#"latchkey_logins_total{outcome="throttled"}"#), 0.0);
     let requests = |status| {
-        format!(r#"latchkey_http_requests_total{{method="POST",route="/api/auth/login",status="{status}"}}"#)
+        format!(
+            r#"latchkey_http_requests_total{{method="POST",route="/api/auth/login",status="{status}"}}"#
+        )
     };
     assert_eq!(moved(&requests(200)), 1.0, "{after}");
     assert_eq!(moved(&requests(401)), 1.0);
     assert_eq!(
-        moved(r#"latchkey_http_request_duration_seconds_count{method="POST",route="/api/auth/login"}"#),
+        moved(
+            r#"latchkey_http_request_duration_seconds_count{method="POST",route="/api/auth/login"}"#
+        ),
         2.0
     );
-    assert!(moved("latchkey_hashes_total") >= 2.0, "two passwords checked");
+    assert!(
+        moved("latchkey_hashes_total") >= 2.0,
+        "two passwords checked"
+    );
     for present in [
         "latchkey_hash_workers_busy ",
         "latchkey_hash_queue_length ",
@@ -119,12 +135,21 @@ async fn every_request_gets_an_id_in_its_log_line_its_header_and_its_error_body(
         .await;
     assert_eq!(reply.status, 401);
     let id = reply.header("x-request-id").expect("an id").to_owned();
-    assert_eq!(reply.json()["request_id"], id.as_str(), "the body quotes the header");
+    assert_eq!(
+        reply.json()["request_id"],
+        id.as_str(),
+        "the body quotes the header"
+    );
 
     let (status, tokens) = login(&server, "logged@example.com", PASSWORD).await;
     assert_eq!(status, 200);
     let me = server
-        .call("GET", "/api/users/me", tokens["access_token"].as_str(), None)
+        .call(
+            "GET",
+            "/api/users/me",
+            tokens["access_token"].as_str(),
+            None,
+        )
         .await;
     let me_id = me.header("x-request-id").expect("an id").to_owned();
     assert_ne!(me_id, id, "ids are per request");
@@ -162,7 +187,10 @@ async fn every_request_gets_an_id_in_its_log_line_its_header_and_its_error_body(
     assert_eq!(signed_in["user_id"], user_id.as_str());
 
     // One audit line per decision, inside its request's span, naming no secret.
-    let audit: Vec<&Value> = log.iter().filter(|line| line["target"] == "audit").collect();
+    let audit: Vec<&Value> = log
+        .iter()
+        .filter(|line| line["target"] == "audit")
+        .collect();
     let failure = audit
         .iter()
         .find(|line| line["event"] == "login_failed")
@@ -196,9 +224,15 @@ async fn a_trusted_proxys_request_id_is_kept_and_anyone_elses_replaced() {
     assert_ne!(reply.header("x-request-id"), Some("edge-1234"));
 
     let behind_proxy = ServerProcess::start(SERVER, &[("TRUSTED_PROXIES", "127.0.0.1/32")]);
-    let reply = try_http(behind_proxy.address, "GET", "/api/health/live", &header, None)
-        .await
-        .unwrap();
+    let reply = try_http(
+        behind_proxy.address,
+        "GET",
+        "/api/health/live",
+        &header,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.header("x-request-id"), Some("edge-1234"));
     let hostile = [("X-Request-Id", "a\"b with spaces")];
     let reply = try_http(behind_proxy.address, "GET", "/api/nope", &hostile, None)
@@ -239,32 +273,46 @@ async fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exit
 
     let (finished, finished_at) = in_flight.await.unwrap();
     let finished = finished.expect("the login's connection was kept");
-    assert!(finished_at > signalled, "the login was still in flight at the signal");
+    assert!(
+        finished_at > signalled,
+        "the login was still in flight at the signal"
+    );
     assert_eq!(finished.status, 200, "{}", finished.body);
     assert!(finished.json()["access_token"].is_string());
-    assert_eq!(server.exit_code_within(Duration::from_secs(20)).await, Some(0));
+    assert_eq!(
+        server.exit_code_within(Duration::from_secs(20)).await,
+        Some(0)
+    );
     assert!(
         signalled.elapsed() < Duration::from_secs(15),
         "it exits when the work is done, not when the grace period ends"
     );
     assert!(
-        try_http(address, "GET", "/api/health/live", &[], None).await.is_err(),
+        try_http(address, "GET", "/api/health/live", &[], None)
+            .await
+            .is_err(),
         "no new connections after the signal"
     );
     let log = server.log();
-    assert!(log
-        .iter()
-        .any(|line| line["message"].as_str().is_some_and(|m| m.starts_with("shutting down"))));
+    assert!(log.iter().any(|line| line["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("shutting down"))));
 }
 
 #[tokio::test]
 async fn readiness_turns_503_while_shutting_down() {
     let app = spawn_app(Backend::Memory, |_| {}).await;
-    assert_eq!(app.get("/api/health/ready", None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/health/ready", None).await.status,
+        StatusCode::OK
+    );
     app.readiness.drain();
     let reply = app.get("/api/health/ready", None).await;
     reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
-    assert_eq!(app.get("/api/health/live", None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/health/live", None).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -282,7 +330,11 @@ async fn readiness_answers_within_a_second_while_the_store_is_unreachable() {
     for _ in 0..3 {
         let asked = Instant::now();
         let reply = app.get("/api/health/ready", None).await;
-        assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
         reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
         assert_eq!(reply.headers.get("retry-after").unwrap(), "2");
     }
@@ -306,14 +358,29 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
     assert_eq!(status, 200);
     let refresh = |token: &str| json!({ "refresh_token": token });
     let refreshed = b
-        .call("POST", "/api/auth/refresh", None, Some(refresh(on_a["refresh_token"].as_str().unwrap())))
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(refresh(on_a["refresh_token"].as_str().unwrap())),
+        )
         .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     let refreshed = refreshed.json();
     let access = on_a["access_token"].as_str().unwrap();
-    assert_eq!(a.call("GET", "/api/users/me", Some(access), None).await.status, 200);
+    assert_eq!(
+        a.call("GET", "/api/users/me", Some(access), None)
+            .await
+            .status,
+        200
+    );
     let logout = b
-        .call("POST", "/api/auth/logout", None, Some(refresh(refreshed["refresh_token"].as_str().unwrap())))
+        .call(
+            "POST",
+            "/api/auth/logout",
+            None,
+            Some(refresh(refreshed["refresh_token"].as_str().unwrap())),
+        )
         .await;
     assert_eq!(logout.status, 204, "{}", logout.body);
     for token in [access, refreshed["access_token"].as_str().unwrap()] {
@@ -336,15 +403,23 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
             .map(|reply| reply.json())
             .collect();
         assert!(!winners.is_empty(), "{on_a:?} {on_b:?}");
-        for loser in [&on_a, &on_b].into_iter().filter(|reply| reply.status != 200) {
+        for loser in [&on_a, &on_b]
+            .into_iter()
+            .filter(|reply| reply.status != 200)
+        {
             assert_ne!(loser.json()["error"], "refresh_token_reused", "{loser:?}");
         }
         if let [first, second] = &winners[..] {
-            assert_eq!(first["refresh_token"], second["refresh_token"], "one successor");
+            assert_eq!(
+                first["refresh_token"], second["refresh_token"],
+                "one successor"
+            );
         }
         // The session goes on, on either instance.
         let next = winners[0]["refresh_token"].as_str().unwrap();
-        let again = b.call("POST", "/api/auth/refresh", None, Some(refresh(next))).await;
+        let again = b
+            .call("POST", "/api/auth/refresh", None, Some(refresh(next)))
+            .await;
         assert_eq!(again.status, 200, "{}", again.body);
     }
 
@@ -356,4 +431,24 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
     assert_eq!(throttled["error"], "too_many_failed_logins");
     let (status, _) = login(&b, "shared@example.com", PASSWORD).await;
     assert_eq!(status, 429, "B holds the account too");
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_passes_only_while_the_server_is_ready() {
+    let server = ServerProcess::start(SERVER, &[]);
+    let healthcheck = |port: u16| {
+        std::process::Command::new(SERVER)
+            .arg("healthcheck")
+            .env_clear()
+            .env("HOST", "0.0.0.0")
+            .env("PORT", port.to_string())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("the binary runs")
+    };
+    let ready = healthcheck(server.address.port());
+    assert!(ready.status.success(), "{ready:?}");
+    let nobody = healthcheck(latchkey_tests::free_port());
+    assert_eq!(nobody.status.code(), Some(1), "{nobody:?}");
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("could not ask"));
 }

@@ -556,7 +556,10 @@ mod tests {
         );
         let stats = hasher.stats();
         assert_eq!(stats.rejected, refused as u64);
-        assert_eq!(stats.queued, 0, "nothing waits once every request is answered");
+        assert_eq!(
+            stats.queued, 0,
+            "nothing waits once every request is answered"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

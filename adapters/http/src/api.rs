@@ -15,9 +15,7 @@ use latchkey_application::{
     RefreshCommand, RegisterCommand,
 };
 use latchkey_domain::{ClientNetwork, FamilyId};
-use poem::{
-    web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
-};
+use poem::{web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
 use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
 use uuid::Uuid;
 
@@ -980,10 +978,9 @@ impl HealthApi {
                 ErrorCode::ServiceUnavailable,
                 "the service cannot reach its data store",
             ),
-            ReadinessState::Draining => unavailable(
-                ErrorCode::ShuttingDown,
-                "this instance is shutting down",
-            ),
+            ReadinessState::Draining => {
+                unavailable(ErrorCode::ShuttingDown, "this instance is shutting down")
+            }
         }
     }
 }

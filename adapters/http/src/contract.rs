@@ -150,7 +150,10 @@ impl AllowTable {
     /// Adds a path outside the document that answers GET (and so HEAD) only.
     pub(crate) fn with_get_only(mut self, path: &str) -> Self {
         let mut routes: Vec<Route> = self.0.iter().map(Route::clone).collect();
-        routes.push(Route::new(path.to_owned(), HeaderValue::from_static("GET, HEAD")));
+        routes.push(Route::new(
+            path.to_owned(),
+            HeaderValue::from_static("GET, HEAD"),
+        ));
         self.0 = Arc::new(routes);
         self
     }

@@ -27,11 +27,11 @@ use latchkey_domain::{
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
+    event::{command::CommandEvent, EventHandler},
     options::{
         ClientOptions, CollectionOptions, IndexOptions, ReadPreference, SelectionCriteria,
         WriteConcern,
     },
-    event::{command::CommandEvent, EventHandler},
     Client, Collection, Database, IndexModel,
 };
 use std::{future::IntoFuture, time::Duration};

@@ -25,7 +25,9 @@ fn log(event: &AuthEvent) {
     match *event {
         AuthEvent::LoginSucceeded {
             session, client, ..
-        } => tracing::info!(target: "audit", event = name, user_id, %session, %client, "login succeeded"),
+        } => {
+            tracing::info!(target: "audit", event = name, user_id, %session, %client, "login succeeded")
+        }
         AuthEvent::LoginFailed { client, reason, .. } => tracing::info!(
             target: "audit", event = name, user_id, %client, reason = reason.as_str(), "login failed"
         ),
@@ -36,7 +38,9 @@ fn log(event: &AuthEvent) {
             session,
             within_grace,
             ..
-        } => tracing::info!(target: "audit", event = name, user_id, %session, within_grace, "session refreshed"),
+        } => {
+            tracing::info!(target: "audit", event = name, user_id, %session, within_grace, "session refreshed")
+        }
         AuthEvent::RefreshReuseDetected {
             session, client, ..
         } => tracing::warn!(
@@ -69,9 +73,11 @@ fn count(event: &AuthEvent) {
         AuthEvent::LoginSucceeded { .. } => login("succeeded"),
         AuthEvent::LoginFailed { .. } => login("failed"),
         AuthEvent::LoginThrottled { .. } => login("throttled"),
-        AuthEvent::Refreshed { within_grace, .. } => {
-            refresh(if within_grace { "within_grace" } else { "rotated" })
-        }
+        AuthEvent::Refreshed { within_grace, .. } => refresh(if within_grace {
+            "within_grace"
+        } else {
+            "rotated"
+        }),
         AuthEvent::RefreshReuseDetected { .. } => {
             refresh("reuse_detected");
             ended(latchkey_domain::SessionEndCause::RefreshReuse);
@@ -143,8 +149,14 @@ mod tests {
             });
         });
         let text = handle.render();
-        assert!(text.contains("latchkey_logins_total{outcome=\"failed\"} 1"), "{text}");
-        assert!(text.contains("latchkey_logins_total{outcome=\"throttled\"} 2"), "{text}");
+        assert!(
+            text.contains("latchkey_logins_total{outcome=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_logins_total{outcome=\"throttled\"} 2"),
+            "{text}"
+        );
         assert!(!text.contains("outcome=\"succeeded\""), "{text}");
     }
 }

@@ -1,0 +1,46 @@
+# latchkey: the server and its web site in one small image.
+#
+#   docker build -t latchkey .        (or `docker compose up`, see compose.yaml)
+#
+# Stages, in the order the legacy builder needs (it builds every stage up to the target):
+#   runtime-base  Debian slim, a user without privileges, the health check and defaults;
+#   prebuilt      runtime-base plus binaries built outside Docker, from .tmp/image/
+#                 (`--target prebuilt`; CI uses it, since its machines cannot pull images and
+#                 must not compile twice: see scripts/test-image.sh);
+#   build         compiles the server (release) and the site (scripts/build-site.sh);
+#   runtime       the default: runtime-base plus what `build` made.
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUNTIME_IMAGE} AS runtime-base
+# No RUN here: the stage must build on a bare imported root filesystem, without a network.
+ENV HOST=0.0.0.0 \
+    PORT=8080 \
+    SITE_DIR=/app/site \
+    LOG_FORMAT=json
+WORKDIR /app
+EXPOSE 8080
+# A numeric user needs no /etc/passwd entry; it owns nothing in the image.
+USER 10001:10001
+HEALTHCHECK --interval=10s --timeout=4s --start-period=5s --retries=3 \
+    CMD ["/app/latchkey", "healthcheck"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/app/latchkey"]
+CMD ["serve"]
+
+FROM runtime-base AS prebuilt
+COPY .tmp/image/ /app/
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin latchkey \
+    && bash scripts/build-site.sh \
+    && mkdir -p /out \
+    && cp target/release/latchkey /out/latchkey \
+    && cp -r web/dist/site /out/site
+
+FROM runtime-base AS runtime
+# For TLS to MongoDB Atlas or an SMTP relay.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/ /app/
