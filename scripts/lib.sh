@@ -97,7 +97,8 @@ secantus_image() {
     chroot "$rootfs" /usr/bin/python3 -m venv /opt/secantus
     env -u PIP_FIND_LINKS chroot "$rootfs" /opt/secantus/bin/pip install --quiet --disable-pip-version-check \
       "secantusdb==$SECANTUS_VERSION"
-    rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/root/.cache"
+    # pip's settings may hold a mirror's credentials: not for the image.
+    rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/root/.cache" "$rootfs/etc/pip.conf"
     tar -C "$rootfs" -c . | "$DOCKER" import \
       --change 'ENV PATH=/opt/secantus/bin:/usr/local/bin:/usr/bin:/bin' \
       --change 'CMD ["python3", "-m", "secantus", "--host", "0.0.0.0", "--port", "27017", "--storage-path", ":memory:"]' \

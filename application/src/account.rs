@@ -1,8 +1,8 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    AuthEvent, ClientNetwork, FamilyId, MailTokenPurpose, Password, PasswordChangeKind,
-    PasswordError, SessionEndCause, User, UserId,
+    AuthEvent, ClientNetwork, FamilyId, LoginFailure, MailTokenPurpose, Password,
+    PasswordChangeKind, PasswordError, SessionEndCause, User, UserId,
 };
 
 /// Rounds of "swap the hash, else re-read it" before a password change gives up: only
@@ -76,6 +76,13 @@ impl AuthService {
             .sessions
             .revoke_all_of_user(user.id, self.ports.clock.now(), keep)
             .await?;
+        tracing::debug!(other_sessions_ended = ended, "sessions ended");
+        // Recorded now: they have ended, whatever happens to the swap.
+        self.record(AuthEvent::SessionsEnded {
+            user: user.id,
+            session: None,
+            cause: SessionEndCause::PasswordChanged,
+        });
         let swapped = self
             .swap_password_hash(user.clone(), &current, &new_hash)
             .await;
@@ -91,15 +98,9 @@ impl AuthService {
         {
             tracing::warn!(user_id = %user.id, %error, "reset link not discarded after a password change");
         }
-        tracing::debug!(other_sessions_ended = ended, "sessions ended");
         self.record(AuthEvent::PasswordChanged {
             user: user.id,
             how: PasswordChangeKind::Changed,
-        });
-        self.record(AuthEvent::SessionsEnded {
-            user: user.id,
-            session: None,
-            cause: SessionEndCause::PasswordChanged,
         });
         Ok(())
     }
@@ -166,7 +167,14 @@ impl AuthService {
             .sessions
             .revoke_all_of_user(user.id, now, None)
             .await?;
+        self.record(AuthEvent::SessionsEnded {
+            user: user.id,
+            session: None,
+            cause: SessionEndCause::AccountDeleted,
+        });
         self.ports.users.delete(user.id).await?;
+        // Gone for good from here: what follows only tidies up after it.
+        self.record(AuthEvent::AccountDeleted { user: user.id });
         self.ports.sessions.delete_all_of_user(user.id).await?;
         self.ports
             .refresh_tokens
@@ -178,12 +186,6 @@ impl AuthService {
         ] {
             self.ports.mail_tokens.discard(user.id, purpose).await?;
         }
-        self.record(AuthEvent::SessionsEnded {
-            user: user.id,
-            session: None,
-            cause: SessionEndCause::AccountDeleted,
-        });
-        self.record(AuthEvent::AccountDeleted { user: user.id });
         Ok(())
     }
 
@@ -209,10 +211,20 @@ impl AuthService {
             .await?
         {
             Ok(claim) => claim,
-            Err(retry_after) => return Err(Throttled::LoginFailures { retry_after }.into()),
+            Err(retry_after) => {
+                self.record(AuthEvent::LoginThrottled {
+                    user: Some(user.id),
+                    client,
+                });
+                return Err(Throttled::LoginFailures { retry_after }.into());
+            }
         };
         if self.verify(password, &user.password_hash).await?.is_none() {
-            tracing::info!(user_id = %user.id, %client, "wrong password to confirm an account change");
+            self.record(AuthEvent::LoginFailed {
+                user: Some(user.id),
+                client,
+                reason: LoginFailure::WrongConfirmation,
+            });
             return Err(AccountError::WrongPassword);
         }
         self.forgive_login_failures(claim, now).await;

@@ -127,7 +127,7 @@ impl AuthService {
             ),
         };
         self.ports.sessions.insert(&session).await?;
-        self.end_if_password_changed(&session, &checked_hash, &password)
+        self.end_if_password_changed(&session, &checked_hash, &password, command.client)
             .await?;
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let tokens = self
@@ -159,6 +159,7 @@ impl AuthService {
         session: &SessionRecord,
         checked_hash: &PasswordHash,
         password: &Password,
+        client: ClientNetwork,
     ) -> Result<(), LoginError> {
         let check = match self.ports.users.find_by_id(session.user_id).await? {
             Some(account) if account.password_hash == *checked_hash => Ok(true),
@@ -184,11 +185,11 @@ impl AuthService {
             .sessions
             .revoke(session.id, self.ports.clock.now())
             .await?;
-        tracing::info!(
-            user_id = %session.user_id,
-            session = %session.id,
-            "login ended at once: its password was changed or its account deleted meanwhile"
-        );
+        self.record(AuthEvent::LoginFailed {
+            user: Some(session.user_id),
+            client,
+            reason: LoginFailure::PasswordChangedMeanwhile,
+        });
         Err(LoginError::InvalidCredentials)
     }
 

@@ -42,6 +42,18 @@ impl AuthService {
     /// chain instead of each growing their own.
     #[tracing::instrument(name = "refresh", skip_all, fields(session = tracing::field::Empty))]
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
+        let client = command.client;
+        let refreshed = self.exchange(command).await;
+        if let Err(error @ (RefreshError::InvalidToken | RefreshError::Throttled(_))) = &refreshed {
+            self.record(AuthEvent::RefreshRefused {
+                client,
+                throttled: matches!(error, RefreshError::Throttled(_)),
+            });
+        }
+        refreshed
+    }
+
+    async fn exchange(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
         self.spend::<RefreshError>(BudgetAction::Refresh, command.client)
             .await?;
         let presented = RefreshTokenSecret::from_presented(command.refresh_token);
@@ -117,12 +129,15 @@ impl AuthService {
         client: ClientNetwork,
     ) -> RefreshError {
         match self.ports.sessions.revoke(record.family_id, now).await {
-            Ok(_) => {
-                self.record(AuthEvent::RefreshReuseDetected {
-                    user: record.user_id,
-                    session: record.family_id,
-                    client,
-                });
+            Ok(ended) => {
+                // Replays racing one another end the session once, and are recorded once.
+                if ended {
+                    self.record(AuthEvent::RefreshReuseDetected {
+                        user: record.user_id,
+                        session: record.family_id,
+                        client,
+                    });
+                }
                 RefreshError::ReuseDetected
             }
             Err(e) => RefreshError::Store(e),

@@ -89,7 +89,14 @@ async fn serve() -> anyhow::Result<()> {
     let config = load_config()?;
     crate::telemetry::init("info", config.log_format, std::io::stdout);
     tracing::debug!(?config, "configuration loaded");
-    let app = build(&config).await?;
+    let mut signals = StopSignals::listen().context("could not listen for SIGTERM and SIGINT")?;
+    let app = tokio::select! {
+        app = build(&config) => app?,
+        () = signals.next() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
     let listener = bind(config.listen.address).await?;
     let address = listener.local_addr()?;
     // Bound before serving, so a taken port fails the start instead of a later scrape.
@@ -105,14 +112,23 @@ async fn serve() -> anyhow::Result<()> {
         "latchkey listening on http://{address} (API docs at http://{address}/api/docs)"
     );
     let readiness = app.readiness;
+    let settings = config.listen.serve;
     let stopping = async move {
-        shutdown_signal().await;
-        // Probes see 503 from now on, while in-flight requests finish.
+        signals.next().await;
+        // Probes see 503 from now on; load balancers stop sending during the delay.
         readiness.drain();
         tracing::info!(
-            grace_secs = config.listen.serve.shutdown_grace.as_secs(),
-            "shutting down: no new connections; finishing the requests in flight"
+            delay_secs = settings.shutdown_delay.as_secs(),
+            grace_secs = settings.shutdown_grace.as_secs(),
+            "shutting down: readiness answers 503; after the delay no new connections, and the \
+             requests in flight get the grace period to finish"
         );
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::warn!("a second signal: exiting without waiting for the requests in flight");
+            std::process::exit(1);
+        });
+        tokio::time::sleep(settings.shutdown_delay).await;
     };
     let main = serve_http(listener, app.endpoint, config.listen.serve, stopping);
     match metrics_listener {
@@ -147,20 +163,36 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("could not listen on {address}"))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, listened for from the moment the server starts building: a signal
+/// during start-up is not lost (and a container's PID 1 does not ignore it).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

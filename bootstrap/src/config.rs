@@ -67,6 +67,7 @@ pub const VARIABLES: &[&str] = &[
     "METRICS",
     "METRICS_ADDR",
     "SHUTDOWN_GRACE",
+    "SHUTDOWN_DELAY",
 ];
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
@@ -331,6 +332,8 @@ struct Raw {
     metrics_addr: Option<String>,
     #[serde(default = "defaults::shutdown_grace")]
     shutdown_grace: u64,
+    #[serde(default)]
+    shutdown_delay: u64,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -599,8 +602,19 @@ impl Config {
                 "must be at most one hour (3600 seconds)",
             ));
         }
+        if raw.shutdown_delay > 300 {
+            return Err(bad("SHUTDOWN_DELAY", "must be at most 300 seconds"));
+        }
         let metrics = match (raw.metrics, raw.metrics_addr.as_deref().map(str::trim)) {
             (Switch::Off, _) => MetricsSettings::Off,
+            (Switch::On, None | Some("")) if raw.app_env == AppEnv::Production => {
+                return Err(bad(
+                    "METRICS_ADDR",
+                    "must be set when APP_ENV=production (an address only the scraper reaches, \
+                     e.g. 0.0.0.0:9100 on a port not published to the internet: the counts \
+                     tell more than a public page should), or set METRICS=off",
+                ))
+            }
             (Switch::On, None | Some("")) => MetricsSettings::OnMainListener,
             (Switch::On, Some(at)) => {
                 let own: SocketAddr = at.parse().map_err(|_| {
@@ -740,6 +754,7 @@ impl Config {
                     header_read_timeout: Duration::from_secs(header_read_timeout),
                     idle_timeout: Duration::from_secs(idle_timeout),
                     shutdown_grace: Duration::from_secs(raw.shutdown_grace),
+                    shutdown_delay: Duration::from_secs(raw.shutdown_delay),
                 },
             },
             store: StoreSettings {
@@ -1049,10 +1064,21 @@ mod tests {
                     ("MAIL_REFILL", "30"),
                     ("MAIL_RECIPIENT_BURST", "2"),
                     ("MAIL_RECIPIENT_REFILL", "900"),
+                    ("LOG_FORMAT", "text"),
+                    ("METRICS_ADDR", "0.0.0.0:9100"),
+                    ("SHUTDOWN_GRACE", "25"),
+                    ("SHUTDOWN_DELAY", "5"),
                 ],
             )
             .unwrap();
             assert_eq!(config.listen.address.to_string(), "0.0.0.0:9000");
+            assert_eq!(config.log_format, LogFormat::Text);
+            assert_eq!(
+                config.metrics,
+                MetricsSettings::OwnListener("0.0.0.0:9100".parse().unwrap())
+            );
+            assert_eq!(config.listen.serve.shutdown_grace, Duration::from_secs(25));
+            assert_eq!(config.listen.serve.shutdown_delay, Duration::from_secs(5));
             assert_eq!(
                 config.store.backend,
                 StoreConfig::Mongo {
@@ -1153,7 +1179,11 @@ mod tests {
     #[test]
     fn production_needs_smtp_and_a_public_url_and_bad_mail_settings_are_refused() {
         Jail::expect_with(|jail| {
-            let production = [("APP_ENV", "production"), ("JWT_SECRET", SECRET)];
+            let production = [
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", SECRET),
+                ("METRICS", "off"),
+            ];
             let err = load(jail, &production).err().unwrap();
             assert!(err.to_string().starts_with("SMTP_URL must be set"), "{err}");
             let mut vars = production.to_vec();
@@ -1175,6 +1205,51 @@ mod tests {
             ] {
                 let err = load(jail, &[(variable, value)]).err().unwrap();
                 assert!(err.to_string().starts_with(variable), "{err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_go_on_the_api_port_only_in_development() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[]).unwrap();
+            assert_eq!(config.metrics, MetricsSettings::OnMainListener);
+            assert_eq!(config.log_format, LogFormat::Text);
+            let off = load(
+                jail,
+                &[("METRICS", "off"), ("METRICS_ADDR", "0.0.0.0:9100")],
+            );
+            assert_eq!(off.unwrap().metrics, MetricsSettings::Off);
+            let production = [
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", SECRET),
+                ("SMTP_URL", "smtps://smtp.example.com"),
+                ("PUBLIC_URL", "https://login.example.com"),
+            ];
+            let err = load(jail, &production).err().unwrap();
+            assert!(
+                err.to_string().starts_with("METRICS_ADDR must be set"),
+                "{err}"
+            );
+            let mut vars = production.to_vec();
+            vars.push(("METRICS_ADDR", "0.0.0.0:9100"));
+            let config = load(jail, &vars).unwrap();
+            assert_eq!(
+                config.log_format,
+                LogFormat::Json,
+                "JSON logs in production"
+            );
+            for (variable, value) in [
+                ("METRICS_ADDR", "localhost"),
+                ("METRICS_ADDR", "127.0.0.1:8080"),
+                ("METRICS", "maybe"),
+                ("LOG_FORMAT", "xml"),
+                ("SHUTDOWN_GRACE", "3601"),
+                ("SHUTDOWN_DELAY", "301"),
+            ] {
+                let err = load(jail, &[(variable, value)]).err().unwrap();
+                assert!(err.to_string().contains(variable), "{variable}: {err}");
             }
             Ok(())
         });

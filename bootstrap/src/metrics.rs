@@ -2,6 +2,7 @@
 //! hashing pool's figures, read when scraped.
 
 use latchkey_crypto::Argon2Hasher;
+use latchkey_http::{Readiness, ReadinessState};
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{endpoint::BoxEndpoint, EndpointExt, Response};
 use std::{
@@ -41,9 +42,14 @@ fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// `GET` answers the Prometheus text format (version 0.0.4).
-pub(crate) fn endpoint(hasher: Arc<Argon2Hasher>) -> Option<BoxEndpoint<'static, Response>> {
+pub(crate) fn endpoint(
+    hasher: Arc<Argon2Hasher>,
+    readiness: Readiness,
+) -> Option<BoxEndpoint<'static, Response>> {
     let handle = prometheus()?;
     let endpoint = poem::endpoint::make_sync(move |_| {
+        let ready = readiness.state() == ReadinessState::Ready;
+        metrics::gauge!("latchkey_ready").set(if ready { 1.0 } else { 0.0 });
         let pool = hasher.stats();
         metrics::gauge!("latchkey_hash_workers_busy").set(pool.busy as f64);
         metrics::gauge!("latchkey_hash_queue_length").set(pool.queued as f64);

@@ -39,6 +39,9 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     /// After the shutdown signal, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
+    /// Between the shutdown signal and closing the listener: readiness answers 503 while new
+    /// connections are still served, so load balancers stop sending before anything is refused.
+    pub shutdown_delay: Duration,
 }
 
 /// Serves `endpoint` on `listener` until `shutdown` completes.

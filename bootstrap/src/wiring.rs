@@ -161,7 +161,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
     let metrics = match config.metrics {
         MetricsSettings::Off => None,
         MetricsSettings::OnMainListener | MetricsSettings::OwnListener(_) => {
-            crate::metrics::endpoint(hasher)
+            crate::metrics::endpoint(hasher, readiness.clone())
         }
     };
     let (on_main, own) = match config.metrics {

@@ -26,6 +26,12 @@ pub enum AuthEvent {
         user: Option<UserId>,
         client: ClientNetwork,
     },
+    /// A refresh token was refused: unknown, expired, spent, of an ended session, or the
+    /// network's budget was spent (`throttled`).
+    RefreshRefused {
+        client: ClientNetwork,
+        throttled: bool,
+    },
     Refreshed {
         user: UserId,
         session: FamilyId,
@@ -60,6 +66,11 @@ pub enum AuthEvent {
 pub enum LoginFailure {
     InvalidCredentials,
     EmailNotVerified,
+    /// The password confirming a password change or an account deletion was wrong (counted
+    /// as a failed login: a stolen access token must not guess faster than the login page).
+    WrongConfirmation,
+    /// The password was right, but it changed (or the account went) while it was checked.
+    PasswordChangedMeanwhile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +100,7 @@ impl AuthEvent {
             Self::LoginSucceeded { .. } => "login_succeeded",
             Self::LoginFailed { .. } => "login_failed",
             Self::LoginThrottled { .. } => "login_throttled",
+            Self::RefreshRefused { .. } => "refresh_refused",
             Self::Refreshed { .. } => "refreshed",
             Self::RefreshReuseDetected { .. } => "refresh_reuse_detected",
             Self::SessionsEnded { .. } => "sessions_ended",
@@ -110,6 +122,7 @@ impl AuthEvent {
             | Self::EmailVerified { user }
             | Self::AccountDeleted { user } => Some(user),
             Self::LoginFailed { user, .. } | Self::LoginThrottled { user, .. } => user,
+            Self::RefreshRefused { .. } => None,
         }
     }
 }
@@ -119,6 +132,8 @@ impl LoginFailure {
         match self {
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailNotVerified => "email_not_verified",
+            Self::WrongConfirmation => "wrong_confirmation",
+            Self::PasswordChangedMeanwhile => "password_changed_meanwhile",
         }
     }
 }

@@ -72,9 +72,11 @@ impl ServerProcess {
                 lines.lock().unwrap().push(entry);
             }
         });
-        let address = address
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server says where it listens within 30 s");
+        let Ok(address) = address.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not say where it listens within 30 s");
+        };
         Self {
             child,
             address,
@@ -92,13 +94,13 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
+    /// Sends `signal` (`TERM`, `INT`, ...).
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "SIGTERM delivered");
+        assert!(status.success(), "SIG{signal} delivered");
     }
 
     /// Waits up to `limit` for the process to exit; its exit code.

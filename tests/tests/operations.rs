@@ -99,19 +99,32 @@ async fn a_login_moves_the_login_request_and_hashing_metrics() {
         "latchkey_hash_workers_busy ",
         "latchkey_hash_queue_length ",
         "latchkey_hash_rejections_total ",
-        r#"latchkey_auth_events_total{event="registered"} 1"#,
     ] {
         assert!(after.contains(present), "{present} missing from {after}");
     }
+    assert_eq!(
+        sample(&after, r#"latchkey_auth_events_total{event="registered"}"#),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
-    let port = latchkey_tests::free_port().to_string();
-    let metrics_addr = format!("127.0.0.1:{port}");
-    let server = ServerProcess::start(SERVER, &[("METRICS_ADDR", &metrics_addr)]);
+    let server = ServerProcess::start(SERVER, &[("METRICS_ADDR", "127.0.0.1:0")]);
     assert_eq!(server.call("GET", "/metrics", None, None).await.status, 404);
-    let own = try_http(metrics_addr.parse().unwrap(), "GET", "/metrics", &[], None)
+    let metrics_addr = server
+        .log()
+        .iter()
+        .find_map(|line| {
+            line["message"]
+                .as_str()?
+                .strip_prefix("metrics at http://")?
+                .strip_suffix("/metrics")?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        })
+        .expect("the server says where the metrics are");
+    let own = try_http(metrics_addr, "GET", "/metrics", &[], None)
         .await
         .expect("the metrics listener answers");
     assert_eq!(own.status, 200);
@@ -245,12 +258,22 @@ async fn a_trusted_proxys_request_id_is_kept_and_anyone_elses_replaced() {
 
 #[tokio::test]
 async fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero() {
-    // A login slow enough (about a second of argon2) to be in flight when the signal lands.
+    drains_on("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_drains_alike() {
+    drains_on("INT").await;
+}
+
+async fn drains_on(signal: &str) {
+    // A login slow enough (a couple of seconds of argon2) to be in flight through the delay.
     let mut server = ServerProcess::start(
         SERVER,
         &[
             ("ARGON2_MEMORY_KIB", "262144"),
-            ("ARGON2_ITERATIONS", "3"),
+            ("ARGON2_ITERATIONS", "10"),
+            ("SHUTDOWN_DELAY", "1"),
             ("SHUTDOWN_GRACE", "20"),
         ],
     );
@@ -269,14 +292,39 @@ async fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exit
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let signalled = Instant::now();
-    server.terminate();
+    server.signal(signal);
+
+    // During the delay new connections are still served, and told the instance is going.
+    let draining = latchkey_tests::eventually("readiness 503", Duration::from_secs(1), || async {
+        let reply = try_http(address, "GET", "/api/health/ready", &[], None).await?;
+        match reply.status {
+            503 => Ok(reply),
+            other => Err(std::io::Error::other(format!("still {other}"))),
+        }
+    })
+    .await;
+    assert_eq!(draining.json()["error"], "shutting_down");
+    assert!(
+        !healthcheck(address.port()).status.success(),
+        "unhealthy while draining"
+    );
+    // Then the listener closes while the login is still being answered.
+    latchkey_tests::eventually("the listener to close", Duration::from_secs(3), || async {
+        match try_http(address, "GET", "/api/health/live", &[], None).await {
+            Err(_) => Ok(()),
+            Ok(reply) => Err(format!("still answering {}", reply.status)),
+        }
+    })
+    .await;
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "not before the delay"
+    );
+    assert!(!in_flight.is_finished(), "the login is still in flight");
 
     let (finished, finished_at) = in_flight.await.unwrap();
     let finished = finished.expect("the login's connection was kept");
-    assert!(
-        finished_at > signalled,
-        "the login was still in flight at the signal"
-    );
+    assert!(finished_at > signalled);
     assert_eq!(finished.status, 200, "{}", finished.body);
     assert!(finished.json()["access_token"].is_string());
     assert_eq!(
@@ -286,12 +334,6 @@ async fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exit
     assert!(
         signalled.elapsed() < Duration::from_secs(15),
         "it exits when the work is done, not when the grace period ends"
-    );
-    assert!(
-        try_http(address, "GET", "/api/health/live", &[], None)
-            .await
-            .is_err(),
-        "no new connections after the signal"
     );
     let log = server.log();
     assert!(log.iter().any(|line| line["message"]
@@ -433,22 +475,49 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
     assert_eq!(status, 429, "B holds the account too");
 }
 
+/// `latchkey healthcheck` against the server on `port` of this machine.
+fn healthcheck(port: u16) -> std::process::Output {
+    std::process::Command::new(SERVER)
+        .arg("healthcheck")
+        .env_clear()
+        .env("HOST", "0.0.0.0")
+        .env("PORT", port.to_string())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the binary runs")
+}
+
 #[tokio::test]
-async fn the_healthcheck_command_passes_only_while_the_server_is_ready() {
+async fn the_healthcheck_command_passes_only_on_a_200_from_readiness() {
     let server = ServerProcess::start(SERVER, &[]);
-    let healthcheck = |port: u16| {
-        std::process::Command::new(SERVER)
-            .arg("healthcheck")
-            .env_clear()
-            .env("HOST", "0.0.0.0")
-            .env("PORT", port.to_string())
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("the binary runs")
-    };
     let ready = healthcheck(server.address.port());
     assert!(ready.status.success(), "{ready:?}");
-    let nobody = healthcheck(latchkey_tests::free_port());
-    assert_eq!(nobody.status.code(), Some(1), "{nobody:?}");
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("could not ask"));
+
+    // Something that answers 503, and something that hangs up without answering.
+    for (answer, says) in [
+        (
+            &b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"[..],
+            "not ready",
+        ),
+        (&b""[..], "could not ask"),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answering = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(answer).await;
+        });
+        let probe = tokio::task::spawn_blocking(move || healthcheck(port))
+            .await
+            .unwrap();
+        answering.await.unwrap();
+        assert_eq!(probe.status.code(), Some(1), "{probe:?}");
+        assert!(
+            String::from_utf8_lossy(&probe.stderr).contains(says),
+            "{probe:?}"
+        );
+    }
 }

@@ -43,19 +43,16 @@ const THROTTLE: &str = "throttle";
 const MAIL_TOKENS: &str = "mail_tokens";
 const DUPLICATE_KEY: i32 = 11000;
 
-/// Every store call's latency and failures, by the driver's command name (`find`, `update`,
+/// Every store command's latency, by the driver's command name (`find`, `update`,
 /// `findAndModify`, ...: a fixed set, never anything a client chose).
 fn record_command(event: CommandEvent) {
-    let (name, duration, failed) = match event {
-        CommandEvent::Succeeded(done) => (done.command_name, done.duration, false),
-        CommandEvent::Failed(failed) => (failed.command_name, failed.duration, true),
+    let (name, duration) = match event {
+        CommandEvent::Succeeded(done) => (done.command_name, done.duration),
+        CommandEvent::Failed(failed) => (failed.command_name, failed.duration),
         _ => return,
     };
-    metrics::histogram!("latchkey_store_operation_duration_seconds", "operation" => name.clone())
+    metrics::histogram!("latchkey_store_operation_duration_seconds", "operation" => name)
         .record(duration.as_secs_f64());
-    if failed {
-        metrics::counter!("latchkey_store_errors_total", "operation" => name).increment(1);
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,13 +244,19 @@ async fn timed<T>(
     timeout: Duration,
     call: impl IntoFuture<Output = Result<T, mongodb::error::Error>>,
 ) -> Result<T, mongodb::error::Error> {
-    match tokio::time::timeout(timeout, call.into_future()).await {
+    let result = match tokio::time::timeout(timeout, call.into_future()).await {
         Ok(result) => result,
         Err(_) => Err(mongodb::error::Error::custom(format!(
             "MongoDB did not answer within {} ms",
             timeout.as_millis()
         ))),
+    };
+    // Counted here, not from command monitoring: a server that cannot be reached sends no
+    // command events at all. A unique index refusing a write is an answer, not an error.
+    if matches!(&result, Err(e) if !is_duplicate_key(e)) {
+        metrics::counter!("latchkey_store_errors_total").increment(1);
     }
+    result
 }
 
 /// A write refused by a unique index. Servers say so as a write error, or (for

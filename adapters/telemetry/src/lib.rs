@@ -34,6 +34,9 @@ fn log(event: &AuthEvent) {
         AuthEvent::LoginThrottled { client, .. } => {
             tracing::info!(target: "audit", event = name, user_id, %client, "login refused with 429")
         }
+        AuthEvent::RefreshRefused { client, throttled } => tracing::info!(
+            target: "audit", event = name, %client, throttled, "refresh refused"
+        ),
         AuthEvent::Refreshed {
             session,
             within_grace,
@@ -73,6 +76,9 @@ fn count(event: &AuthEvent) {
         AuthEvent::LoginSucceeded { .. } => login("succeeded"),
         AuthEvent::LoginFailed { .. } => login("failed"),
         AuthEvent::LoginThrottled { .. } => login("throttled"),
+        AuthEvent::RefreshRefused { throttled, .. } => {
+            refresh(if throttled { "throttled" } else { "refused" })
+        }
         AuthEvent::Refreshed { within_grace, .. } => refresh(if within_grace {
             "within_grace"
         } else {
