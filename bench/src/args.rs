@@ -6,8 +6,9 @@ use std::{path::PathBuf, time::Duration};
 pub const USAGE: &str = "usage: latchkey-bench [options]
 
 Measures a release build of the latchkey server on this machine: argon2id verifies/s in
-process, then the server's RSS and throughput under login load (8 and 64 connections), after
-abandoned logins, and the cost of GET /api/users/me and GET /api/auth/session.
+process, then the server's start-to-ready time and RSS, its throughput under login load (8 and
+64 connections), RSS after abandoned logins, the cost of GET /api/users/me and GET
+/api/auth/session, refresh-token rotation chains, and /api/users/me during a login storm.
 
 options:
   --server PATH      server binary (default target/release/latchkey)
