@@ -304,12 +304,23 @@ mod tests {
         mocks.hasher.expect_hash().never();
         mocks.users.expect_replace_password_hash().never();
         mocks.sessions.expect_revoke_all_of_user().never();
+        let events = mocks.events.clone();
         let err = mocks
             .service()
             .change_password(change("guess", "a new passphrase"))
             .await
             .unwrap_err();
         assert!(matches!(err, AccountError::WrongPassword));
+        assert!(
+            matches!(
+                events.taken()[..],
+                [AuthEvent::LoginFailed {
+                    reason: LoginFailure::WrongConfirmation,
+                    ..
+                }]
+            ),
+            "recorded as a failed login"
+        );
     }
 
     #[tokio::test]

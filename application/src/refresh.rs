@@ -130,14 +130,20 @@ impl AuthService {
     ) -> RefreshError {
         match self.ports.sessions.revoke(record.family_id, now).await {
             Ok(ended) => {
-                // Replays racing one another end the session once, and are recorded once.
-                if ended {
-                    self.record(AuthEvent::RefreshReuseDetected {
+                // Replays racing one another end the session once, and are recorded once as
+                // a detection; the others were refused.
+                self.record(if ended {
+                    AuthEvent::RefreshReuseDetected {
                         user: record.user_id,
                         session: record.family_id,
                         client,
-                    });
-                }
+                    }
+                } else {
+                    AuthEvent::RefreshRefused {
+                        client,
+                        throttled: false,
+                    }
+                });
                 RefreshError::ReuseDetected
             }
             Err(e) => RefreshError::Store(e),
@@ -331,7 +337,10 @@ mod tests {
         mocks.refresh_tokens.expect_insert().never();
         mocks.refresh_tokens.expect_mark_rotated().never();
         mocks.access_tokens.expect_encode().never();
-        mocks.service().refresh(command()).await.unwrap_err()
+        let events = mocks.events.clone();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert_one_refusal(&events);
+        err
     }
 
     #[tokio::test]
@@ -381,6 +390,36 @@ mod tests {
         assert!(matches!(err, RefreshError::ReuseDetected));
         assert!(
             matches!(events.taken()[..], [AuthEvent::RefreshReuseDetected { session, .. }] if session == family(7))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_finds_its_session_ended_by_another_replay_is_refused_not_detected_again()
+    {
+        let mut mocks = Mocks::new();
+        let mut record = active_record(&presented(), &user(1), 7);
+        record.rotated_at = Some(t0() - Duration::seconds(10));
+        given(&mut mocks, record, active_session(&user(1), 7));
+        // A concurrent replay revoked it a moment ago.
+        mocks.sessions.expect_revoke().returning(|_, _| Ok(false));
+        let events = mocks.events.clone();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::ReuseDetected));
+        // One detection per ended session: this replay lost to the one that ended it.
+        assert_one_refusal(&events);
+    }
+
+    fn assert_one_refusal(events: &RecordedEvents) {
+        let recorded = events.taken();
+        assert!(
+            matches!(
+                recorded[..],
+                [AuthEvent::RefreshRefused {
+                    throttled: false,
+                    ..
+                }]
+            ),
+            "{recorded:?}"
         );
     }
 

@@ -187,8 +187,10 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
 
 /// One store check for the readiness probe; a check slower than the store's timeout failed.
 async fn check_store(service: &AuthService, readiness: &Readiness, timeout: Duration) -> bool {
+    // A little past the store's own timeout, so a call that timed out there is counted as
+    // a store error before this gives up on it.
     let answered = matches!(
-        tokio::time::timeout(timeout, service.check_ready()).await,
+        tokio::time::timeout(timeout + Duration::from_millis(250), service.check_ready()).await,
         Ok(Ok(()))
     );
     readiness.store_checked(answered);
