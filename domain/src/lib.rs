@@ -7,21 +7,24 @@ pub mod events;
 pub mod mail;
 pub mod password;
 pub mod ports;
+pub mod secret;
 pub mod throttle;
 pub mod token;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError, EmailKey};
 pub use events::{AuthEvent, LoginFailure, PasswordChangeKind, SessionEndCause};
-pub use mail::{Mail, MailTokenHash, MailTokenPurpose, MailTokenRecord, MailTokenSecret};
+pub use mail::{Mail, MailTokenPurpose, MailTokenRecord};
 pub use password::{
     Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
+};
+pub use secret::{
+    MailTokenHash, MailTokenSecret, OneTimeSecret, RefreshTokenHash, RefreshTokenSecret, SecretHash,
 };
 pub use throttle::{
     Backoff, BucketState, BudgetAction, ClientNetwork, FailureRecord, KeyPepper, ThrottleKey,
 };
 pub use token::{
-    AccessClaims, FamilyId, RefreshTokenHash, RefreshTokenRecord, RefreshTokenSecret,
-    SessionOrigin, SessionRecord, TokenRejection,
+    AccessClaims, FamilyId, RefreshTokenRecord, SessionOrigin, SessionRecord, TokenRejection,
 };
 pub use user::{Role, User, UserId};

@@ -1,11 +1,7 @@
 //! Links sent by mail: what they carry, how they are stored, and the mails themselves.
 
-use crate::{EmailAddress, UserId};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use crate::{EmailAddress, MailTokenHash, MailTokenSecret, UserId};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
-use std::fmt;
-use subtle::ConstantTimeEq;
 
 /// What a mailed link lets its holder do. A token of one purpose never works for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,63 +24,6 @@ impl MailTokenPurpose {
             "reset_password" => Some(Self::ResetPassword),
             _ => None,
         }
-    }
-}
-
-/// The token in a mailed link, as the recipient gets it: 256 random bits. Never stored.
-pub struct MailTokenSecret(String);
-
-impl MailTokenSecret {
-    pub fn from_random_bytes(bytes: [u8; 32]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    /// Whatever a client sent back; an unknown value matches no stored hash.
-    pub fn from_presented(raw: String) -> Self {
-        Self(raw)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn hash(&self) -> MailTokenHash {
-        MailTokenHash(Sha256::digest(self.0.as_bytes()).into())
-    }
-}
-
-impl fmt::Debug for MailTokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MailTokenSecret([REDACTED])")
-    }
-}
-
-/// SHA-256 of a mail token: what stores keep and look up by (as for refresh tokens, the
-/// token's own entropy makes a fast hash enough).
-#[derive(Clone, Copy, Debug, Eq)]
-pub struct MailTokenHash([u8; 32]);
-
-impl PartialEq for MailTokenHash {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl std::hash::Hash for MailTokenHash {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl MailTokenHash {
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    pub fn from_hex(raw: &str) -> Option<Self> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(raw, &mut bytes).ok()?;
-        Some(Self(bytes))
     }
 }
 

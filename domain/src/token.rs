@@ -1,9 +1,6 @@
-use crate::{Role, UserId};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use crate::{RefreshTokenHash, Role, UserId};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use std::fmt;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// One login's chain of refresh tokens. Every rotation stays in the family; reuse of a rotated
@@ -24,66 +21,6 @@ impl FamilyId {
 impl fmt::Display for FamilyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-/// The refresh token as handed to the client, exactly once. Never stored.
-pub struct RefreshTokenSecret(String);
-
-impl RefreshTokenSecret {
-    /// Encodes 256 random bits for transport.
-    pub fn from_random_bytes(bytes: [u8; 32]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    /// Accepts whatever a client sent back; an unknown value simply matches no stored hash.
-    pub fn from_presented(raw: String) -> Self {
-        Self(raw)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn hash(&self) -> RefreshTokenHash {
-        RefreshTokenHash(Sha256::digest(self.0.as_bytes()).into())
-    }
-}
-
-impl fmt::Debug for RefreshTokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshTokenSecret([REDACTED])")
-    }
-}
-
-/// SHA-256 of a refresh token: what stores keep and look up by.
-///
-/// A fast hash is enough (unlike passwords) because the token already carries 256 bits of
-/// entropy; looking up by digest also means the secret is never compared byte by byte.
-#[derive(Clone, Copy, Debug, Eq)]
-pub struct RefreshTokenHash([u8; 32]);
-
-impl std::hash::Hash for RefreshTokenHash {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl PartialEq for RefreshTokenHash {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl RefreshTokenHash {
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    pub fn from_hex(raw: &str) -> Option<Self> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(raw, &mut bytes).ok()?;
-        Some(Self(bytes))
     }
 }
 
@@ -191,27 +128,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_encodes_all_256_bits_and_hashes_deterministically() {
-        let secret = RefreshTokenSecret::from_random_bytes([7u8; 32]);
-        assert_eq!(secret.expose().len(), 43);
-        assert_eq!(
-            secret.hash(),
-            RefreshTokenSecret::from_presented(secret.expose().into()).hash()
-        );
-        assert_ne!(
-            secret.hash(),
-            RefreshTokenSecret::from_random_bytes([8u8; 32]).hash()
-        );
-    }
-
-    #[test]
-    fn hash_round_trips_through_hex() {
-        let hash = RefreshTokenSecret::from_random_bytes([1u8; 32]).hash();
-        assert_eq!(RefreshTokenHash::from_hex(&hash.to_hex()), Some(hash));
-        assert_eq!(RefreshTokenHash::from_hex("zz"), None);
-    }
-
-    #[test]
     fn a_sessions_user_agent_is_cut_and_cleaned() {
         let long = format!("Mozilla\u{0}\n{}", "x".repeat(1000));
         let origin = SessionOrigin::new(Some(&long), Some("203.0.113.7".into()));
@@ -220,11 +136,5 @@ mod tests {
         assert!(ua.starts_with("Mozillaxxx"));
         assert_eq!(SessionOrigin::new(Some(" \t "), None).user_agent, None);
         assert_eq!(SessionOrigin::new(None, None), SessionOrigin::default());
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        let secret = RefreshTokenSecret::from_presented("abc-very-secret".into());
-        assert!(!format!("{secret:?}").contains("very-secret"));
     }
 }
