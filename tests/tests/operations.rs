@@ -8,7 +8,7 @@ use latchkey_mongo::MongoStore;
 use latchkey_tests::{
     http::{app, spawn_app},
     mongo::TestDatabase,
-    process::{sample, try_http, ServerProcess},
+    process::{sample, try_http, RawReply, ServerProcess},
     Backend,
 };
 use poem::http::StatusCode;
@@ -293,14 +293,7 @@ async fn drains_on(signal: &str) {
     server.signal(signal);
 
     // During the delay new connections are still served, and told the instance is going.
-    let draining = latchkey_tests::eventually("readiness 503", Duration::from_secs(1), || async {
-        let reply = try_http(address, "GET", "/api/health/ready", &[], None).await?;
-        match reply.status {
-            503 => Ok(reply),
-            other => Err(std::io::Error::other(format!("still {other}"))),
-        }
-    })
-    .await;
+    let draining = readiness_503(address, Duration::from_secs(1)).await;
     assert_eq!(draining.json()["error"], "shutting_down");
     assert!(
         !healthcheck(address.port()).status.success(),
@@ -339,6 +332,25 @@ async fn drains_on(signal: &str) {
         .is_some_and(|m| m.starts_with("shutting down"))));
 }
 
+/// Waits up to `limit` for the readiness probe on `address` to answer 503; that answer.
+async fn readiness_503(address: std::net::SocketAddr, limit: Duration) -> RawReply {
+    latchkey_tests::eventually("readiness 503", limit, || async {
+        let reply = try_http(address, "GET", "/api/health/ready", &[], None).await?;
+        match reply.status {
+            503 => Ok(reply),
+            other => Err(std::io::Error::other(format!("still {other}"))),
+        }
+    })
+    .await
+}
+
+/// POSTs `{refresh_token: token}` to `path` (refresh or logout) on `server`.
+async fn with_refresh_token(server: &ServerProcess, path: &str, token: &str) -> RawReply {
+    server
+        .call("POST", path, None, Some(json!({ "refresh_token": token })))
+        .await
+}
+
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let mut server = ServerProcess::start(
@@ -346,14 +358,7 @@ async fn a_second_signal_exits_at_once() {
         &[("SHUTDOWN_DELAY", "60"), ("SHUTDOWN_GRACE", "60")],
     );
     server.signal("TERM");
-    latchkey_tests::eventually("readiness 503", Duration::from_secs(2), || async {
-        let reply = try_http(server.address, "GET", "/api/health/ready", &[], None).await?;
-        match reply.status {
-            503 => Ok(()),
-            other => Err(std::io::Error::other(format!("still {other}"))),
-        }
-    })
-    .await;
+    readiness_503(server.address, Duration::from_secs(2)).await;
     server.signal("INT");
     assert_eq!(
         server.exit_code_within(Duration::from_secs(5)).await,
@@ -419,15 +424,8 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
     // Log in on A, refresh on B, log out on B: A refuses the access token at once.
     let (status, on_a) = login(&a, "shared@example.com", PASSWORD).await;
     assert_eq!(status, 200);
-    let refresh = |token: &str| json!({ "refresh_token": token });
-    let refreshed = b
-        .call(
-            "POST",
-            "/api/auth/refresh",
-            None,
-            Some(refresh(on_a["refresh_token"].as_str().unwrap())),
-        )
-        .await;
+    let refresh = "/api/auth/refresh";
+    let refreshed = with_refresh_token(&b, refresh, on_a["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     let refreshed = refreshed.json();
     let access = on_a["access_token"].as_str().unwrap();
@@ -437,14 +435,12 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
             .status,
         200
     );
-    let logout = b
-        .call(
-            "POST",
-            "/api/auth/logout",
-            None,
-            Some(refresh(refreshed["refresh_token"].as_str().unwrap())),
-        )
-        .await;
+    let logout = with_refresh_token(
+        &b,
+        "/api/auth/logout",
+        refreshed["refresh_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(logout.status, 204, "{}", logout.body);
     for token in [access, refreshed["access_token"].as_str().unwrap()] {
         let me = a.call("GET", "/api/users/me", Some(token), None).await;
@@ -457,8 +453,8 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
         let (_, pair) = login(&a, "shared@example.com", PASSWORD).await;
         let token = pair["refresh_token"].as_str().unwrap().to_owned();
         let (on_a, on_b) = tokio::join!(
-            a.call("POST", "/api/auth/refresh", None, Some(refresh(&token))),
-            b.call("POST", "/api/auth/refresh", None, Some(refresh(&token))),
+            with_refresh_token(&a, refresh, &token),
+            with_refresh_token(&b, refresh, &token),
         );
         let winners: Vec<Value> = [&on_a, &on_b]
             .into_iter()
@@ -480,9 +476,7 @@ async fn two_instances_on_one_mongodb_behave_as_one_service() {
         }
         // The session goes on, on either instance.
         let next = winners[0]["refresh_token"].as_str().unwrap();
-        let again = b
-            .call("POST", "/api/auth/refresh", None, Some(refresh(next)))
-            .await;
+        let again = with_refresh_token(&b, refresh, next).await;
         assert_eq!(again.status, 200, "{}", again.body);
     }
 
