@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECANTUS_VERSION="0.7.0b3"
 SCHEMATHESIS_VERSION="4.32.5"
 AIOSMTPD_VERSION="1.4.6"
+PYJWT_VERSION="2.15.1"
 
 # A step heading on stderr; SCRIPT_TAG (e.g. "[site] ") prefixes it.
 step() { printf '\n==> %s%s\n' "${SCRIPT_TAG:-}" "$*" >&2; }
@@ -28,7 +29,9 @@ apt_install() {
 pip_tool() {
   local venv="$1" requirement="$2" constraints="${3:-}"
   local installed
-  installed="$("$venv/bin/pip" show "${requirement%%==*}" 2>/dev/null | awk '/^Version:/ {print $2}' || true)"
+  local name="${requirement%%==*}"
+  name="${name%%\[*}"
+  installed="$("$venv/bin/pip" show "$name" 2>/dev/null | awk '/^Version:/ {print $2}' || true)"
   if [[ "$installed" != "${requirement##*==}" ]]; then
     step "installing $requirement into $venv"
     python3 -m venv --clear "$venv"

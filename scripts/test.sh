@@ -10,7 +10,8 @@
 # With MONGODB_URI set, that server is used. Otherwise this script installs SecantusDB (a
 # MongoDB wire-compatible server from PyPI) into .tmp/, starts it on a free port for the run,
 # and stops it afterwards. schemathesis (PyPI) goes into .tmp/ too, for the API contract suite,
-# and aiosmtpd (PyPI), the SMTP server the mail suites deliver to.
+# aiosmtpd (PyPI), the SMTP server the mail suites deliver to, and PyJWT (PyPI), which verifies
+# tokens with the published keys in the key suite.
 # Extra arguments go to `cargo test`.
 source "$(dirname "$0")/lib.sh"
 
@@ -25,6 +26,11 @@ fi
 # is). Regenerate with `.tmp/schemathesis-venv/bin/pip freeze > scripts/schemathesis-constraints.txt`.
 pip_tool .tmp/schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" scripts/schemathesis-constraints.txt
 export SCHEMATHESIS="$PWD/.tmp/schemathesis-venv/bin/st"
+
+# PyJWT verifies tokens from the published keys the way an integrator's service would (the key
+# suite); its dependencies pinned, since cryptography decides what verifies.
+pip_tool .tmp/pyjwt-venv "pyjwt[crypto]==$PYJWT_VERSION" scripts/pyjwt-constraints.txt
+export PYJWT_PYTHON="$PWD/.tmp/pyjwt-venv/bin/python"
 
 # A real SMTP server for the mail suites (each test starts its own).
 pip_tool .tmp/aiosmtpd-venv "aiosmtpd==$AIOSMTPD_VERSION"

@@ -1,20 +1,25 @@
-//! The `latchkey` command line: `serve` (the default), `healthcheck` and `openapi`. The binary is this and
+//! The `latchkey` command line: `serve` (the default), `healthcheck`, `openapi` and `keygen`. The binary is this and
 //! nothing else, so the suites that start server processes run exactly what ships.
 
 use crate::{build, openapi_json, serve as serve_http, Config, MetricsSettings};
 use anyhow::Context;
+use latchkey_crypto::{JwtAlgorithm, SigningKey};
 use latchkey_http::METRICS_PATH;
 use poem::EndpointExt;
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: latchkey [serve | healthcheck | openapi]
+const USAGE: &str =
+    "usage: latchkey [serve | healthcheck | openapi | keygen --algorithm EdDSA|RS256]
 
   serve        run the server (default); configured by environment variables or .env
   healthcheck  exit 0 if the server configured here answers its readiness probe with 200
                (for container HEALTHCHECKs: no curl needed)
-  openapi      print the OpenAPI document to stdout";
+  openapi      print the OpenAPI document to stdout
+  keygen       print a new private key for signing access tokens (PKCS#8 PEM) to stdout,
+               for JWT_PRIVATE_KEY_FILE";
 
 /// A probe that takes longer than this failed.
 const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -29,6 +34,7 @@ pub async fn run() -> ExitCode {
             println!("{}", openapi_json());
             Ok(())
         }
+        "keygen" => keygen(std::env::args().skip(2).collect()),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -42,6 +48,27 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `keygen --algorithm NAME` (or `--algorithm=NAME`): the key on stdout, nothing else, so
+/// `latchkey keygen --algorithm EdDSA > key.pem` makes a usable file.
+fn keygen(arguments: Vec<String>) -> anyhow::Result<()> {
+    let algorithm = match arguments.as_slice() {
+        [flag, name] if flag == "--algorithm" => name.as_str(),
+        [flag] if flag.starts_with("--algorithm=") => &flag["--algorithm=".len()..],
+        _ => anyhow::bail!("keygen needs `--algorithm EdDSA` or `--algorithm RS256`\n\n{USAGE}"),
+    };
+    let algorithm = JwtAlgorithm::parse(algorithm)
+        .filter(|algorithm| *algorithm != JwtAlgorithm::Hs256)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "keygen makes EdDSA or RS256 keys, not `{algorithm}` (HS256 signs with \
+                 JWT_SECRET: `openssl rand -base64 48`)"
+            )
+        })?;
+    let pem = SigningKey::generate_pem(algorithm)?;
+    print!("{}", pem.expose_secret());
+    Ok(())
 }
 
 fn load_config() -> anyhow::Result<Config> {

@@ -3,7 +3,9 @@
 use crate::ServeSettings;
 use figment::{providers::Env, Figment};
 use latchkey_application::{AbusePolicy, Budget, MailPolicy, SessionPolicy};
-use latchkey_crypto::{Argon2Settings, JwtSettings};
+use latchkey_crypto::{
+    Argon2Settings, JwtAlgorithm, JwtKeys, JwtSettings, SigningKey, VerifyingKey,
+};
 use latchkey_domain::{Backoff, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 use latchkey_http::{ForwardedHeader, HttpSettings, SiteSettings};
 use secrecy::{ExposeSecret, SecretString};
@@ -18,6 +20,9 @@ pub const VARIABLES: &[&str] = &[
     "DB_URI",
     "DB_NAME",
     "JWT_SECRET",
+    "JWT_ALGORITHM",
+    "JWT_PRIVATE_KEY_FILE",
+    "JWT_PREVIOUS_KEY_FILES",
     "JWT_EXPIRY",
     "REFRESH_TOKEN_EXPIRY",
     "REFRESH_REUSE_GRACE",
@@ -127,7 +132,7 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// Where the JWT signing secret came from; a generated one dies with the process.
+/// Where a secret or signing key came from; a generated one dies with the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretOrigin {
     Configured,
@@ -205,11 +210,16 @@ pub struct StoreSettings {
     pub operation_timeout: Duration,
 }
 
-/// The token codec's settings, and where its secret came from.
+/// The token codec's settings, and the server's own secret.
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
     pub codec: JwtSettings,
+    /// `JWT_SECRET`: the root of the keys only the servers hold (refresh-token successors,
+    /// throttle keys), whatever signs access tokens; with HS256 it signs them too.
+    pub secret: SecretString,
     pub secret_origin: SecretOrigin,
+    /// Where the key pair came from (`JWT_PRIVATE_KEY_FILE`); `None` with HS256.
+    pub key_origin: Option<SecretOrigin>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +252,9 @@ struct Raw {
     db_uri: Option<String>,
     db_name: Option<String>,
     jwt_secret: Option<SecretString>,
+    jwt_algorithm: Option<String>,
+    jwt_private_key_file: Option<PathBuf>,
+    jwt_previous_key_files: Option<String>,
     #[serde(default = "defaults::jwt_expiry")]
     jwt_expiry: u64,
     #[serde(default = "defaults::refresh_token_expiry")]
@@ -548,6 +561,7 @@ impl Config {
             }
             None => (generated_secret(), SecretOrigin::GeneratedForThisProcess),
         };
+        let (keys, key_origin) = jwt_keys(&raw, &backend, &secret)?;
         let positive = |variable: &'static str, value: u64| {
             if value == 0 {
                 Err(bad(variable, "must be a positive number of seconds"))
@@ -769,12 +783,14 @@ impl Config {
             },
             jwt: JwtConfig {
                 codec: JwtSettings {
-                    secret,
+                    keys,
                     issuer: raw.jwt_issuer,
                     audience: raw.jwt_audience,
                     leeway_secs: raw.jwt_leeway,
                 },
+                secret,
                 secret_origin,
+                key_origin,
             },
             argon2: Argon2Settings {
                 memory_kib: raw.argon2_memory_kib,
@@ -958,6 +974,84 @@ fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
+/// The access-token keys `JWT_ALGORITHM`, `JWT_PRIVATE_KEY_FILE` and `JWT_PREVIOUS_KEY_FILES`
+/// name, read from their files.
+fn jwt_keys(
+    raw: &Raw,
+    backend: &StoreConfig,
+    secret: &SecretString,
+) -> Result<(JwtKeys, Option<SecretOrigin>), ConfigError> {
+    let algorithm = match raw.jwt_algorithm.as_deref().map(str::trim) {
+        None | Some("") => JwtAlgorithm::Hs256,
+        Some(name) => JwtAlgorithm::parse(name)
+            .ok_or_else(|| bad("JWT_ALGORITHM", "must be HS256, EdDSA or RS256"))?,
+    };
+    let private_key_file = raw
+        .jwt_private_key_file
+        .as_ref()
+        .filter(|path| !path.as_os_str().is_empty());
+    let previous_key_files: Vec<&str> = raw
+        .jwt_previous_key_files
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .collect();
+    if algorithm == JwtAlgorithm::Hs256 {
+        let unused = if private_key_file.is_some() {
+            Some("JWT_PRIVATE_KEY_FILE")
+        } else if !previous_key_files.is_empty() {
+            Some("JWT_PREVIOUS_KEY_FILES")
+        } else {
+            None
+        };
+        if let Some(variable) = unused {
+            return Err(bad(
+                variable,
+                "is only read with JWT_ALGORITHM=EdDSA or RS256 (HS256 signs with JWT_SECRET)",
+            ));
+        }
+        return Ok((JwtKeys::Shared(secret.clone()), None));
+    }
+    let read = |variable: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| bad(variable, format!("{}: cannot be read: {e}", path.display())))
+    };
+    let (signing, origin) = match private_key_file {
+        Some(path) => {
+            let key = SigningKey::from_pem_for(&read("JWT_PRIVATE_KEY_FILE", path)?, algorithm)
+                .map_err(|e| bad("JWT_PRIVATE_KEY_FILE", format!("{}: {e}", path.display())))?;
+            (key, SecretOrigin::Configured)
+        }
+        None if raw.app_env == AppEnv::Production || *backend != StoreConfig::Memory => {
+            return Err(bad(
+                "JWT_PRIVATE_KEY_FILE",
+                format!(
+                    "must be set with JWT_ALGORITHM={algorithm} when APP_ENV=production or \
+                     DB_URI points at MongoDB; create a key with \
+                     `latchkey keygen --algorithm {algorithm} > key.pem`"
+                ),
+            ))
+        }
+        None => {
+            let generated = SigningKey::generate_pem(algorithm)
+                .and_then(|pem| SigningKey::from_pem(secrecy::ExposeSecret::expose_secret(&pem)))
+                .map_err(|e| bad("JWT_ALGORITHM", format!("no key could be made: {e}")))?;
+            (generated, SecretOrigin::GeneratedForThisProcess)
+        }
+    };
+    let previous = previous_key_files
+        .into_iter()
+        .map(|path| {
+            let path = std::path::Path::new(path);
+            VerifyingKey::from_pem(&read("JWT_PREVIOUS_KEY_FILES", path)?)
+                .map_err(|e| bad("JWT_PREVIOUS_KEY_FILES", format!("{}: {e}", path.display())))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((JwtKeys::Published { signing, previous }, Some(origin)))
+}
+
 fn generated_secret() -> SecretString {
     use rand::RngCore;
     let mut bytes = [0u8; 48];
@@ -1016,7 +1110,7 @@ mod tests {
                 config.jwt.secret_origin,
                 SecretOrigin::GeneratedForThisProcess
             );
-            assert!(config.jwt.codec.secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            assert!(config.jwt.secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
             assert_eq!(config.jwt.codec.leeway_secs, 30);
             Ok(())
         });
@@ -1086,7 +1180,7 @@ mod tests {
                     database: Some("other".into())
                 }
             );
-            assert_eq!(config.jwt.codec.secret.expose_secret(), SECRET);
+            assert_eq!(config.jwt.secret.expose_secret(), SECRET);
             assert_eq!(
                 config.session,
                 SessionPolicy {
@@ -1469,6 +1563,128 @@ mod tests {
                     .err()
                     .unwrap_or_else(|| panic!("{variable}={value} was accepted"));
                 assert!(err.to_string().starts_with(variable), "{variable}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    fn key_pem(algorithm: JwtAlgorithm) -> String {
+        secrecy::ExposeSecret::expose_secret(&SigningKey::generate_pem(algorithm).unwrap())
+            .to_owned()
+    }
+
+    fn published(config: &Config) -> (&SigningKey, &[VerifyingKey]) {
+        match &config.jwt.codec.keys {
+            JwtKeys::Published { signing, previous } => (signing, previous),
+            JwtKeys::Shared(_) => panic!("HS256 where a key pair was configured"),
+        }
+    }
+
+    #[test]
+    fn a_key_pair_and_previous_keys_are_read_from_their_files() {
+        Jail::expect_with(|jail| {
+            let current = key_pem(JwtAlgorithm::EdDsa);
+            let previous = key_pem(JwtAlgorithm::Rs256);
+            jail.create_file("current.pem", &current)?;
+            jail.create_file("previous.pem", &previous)?;
+            let config = load(
+                jail,
+                &[
+                    ("JWT_ALGORITHM", "EdDSA"),
+                    ("JWT_PRIVATE_KEY_FILE", "current.pem"),
+                    ("JWT_PREVIOUS_KEY_FILES", " previous.pem, ,"),
+                ],
+            )
+            .unwrap();
+            let (signing, older) = published(&config);
+            let kid = |pem: &str| VerifyingKey::from_pem(pem).unwrap().kid().to_owned();
+            assert_eq!(signing.verifying_key().kid(), kid(&current));
+            assert_eq!(older.len(), 1);
+            assert_eq!(older[0].kid(), kid(&previous));
+            assert_eq!(older[0].algorithm(), JwtAlgorithm::Rs256);
+            assert_eq!(config.jwt.key_origin, Some(SecretOrigin::Configured));
+            // The server's own secret is there still, for what only servers derive from it.
+            assert!(config.jwt.secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn without_a_key_file_development_signs_with_a_key_of_its_own_and_production_refuses() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[("JWT_ALGORITHM", "rs256")]).unwrap();
+            let (signing, older) = published(&config);
+            assert_eq!(signing.verifying_key().algorithm(), JwtAlgorithm::Rs256);
+            assert!(older.is_empty());
+            assert_eq!(
+                config.jwt.key_origin,
+                Some(SecretOrigin::GeneratedForThisProcess)
+            );
+            for vars in [
+                vec![
+                    ("JWT_ALGORITHM", "EdDSA"),
+                    ("APP_ENV", "production"),
+                    ("JWT_SECRET", SECRET),
+                ],
+                vec![
+                    ("JWT_ALGORITHM", "EdDSA"),
+                    ("DB_URI", "mongodb://db"),
+                    ("JWT_SECRET", SECRET),
+                ],
+            ] {
+                let err = load(jail, &vars).err().unwrap().to_string();
+                assert!(err.starts_with("JWT_PRIVATE_KEY_FILE must be set"), "{err}");
+                assert!(err.contains("latchkey keygen --algorithm EdDSA"), "{err}");
+            }
+            assert_eq!(load(jail, &[]).unwrap().jwt.key_origin, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_key_settings_are_refused_naming_the_variable_and_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("ed.pem", &key_pem(JwtAlgorithm::EdDsa))?;
+            jail.create_file("notes.txt", "not a key")?;
+            let cases: [(&[(&str, &str)], &str); 6] = [
+                (
+                    &[("JWT_ALGORITHM", "ES256")],
+                    "JWT_ALGORITHM must be HS256, EdDSA or RS256",
+                ),
+                (
+                    &[("JWT_ALGORITHM", "none")],
+                    "JWT_ALGORITHM must be HS256, EdDSA or RS256",
+                ),
+                (
+                    &[("JWT_PRIVATE_KEY_FILE", "ed.pem")],
+                    "JWT_PRIVATE_KEY_FILE is only read with JWT_ALGORITHM=EdDSA or RS256",
+                ),
+                (
+                    &[
+                        ("JWT_ALGORITHM", "RS256"),
+                        ("JWT_PRIVATE_KEY_FILE", "ed.pem"),
+                    ],
+                    "JWT_PRIVATE_KEY_FILE ed.pem: holds an EdDSA key, but JWT_ALGORITHM is RS256",
+                ),
+                (
+                    &[
+                        ("JWT_ALGORITHM", "EdDSA"),
+                        ("JWT_PRIVATE_KEY_FILE", "missing.pem"),
+                    ],
+                    "JWT_PRIVATE_KEY_FILE missing.pem: cannot be read",
+                ),
+                (
+                    &[
+                        ("JWT_ALGORITHM", "EdDSA"),
+                        ("JWT_PREVIOUS_KEY_FILES", "ed.pem,notes.txt"),
+                    ],
+                    "JWT_PREVIOUS_KEY_FILES notes.txt: is not a PEM file",
+                ),
+            ];
+            for (vars, expected) in cases {
+                let err = load(jail, vars).err().unwrap().to_string();
+                assert!(err.starts_with(expected), "{vars:?}: {err}");
+                assert!(!err.contains("PRIVATE KEY-----"), "a key is echoed: {err}");
             }
             Ok(())
         });

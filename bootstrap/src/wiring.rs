@@ -107,6 +107,12 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
              tokens stop working when it restarts"
         );
     }
+    if config.jwt.key_origin == Some(SecretOrigin::GeneratedForThisProcess) {
+        tracing::warn!(
+            "JWT_PRIVATE_KEY_FILE is not set: signing access tokens with a key generated for \
+             this process; they stop working when it restarts"
+        );
+    }
     let hasher = Arc::new(
         tokio::task::spawn_blocking({
             let settings = config.argon2;
@@ -114,7 +120,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         })
         .await??,
     );
-    let secret = config.jwt.codec.secret.expose_secret().as_bytes();
+    let secret = config.jwt.secret.expose_secret().as_bytes();
     let successors = HmacSuccessors::new(&HmacSuccessors::derive_key(
         secret,
         "latchkey refresh-token successor v1",
@@ -124,13 +130,14 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         secret,
         "latchkey throttle keys v1",
     ));
+    let access_tokens = Arc::new(JwtCodec::new(config.jwt.codec.clone()));
     let service = AuthService::new(
         Ports {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
             sessions: stores.sessions,
             hasher: hasher.clone(),
-            access_tokens: Arc::new(JwtCodec::new(config.jwt.codec.clone())),
+            access_tokens: access_tokens.clone(),
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
             successors: Arc::new(successors),
@@ -175,6 +182,7 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         Mounts {
             site: site(&config.site),
             metrics: on_main,
+            key_set: Some(access_tokens.key_set().to_string()),
         },
     );
     Ok(App {

@@ -7,7 +7,7 @@ use latchkey_application::AuthService;
 use latchkey_bootstrap::{
     assemble, build, config::SecretOrigin, serve, Config, StoreConfig, Stores,
 };
-use latchkey_crypto::Argon2Settings;
+use latchkey_crypto::{Argon2Settings, JwtKeys};
 use poem::{endpoint::BoxEndpoint, http::StatusCode, test::TestClient, EndpointExt, Response};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -53,7 +53,9 @@ impl Drop for TestApp {
 /// no reuse grace, so a reused token is detected at once.
 pub fn test_config() -> Config {
     let mut config = Config::from_figment(Figment::new()).expect("defaults are valid");
-    config.jwt.codec.secret = SecretString::from("test-secret-test-secret-test-secret-0123");
+    let secret = SecretString::from("test-secret-test-secret-test-secret-0123");
+    config.jwt.codec.keys = JwtKeys::Shared(secret.clone());
+    config.jwt.secret = secret;
     config.jwt.secret_origin = SecretOrigin::Configured;
     config.argon2 = Argon2Settings {
         memory_kib: 256,

@@ -1,6 +1,8 @@
+use crate::keys::{jwk_set, JwtAlgorithm, SigningKey, VerifyingKey};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{
-    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    decode, decode_header, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header,
+    TokenData, Validation,
 };
 use latchkey_domain::{
     ports::{AccessTokenCodec, TokenSigningError},
@@ -23,7 +25,7 @@ fn is_access_token_typ(typ: Option<&str>) -> bool {
 
 #[derive(Clone, Debug)]
 pub struct JwtSettings {
-    pub secret: SecretString,
+    pub keys: JwtKeys,
     pub issuer: String,
     pub audience: String,
     /// Tolerated clock skew between the instance that signed a token and the one checking it,
@@ -31,14 +33,35 @@ pub struct JwtSettings {
     pub leeway_secs: u64,
 }
 
-/// HS256 access tokens. Validation pins the algorithm and checks exp, nbf, iss, aud and typ.
+/// What signs access tokens and what verifies them.
+#[derive(Clone, Debug)]
+pub enum JwtKeys {
+    /// HS256 with the shared `JWT_SECRET`. Nothing is published.
+    Shared(SecretString),
+    /// `signing` signs every new token; it and `previous` (the keys rotated out, whose tokens
+    /// may not have expired yet) verify, chosen by each token's `kid`. All are published.
+    Published {
+        signing: SigningKey,
+        previous: Vec<VerifyingKey>,
+    },
+}
+
+/// Access tokens (RFC 9068 profile). Validation pins the algorithm of the key that verifies
+/// (chosen by `kid` for published keys) and checks exp, nbf, iss, aud and typ.
 pub struct JwtCodec {
     encoding_key: EncodingKey,
-    decoding_key: DecodingKey,
-    validation: Validation,
+    header: Header,
+    verifiers: Verifiers,
+    published: Vec<VerifyingKey>,
     issuer: String,
     audience: String,
     leeway_secs: i64,
+}
+
+enum Verifiers {
+    Shared(Box<(DecodingKey, Validation)>),
+    /// By `kid`; the signing key's first.
+    ByKid(Vec<(VerifyingKey, Validation)>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,29 +80,96 @@ struct Claims {
 
 impl JwtCodec {
     pub fn new(settings: JwtSettings) -> Self {
-        let key = settings.secret.expose_secret().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        // Time is checked against the injected clock below, not the library's system time.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
+        let validation = |algorithm: JwtAlgorithm| {
+            let mut validation = Validation::new(algorithm.jsonwebtoken());
+            validation.set_issuer(&[&settings.issuer]);
+            validation.set_audience(&[&settings.audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+            // Time is checked against the injected clock below, not the library's system time.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation
+        };
+        let (encoding_key, header, verifiers, published) = match &settings.keys {
+            JwtKeys::Shared(secret) => {
+                let key = secret.expose_secret().as_bytes();
+                (
+                    EncodingKey::from_secret(key),
+                    Header::new(Algorithm::HS256),
+                    Verifiers::Shared(Box::new((
+                        DecodingKey::from_secret(key),
+                        validation(JwtAlgorithm::Hs256),
+                    ))),
+                    Vec::new(),
+                )
+            }
+            JwtKeys::Published { signing, previous } => {
+                let current = signing.verifying_key();
+                let mut header = Header::new(current.algorithm().jsonwebtoken());
+                header.kid = Some(current.kid().to_owned());
+                let mut published: Vec<VerifyingKey> = vec![current.clone()];
+                for key in previous {
+                    if published.iter().all(|known| known.kid() != key.kid()) {
+                        published.push(key.clone());
+                    }
+                }
+                let verifiers = published
+                    .iter()
+                    .map(|key| (key.clone(), validation(key.algorithm())))
+                    .collect();
+                (
+                    signing.encoding_key().clone(),
+                    header,
+                    Verifiers::ByKid(verifiers),
+                    published,
+                )
+            }
+        };
+        let mut header = header;
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
         Self {
-            encoding_key: EncodingKey::from_secret(key),
-            decoding_key: DecodingKey::from_secret(key),
-            validation,
+            encoding_key,
+            header,
+            verifiers,
+            published,
             issuer: settings.issuer,
             audience: settings.audience,
             leeway_secs: i64::try_from(settings.leeway_secs).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The JWK Set of every key that verifies (RFC 7517): empty for HS256, whose secret is
+    /// never published.
+    pub fn key_set(&self) -> serde_json::Value {
+        jwk_set(&self.published)
+    }
+
+    fn verify(&self, token: &str) -> Result<TokenData<Claims>, TokenRejection> {
+        let rejection = |e: jsonwebtoken::errors::Error| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenRejection::Expired,
+            ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
+            _ => TokenRejection::Invalid,
+        };
+        match &self.verifiers {
+            Verifiers::Shared(shared) => {
+                let (key, validation) = shared.as_ref();
+                decode::<Claims>(token, key, validation).map_err(rejection)
+            }
+            Verifiers::ByKid(keys) => {
+                let header = decode_header(token).map_err(|_| TokenRejection::Invalid)?;
+                let kid = header.kid.ok_or(TokenRejection::Invalid)?;
+                let (key, validation) = keys
+                    .iter()
+                    .find(|(key, _)| key.kid() == kid)
+                    .ok_or(TokenRejection::Invalid)?;
+                decode::<Claims>(token, key.decoding_key(), validation).map_err(rejection)
+            }
         }
     }
 }
 
 impl AccessTokenCodec for JwtCodec {
     fn encode(&self, claims: &AccessClaims) -> Result<String, TokenSigningError> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some(ACCESS_TOKEN_TYP.into());
         let body = Claims {
             sub: claims.subject.to_string(),
             iat: claims.issued_at.timestamp(),
@@ -91,17 +181,12 @@ impl AccessTokenCodec for JwtCodec {
             roles: claims.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             sid: claims.session.to_string(),
         };
-        encode(&header, &body, &self.encoding_key).map_err(|e| TokenSigningError(e.to_string()))
+        encode(&self.header, &body, &self.encoding_key)
+            .map_err(|e| TokenSigningError(e.to_string()))
     }
 
     fn decode(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenRejection> {
-        let data = decode::<Claims>(token, &self.decoding_key, &self.validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenRejection::Expired,
-                ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
-                _ => TokenRejection::Invalid,
-            }
-        })?;
+        let data = self.verify(token)?;
         if !is_access_token_typ(data.header.typ.as_deref()) {
             return Err(TokenRejection::Invalid);
         }
@@ -142,7 +227,7 @@ mod tests {
 
     fn codec_with(secret: &str, issuer: &str, audience: &str) -> JwtCodec {
         JwtCodec::new(JwtSettings {
-            secret: SecretString::from(secret),
+            keys: JwtKeys::Shared(SecretString::from(secret)),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway_secs: 0,
@@ -151,7 +236,7 @@ mod tests {
 
     fn codec_with_leeway(leeway_secs: u64) -> JwtCodec {
         JwtCodec::new(JwtSettings {
-            secret: SecretString::from(SECRET),
+            keys: JwtKeys::Shared(SecretString::from(SECRET)),
             issuer: "latchkey".into(),
             audience: "latchkey-api".into(),
             leeway_secs,
@@ -376,5 +461,139 @@ mod tests {
             Err(TokenRejection::Invalid)
         );
         assert_eq!(codec().decode("", t0()), Err(TokenRejection::Invalid));
+    }
+
+    fn generated(algorithm: JwtAlgorithm) -> SigningKey {
+        let pem = SigningKey::generate_pem(algorithm).unwrap();
+        SigningKey::from_pem(pem.expose_secret()).unwrap()
+    }
+
+    fn published(signing: &SigningKey, previous: &[&SigningKey]) -> JwtCodec {
+        JwtCodec::new(JwtSettings {
+            keys: JwtKeys::Published {
+                signing: signing.clone(),
+                previous: previous
+                    .iter()
+                    .map(|key| key.verifying_key().clone())
+                    .collect(),
+            },
+            issuer: "latchkey".into(),
+            audience: "latchkey-api".into(),
+            leeway_secs: 0,
+        })
+    }
+
+    #[test]
+    fn asymmetric_tokens_carry_the_keys_kid_and_algorithm_and_round_trip() {
+        for algorithm in [JwtAlgorithm::EdDsa, JwtAlgorithm::Rs256] {
+            let key = generated(algorithm);
+            let codec = published(&key, &[]);
+            let token = codec.encode(&claims()).unwrap();
+            let (header, _) = header_and_payload(&token);
+            assert_eq!(header["alg"], algorithm.name());
+            assert_eq!(header["kid"], key.verifying_key().kid());
+            assert_eq!(header["typ"], "at+jwt");
+            assert_eq!(codec.decode(&token, t0()), Ok(claims()), "{algorithm}");
+        }
+    }
+
+    #[test]
+    fn tokens_of_a_previous_key_verify_until_the_key_is_dropped() {
+        let old = generated(JwtAlgorithm::EdDsa);
+        let new = generated(JwtAlgorithm::Rs256);
+        let old_token = published(&old, &[]).encode(&claims()).unwrap();
+        let rotated = published(&new, &[&old]);
+        assert_eq!(rotated.decode(&old_token, t0()), Ok(claims()));
+        let new_token = rotated.encode(&claims()).unwrap();
+        assert_eq!(
+            header_and_payload(&new_token).0["kid"],
+            new.verifying_key().kid()
+        );
+        assert_eq!(
+            published(&new, &[]).decode(&old_token, t0()),
+            Err(TokenRejection::Invalid)
+        );
+        assert_eq!(
+            published(&old, &[]).decode(&new_token, t0()),
+            Err(TokenRejection::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_key_set_lists_the_signing_key_first_and_each_key_once() {
+        let old = generated(JwtAlgorithm::EdDsa);
+        let new = generated(JwtAlgorithm::EdDsa);
+        let set = published(&new, &[&old, &new, &old]).key_set();
+        let kids: Vec<_> = set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, [new.verifying_key().kid(), old.verifying_key().kid()]);
+        for key in set["keys"].as_array().unwrap() {
+            assert!(key.get("d").is_none(), "a private member is published");
+        }
+        assert_eq!(codec().key_set(), serde_json::json!({"keys": []}));
+    }
+
+    #[test]
+    fn a_token_without_a_known_kid_or_under_another_kid_is_invalid() {
+        let key = generated(JwtAlgorithm::EdDsa);
+        let other = generated(JwtAlgorithm::EdDsa);
+        let codec = published(&key, &[&other]);
+        let token = codec.encode(&claims()).unwrap();
+        let (mut header, payload) = header_and_payload(&token);
+        let signature = token.rsplit('.').next().unwrap();
+        let with_header = |header: &serde_json::Value| {
+            format!(
+                "{}.{}.{signature}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(payload.to_string())
+            )
+        };
+        header["kid"] = serde_json::json!(other.verifying_key().kid());
+        assert_eq!(
+            codec.decode(&with_header(&header), t0()),
+            Err(TokenRejection::Invalid)
+        );
+        header["kid"] = serde_json::json!("unknown");
+        assert_eq!(
+            codec.decode(&with_header(&header), t0()),
+            Err(TokenRejection::Invalid)
+        );
+        header.as_object_mut().unwrap().remove("kid");
+        assert_eq!(
+            codec.decode(&with_header(&header), t0()),
+            Err(TokenRejection::Invalid)
+        );
+    }
+
+    /// The classic confusion: a verifier that lets the token pick HS256 would check the HMAC
+    /// with the public key, which everyone has.
+    #[test]
+    fn an_hs256_token_keyed_with_the_public_key_or_the_old_secret_is_invalid() {
+        let key = generated(JwtAlgorithm::EdDsa);
+        let ed25519 = published(&key, &[]);
+        let (_, payload) = header_and_payload(&ed25519.encode(&claims()).unwrap());
+        let public = key.verifying_key().jwk()["x"].as_str().unwrap().to_owned();
+        let mut header = typed(Algorithm::HS256, "at+jwt");
+        header.kid = Some(key.verifying_key().kid().to_owned());
+        for secret in [
+            public.into_bytes(),
+            URL_SAFE_NO_PAD
+                .decode(key.verifying_key().jwk()["x"].as_str().unwrap())
+                .unwrap(),
+        ] {
+            let forged = encode(&header, &payload, &EncodingKey::from_secret(&secret)).unwrap();
+            assert_eq!(ed25519.decode(&forged, t0()), Err(TokenRejection::Invalid));
+        }
+        let shared = codec().encode(&claims()).unwrap();
+        assert_eq!(ed25519.decode(&shared, t0()), Err(TokenRejection::Invalid));
+        let asymmetric = ed25519.encode(&claims()).unwrap();
+        assert_eq!(
+            codec().decode(&asymmetric, t0()),
+            Err(TokenRejection::Invalid)
+        );
     }
 }

@@ -1016,7 +1016,17 @@ pub struct Mounts {
     pub site: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
     /// At `/metrics` (GET): the Prometheus text.
     pub metrics: Option<poem::endpoint::BoxEndpoint<'static, Response>>,
+    /// At [`JWKS_PATH`] (GET): the JWK Set of the keys that verify access tokens (RFC 7517).
+    pub key_set: Option<String>,
 }
+
+/// Where verifiers fetch the keys (the path OpenID providers use).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Verifiers may keep the set this long. A new signing key is in it from the moment it signs,
+/// and verifiers that see an unknown `kid` fetch the set again (as PyJWT, jose and
+/// Microsoft.IdentityModel do), so a longer time only costs them an extra fetch.
+const JWKS_MAX_AGE_SECS: u32 = 300;
 
 /// Everything under `/api`, with JSON errors, body limits and request tracing. `site` is
 /// mounted at `/` (the web site, or nothing). Outermost, [`crate::harden`]: security headers
@@ -1037,6 +1047,9 @@ pub fn routes(
         .with_get_only("/api/docs");
     if mounts.metrics.is_some() {
         allow = allow.with_get_only(METRICS_PATH);
+    }
+    if mounts.key_set.is_some() {
+        allow = allow.with_get_only(JWKS_PATH);
     }
     let max_body_bytes = settings.max_body_bytes;
     let body_read_timeout = settings.body_read_timeout;
@@ -1061,6 +1074,20 @@ pub fn routes(
         .nest(API_PREFIX, api);
     if let Some(metrics) = mounts.metrics {
         root = root.at(METRICS_PATH, poem::get(metrics));
+    }
+    if let Some(key_set) = mounts.key_set {
+        root = root.at(
+            JWKS_PATH,
+            poem::get(poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .header(
+                        poem::http::header::CACHE_CONTROL,
+                        format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+                    )
+                    .body(key_set.clone())
+            })),
+        );
     }
     if let Some(site) = mounts.site {
         root = root.nest("/", site);

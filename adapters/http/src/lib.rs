@@ -13,7 +13,7 @@ mod security;
 mod site;
 mod views;
 
-pub use api::{openapi_json, routes, HttpSettings, Mounts, METRICS_PATH};
+pub use api::{openapi_json, routes, HttpSettings, Mounts, JWKS_PATH, METRICS_PATH};
 pub use client::ForwardedHeader;
 pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ErrorBody, ErrorCode};
