@@ -2,6 +2,7 @@
 
 mod abuse;
 mod account;
+mod admin;
 mod authenticate;
 mod current_user;
 mod login;
@@ -16,6 +17,7 @@ mod tokens;
 
 pub use abuse::{AbusePolicy, Budget, Throttled};
 pub use account::{AccountError, ChangePasswordCommand, DeleteAccountCommand};
+pub use admin::{AdminError, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
 pub use authenticate::AuthenticateError;
 pub use current_user::CurrentUserError;
 pub use login::{LoginCommand, LoginError};

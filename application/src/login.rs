@@ -26,6 +26,8 @@ pub enum LoginError {
     /// The password was right, but logins need a verified address and this one is not.
     #[error("confirm your email address first: open the link in the mail we sent you")]
     EmailNotVerified,
+    #[error("this account has been disabled by an administrator")]
+    AccountDisabled,
     #[error(transparent)]
     Throttled(#[from] Throttled),
     #[error(transparent)]
@@ -100,6 +102,15 @@ impl AuthService {
             return Err(LoginError::InvalidCredentials);
         };
         self.forgive_login_failures(claim, now).await;
+        // Said only to whoever knows the password, like `EmailNotVerified`.
+        if user.disabled_at.is_some() {
+            self.record(AuthEvent::LoginFailed {
+                user: Some(user.id),
+                client: command.client,
+                reason: LoginFailure::AccountDisabled,
+            });
+            return Err(LoginError::AccountDisabled);
+        }
         // Only after the password proved right, so it tells a guesser nothing.
         if self.mail.require_verified_email && user.email_verified_at.is_none() {
             self.record(AuthEvent::LoginFailed {
@@ -161,7 +172,29 @@ impl AuthService {
         password: &Password,
         client: ClientNetwork,
     ) -> Result<(), LoginError> {
-        let check = match self.ports.users.find_by_id(session.user_id).await? {
+        // Read after the session exists: an administrator disabling the account now either
+        // shows here, or ends this session with the account's others.
+        let account = self
+            .ports
+            .users
+            .note_login(session.user_id, session.created_at)
+            .await?;
+        if account
+            .as_ref()
+            .is_some_and(|account| account.disabled_at.is_some())
+        {
+            self.ports
+                .sessions
+                .revoke(session.id, self.ports.clock.now())
+                .await?;
+            self.record(AuthEvent::LoginFailed {
+                user: Some(session.user_id),
+                client,
+                reason: LoginFailure::AccountDisabled,
+            });
+            return Err(LoginError::AccountDisabled);
+        }
+        let check = match account {
             Some(account) if account.password_hash == *checked_hash => Ok(true),
             Some(account) => self
                 .verify(password, &account.password_hash)
@@ -473,7 +506,7 @@ mod tests {
     }
 
     fn account_hash_on_reread(mocks: &mut Mocks, hash: PasswordHash) {
-        mocks.users.expect_find_by_id().returning(move |_| {
+        mocks.users.expect_note_login().returning(move |_, _| {
             Ok(Some(User {
                 password_hash: hash.clone(),
                 ..user(1)
@@ -577,7 +610,7 @@ mod tests {
                 .expect_insert()
                 .times(1)
                 .returning(|_| Ok(()));
-            mocks.users.expect_find_by_id().returning(move |_| {
+            mocks.users.expect_note_login().returning(move |_, _| {
                 Ok(reread.map(|hash| User {
                     password_hash: PasswordHash::new(hash.into()),
                     ..user(1)
@@ -598,6 +631,73 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, LoginError::InvalidCredentials), "{reread:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_right_password_of_a_disabled_account_gets_no_session() {
+        let mut mocks = Mocks::new();
+        mocks.users.expect_find_by_email().returning(|_| {
+            Ok(Some(User {
+                disabled_at: Some(t0()),
+                ..user(1)
+            }))
+        });
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        mocks.sessions.expect_insert().never();
+        let events = mocks.events.clone();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::AccountDisabled));
+        assert!(matches!(
+            events.taken()[..],
+            [AuthEvent::LoginFailed {
+                reason: LoginFailure::AccountDisabled,
+                ..
+            }]
+        ));
+    }
+
+    /// An administrator disabled the account between the password check and the session.
+    #[tokio::test]
+    async fn a_login_racing_a_disabling_ends_its_own_session() {
+        let mut mocks = Mocks::new();
+        finds_user1(&mut mocks);
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+        mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        mocks
+            .sessions
+            .expect_insert()
+            .times(1)
+            .returning(|_| Ok(()));
+        mocks
+            .users
+            .expect_note_login()
+            .withf(|id, at| *id == user(1).id && *at == t0())
+            .returning(|_, _| {
+                Ok(Some(User {
+                    disabled_at: Some(t0()),
+                    ..user(1)
+                }))
+            });
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
+            .times(1)
+            .returning(|_, _| Ok(true));
+        mocks.refresh_tokens.expect_insert().never();
+        mocks.access_tokens.expect_encode().never();
+        let err = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::AccountDisabled));
     }
 
     /// What `record_failure` answers: the failure was counted as the `count`-th.

@@ -155,7 +155,14 @@ impl AuthService {
         presented: &RefreshTokenSecret,
         session: &SessionRecord,
     ) -> Result<TokenPair, RefreshError> {
-        let Some(user) = self.ports.users.find_by_id(session.user_id).await? else {
+        // A disabled account's sessions were ended; one that raced the disabling ends here.
+        let Some(user) = self
+            .ports
+            .users
+            .find_by_id(session.user_id)
+            .await?
+            .filter(|user| user.disabled_at.is_none())
+        else {
             self.ports
                 .sessions
                 .revoke(session.id, self.ports.clock.now())

@@ -39,13 +39,20 @@ impl AuthService {
         self.spend::<RegisterError>(BudgetAction::Register, command.client)
             .await?;
         let password_hash = self.ports.hasher.hash(&password).await?;
+        let configured_admin = self.admin_emails.contains(&email.key());
         let user = User {
             id: UserId::from_uuid(self.ports.random.uuid()),
             email,
             password_hash,
-            roles: vec![Role::User],
+            roles: if configured_admin {
+                vec![Role::user(), Role::admin()]
+            } else {
+                vec![Role::user()]
+            },
             created_at: self.ports.clock.now(),
             email_verified_at: None,
+            disabled_at: None,
+            last_login_at: None,
         };
         // No look-up first: the store's unique index is the only race-free check.
         self.ports.users.insert(&user).await.map_err(|e| match e {
@@ -53,6 +60,9 @@ impl AuthService {
             InsertUserError::Store(e) => RegisterError::Store(e),
         })?;
         self.record(AuthEvent::Registered { user: user.id });
+        if user.is_admin() {
+            self.record(AuthEvent::AdminGrantedByConfiguration { user: user.id });
+        }
         // The account exists whatever happens here; "Send again" mails a new link. Counted
         // against the address's mail budget, so registering, deleting and registering again
         // cannot flood someone's inbox.
@@ -106,7 +116,7 @@ mod tests {
             .withf(|u| {
                 u.email.normalized() == "ann@example.com"
                     && u.password_hash.as_str() == "$argon2id$hash"
-                    && u.roles == vec![Role::User]
+                    && u.roles == vec![Role::user()]
                     && u.created_at == t0()
             })
             .times(1)

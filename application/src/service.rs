@@ -6,7 +6,7 @@ use latchkey_domain::{
         RandomSource, RefreshTokenRepository, SessionRepository, SuccessorDerivation,
         ThrottleStore, UserRepository,
     },
-    AuthEvent, KeyPepper, PasswordPolicy,
+    AuthEvent, EmailKey, KeyPepper, PasswordPolicy,
 };
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct Policies {
     /// Mixed into the keys emails are counted under; the same on every instance of a service.
     pub key_pepper: KeyPepper,
     pub mail: MailPolicy,
+    /// `ADMIN_EMAILS`: accounts with these emails are administrators.
+    pub admin_emails: Vec<EmailKey>,
 }
 
 /// Entry point to every use case. Cheap to clone.
@@ -61,6 +63,7 @@ pub struct AuthService {
     pub(crate) passwords: PasswordPolicy,
     pub(crate) key_pepper: KeyPepper,
     pub(crate) mail: MailPolicy,
+    pub(crate) admin_emails: Arc<[EmailKey]>,
 }
 
 impl AuthService {
@@ -72,6 +75,7 @@ impl AuthService {
             passwords: policies.passwords,
             key_pepper: policies.key_pepper,
             mail: policies.mail,
+            admin_emails: policies.admin_emails.into(),
         }
     }
 

@@ -30,9 +30,11 @@ pub fn user(n: u8) -> User {
         id: UserId::from_uuid(fixed_uuid(n)),
         email: EmailAddress::parse(&format!("user{n}@example.com")).unwrap(),
         password_hash: PasswordHash::new(format!("$argon2id$user{n}")),
-        roles: vec![Role::User],
+        roles: vec![Role::user()],
         created_at: t0(),
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
     }
 }
 
@@ -81,6 +83,7 @@ pub struct Mocks {
     pub mail: MailPolicy,
     /// Every event the use cases record, for tests to read after the call.
     pub events: RecordedEvents,
+    pub admin_emails: Vec<latchkey_domain::EmailKey>,
 }
 
 /// The events a service recorded; clones share one list.
@@ -268,6 +271,7 @@ impl Mocks {
             outbox: None,
             mail: mail_policy(),
             events: RecordedEvents::default(),
+            admin_emails: Vec::new(),
         }
     }
 
@@ -306,6 +310,7 @@ impl Mocks {
                 passwords: password_policy(),
                 key_pepper: latchkey_domain::KeyPepper::new([3; 32]),
                 mail: self.mail,
+                admin_emails: self.admin_emails,
             },
         )
     }

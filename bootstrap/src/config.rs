@@ -6,7 +6,7 @@ use latchkey_application::{AbusePolicy, Budget, MailPolicy, SessionPolicy};
 use latchkey_crypto::{
     Argon2Settings, JwtAlgorithm, JwtKeys, JwtSettings, SigningKey, VerifyingKey,
 };
-use latchkey_domain::{Backoff, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use latchkey_domain::{Backoff, EmailAddress, EmailKey, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 use latchkey_http::{ForwardedHeader, HttpSettings, SiteSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -73,6 +73,7 @@ pub const VARIABLES: &[&str] = &[
     "METRICS_ADDR",
     "SHUTDOWN_GRACE",
     "SHUTDOWN_DELAY",
+    "ADMIN_EMAILS",
 ];
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
@@ -156,6 +157,9 @@ pub struct Config {
     pub abuse: AbusePolicy,
     pub passwords: PasswordSettings,
     pub mail: MailConfig,
+    /// `ADMIN_EMAILS`: these accounts are administrators (granted at registration and at
+    /// start).
+    pub admin_emails: Vec<EmailKey>,
 }
 
 /// Where mails go and what their links say.
@@ -296,6 +300,8 @@ struct Raw {
     password_min_length: usize,
     #[serde(default)]
     trusted_proxies: String,
+    #[serde(default)]
+    admin_emails: String,
     #[serde(default = "defaults::forwarded_header")]
     forwarded_header: String,
     #[serde(default = "defaults::login_free_failures")]
@@ -562,6 +568,17 @@ impl Config {
             None => (generated_secret(), SecretOrigin::GeneratedForThisProcess),
         };
         let (keys, key_origin) = jwt_keys(&raw, &backend, &secret)?;
+        let admin_emails = raw
+            .admin_emails
+            .split(',')
+            .map(str::trim)
+            .filter(|email| !email.is_empty())
+            .map(|email| {
+                EmailAddress::parse(email)
+                    .map(|address| address.key())
+                    .map_err(|e| bad("ADMIN_EMAILS", format!("{email:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let positive = |variable: &'static str, value: u64| {
             if value == 0 {
                 Err(bad(variable, "must be a positive number of seconds"))
@@ -822,6 +839,7 @@ impl Config {
                 min_chars: raw.password_min_length,
                 service_name: raw.service_name.trim().to_owned(),
             },
+            admin_emails,
             mail,
         })
     }

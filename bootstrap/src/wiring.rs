@@ -156,8 +156,16 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
             },
             key_pepper,
             mail: config.mail.policy,
+            admin_emails: config.admin_emails.clone(),
         },
     );
+    let granted = service
+        .grant_configured_admins()
+        .await
+        .context("ADMIN_EMAILS could not be applied: the data store does not answer")?;
+    if granted > 0 {
+        tracing::info!(granted, "ADMIN_EMAILS: accounts made administrators");
+    }
     let readiness = Readiness::new();
     check_store(&service, &readiness, config.store.operation_timeout).await;
     tokio::spawn(keep_checking_store(

@@ -60,6 +60,35 @@ pub enum AuthEvent {
     AccountDeleted {
         user: UserId,
     },
+    /// An administrator acted on an account (`user`); `admin` names who.
+    AdminAction {
+        admin: UserId,
+        user: UserId,
+        action: AdminAction,
+    },
+    /// `ADMIN_EMAILS` made an account an administrator (at registration or at start).
+    AdminGrantedByConfiguration {
+        user: UserId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    RolesChanged,
+    Disabled,
+    Enabled,
+    SessionsEnded,
+}
+
+impl AdminAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RolesChanged => "roles_changed",
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+            Self::SessionsEnded => "sessions_ended",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +100,8 @@ pub enum LoginFailure {
     WrongConfirmation,
     /// The password was right, but it changed (or the account went) while it was checked.
     PasswordChangedMeanwhile,
+    /// The password was right, but an administrator disabled the account.
+    AccountDisabled,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +113,8 @@ pub enum SessionEndCause {
     PasswordReset,
     AccountDeleted,
     RefreshReuse,
+    /// An administrator ended them, or disabled the account.
+    Administrator,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +140,8 @@ impl AuthEvent {
             Self::PasswordChanged { .. } => "password_changed",
             Self::EmailVerified { .. } => "email_verified",
             Self::AccountDeleted { .. } => "account_deleted",
+            Self::AdminAction { .. } => "admin_action",
+            Self::AdminGrantedByConfiguration { .. } => "admin_granted_by_configuration",
         }
     }
 
@@ -120,7 +155,9 @@ impl AuthEvent {
             | Self::SessionsEnded { user, .. }
             | Self::PasswordChanged { user, .. }
             | Self::EmailVerified { user }
-            | Self::AccountDeleted { user } => Some(user),
+            | Self::AccountDeleted { user }
+            | Self::AdminAction { user, .. }
+            | Self::AdminGrantedByConfiguration { user } => Some(user),
             Self::LoginFailed { user, .. } | Self::LoginThrottled { user, .. } => user,
             Self::RefreshRefused { .. } => None,
         }
@@ -134,6 +171,7 @@ impl LoginFailure {
             Self::EmailNotVerified => "email_not_verified",
             Self::WrongConfirmation => "wrong_confirmation",
             Self::PasswordChangedMeanwhile => "password_changed_meanwhile",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 }
@@ -148,6 +186,7 @@ impl SessionEndCause {
             Self::PasswordReset => "password_reset",
             Self::AccountDeleted => "account_deleted",
             Self::RefreshReuse => "refresh_reuse",
+            Self::Administrator => "administrator",
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod token;
 pub mod user;
 
 pub use email::{EmailAddress, EmailError, EmailKey};
-pub use events::{AuthEvent, LoginFailure, PasswordChangeKind, SessionEndCause};
+pub use events::{AdminAction, AuthEvent, LoginFailure, PasswordChangeKind, SessionEndCause};
 pub use mail::{Mail, MailTokenPurpose, MailTokenRecord};
 pub use password::{
     Password, PasswordError, PasswordHash, PasswordPolicy, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
@@ -27,4 +27,4 @@ pub use throttle::{
 pub use token::{
     AccessClaims, FamilyId, RefreshTokenRecord, SessionOrigin, SessionRecord, TokenRejection,
 };
-pub use user::{Role, User, UserId};
+pub use user::{role_set, InvalidRole, Role, User, UserFilter, UserId};

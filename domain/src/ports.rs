@@ -3,8 +3,8 @@
 use crate::{
     AccessClaims, AuthEvent, BucketState, EmailKey, FailureRecord, FamilyId, Mail, MailTokenHash,
     MailTokenPurpose, MailTokenRecord, Password, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, RefreshTokenSecret, SessionRecord, ThrottleKey, TokenRejection, User,
-    UserId,
+    RefreshTokenRecord, RefreshTokenSecret, Role, SessionRecord, ThrottleKey, TokenRejection, User,
+    UserFilter, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,6 +50,27 @@ pub trait UserRepository: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Removes the account for good; its email may register again. Returns whether it existed.
     async fn delete(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Notes a login at `at` (`last_login_at`) and returns the account as it is now, in one
+    /// round trip; `None` when it is gone.
+    async fn note_login(&self, id: UserId, at: DateTime<Utc>) -> Result<Option<User>, StoreError>;
+    /// Replaces the account's roles; returns the account as it is now, `None` when it is gone.
+    async fn set_roles(&self, id: UserId, roles: &[Role]) -> Result<Option<User>, StoreError>;
+    /// Disables the account at `at` (keeping the first time if it already was), or enables it
+    /// (`None`); returns the account as it is now, `None` when it is gone.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<User>, StoreError>;
+    /// Up to `limit` accounts matching `filter`, ordered by their lower-cased email, starting
+    /// after the account whose lower-cased email is `after`. Paging by that key is stable
+    /// while accounts come and go: no account present throughout is skipped or repeated.
+    async fn list(
+        &self,
+        filter: &UserFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError>;
     /// Cheap round trip used by the readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }

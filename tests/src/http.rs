@@ -28,6 +28,9 @@ pub struct TestApp {
     pub readiness: latchkey_http::Readiness,
     /// Where it listens, when spawned [`Spawn::listening`].
     pub address: Option<SocketAddr>,
+    /// Its accounts, for arranging what no endpoint does (an email verified without a mail);
+    /// `None` on a store shared with another app.
+    pub users: Option<Arc<dyn latchkey_domain::ports::UserRepository>>,
     server: Option<Server>,
     _database: Option<TestDatabase>,
 }
@@ -160,6 +163,9 @@ impl Spawn {
                 .as_ref()
                 .map(|database| (database.uri().to_owned(), database.name().to_owned()))
         });
+        let mut users = database
+            .as_ref()
+            .map(|database| Stores::mongo(&database.store).users);
         let built = match (mongo, self.wrap_stores) {
             // The production path: the store as configured (`DB_URI`, `DB_NAME`, timeouts).
             (Some((uri, name)), None) => {
@@ -177,6 +183,7 @@ impl Spawn {
                     Some(wrap) => wrap(stores),
                     None => stores,
                 };
+                users = Some(stores.users.clone());
                 assemble(&self.config, stores).await
             }
         }
@@ -213,6 +220,7 @@ impl Spawn {
             service: built.service,
             readiness: built.readiness,
             address,
+            users,
             server,
             _database: database,
         }
@@ -395,6 +403,14 @@ impl TestApp {
     /// Every request helper takes `token`: `Some(access token)` sends it as a bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         let mut request = self.client.post(path).body_json(&body);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Reply::from(request.send().await).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let mut request = self.client.put(path).body_json(&body);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }

@@ -9,7 +9,7 @@ use latchkey_domain::{
     },
     BucketState, EmailAddress, FamilyId, MailTokenPurpose, MailTokenRecord, MailTokenSecret,
     PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, SessionOrigin, SessionRecord,
-    ThrottleKey, User, UserId,
+    ThrottleKey, User, UserFilter, UserId,
 };
 use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
@@ -60,9 +60,11 @@ fn new_user(email: &str) -> User {
         id: UserId::from_uuid(Uuid::new_v4()),
         email: EmailAddress::parse(email).unwrap(),
         password_hash: PasswordHash::new("$argon2id$v=19$m=256,t=1,p=1$c2FsdA$aGFzaA".into()),
-        roles: vec![Role::User],
+        roles: vec![Role::user()],
         created_at: now(),
         email_verified_at: None,
+        disabled_at: None,
+        last_login_at: None,
     }
 }
 
@@ -926,8 +928,208 @@ async fn concurrent_swaps_from_one_state_have_exactly_one_winner(stores: Stores)
     }
 }
 
+async fn roles_disabling_and_logins_are_stored_and_read_back(stores: Stores) {
+    let user = new_user("roles@example.com");
+    let other = new_user("other@example.com");
+    stores.users.insert(&user).await.unwrap();
+    stores.users.insert(&other).await.unwrap();
+    let roles = vec![Role::user(), Role::parse("billing").unwrap(), Role::admin()];
+
+    let changed = stores.users.set_roles(user.id, &roles).await.unwrap();
+    assert_eq!(changed.map(|u| u.roles), Some(roles.clone()));
+    let first = now();
+    let disabled = stores
+        .users
+        .set_disabled(user.id, Some(first))
+        .await
+        .unwrap();
+    assert_eq!(disabled.unwrap().disabled_at, Some(first));
+    // Disabling again keeps the first time.
+    let again = stores
+        .users
+        .set_disabled(user.id, Some(first + Duration::seconds(5)))
+        .await
+        .unwrap();
+    assert_eq!(again.unwrap().disabled_at, Some(first));
+    let login = now() + Duration::seconds(1);
+    let noted = stores
+        .users
+        .note_login(user.id, login)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(noted.last_login_at, Some(login));
+    assert_eq!(noted.disabled_at, Some(first));
+
+    let stored = stores.users.find_by_id(user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.roles, stored.disabled_at, stored.last_login_at),
+        (roles, Some(first), Some(login))
+    );
+    let enabled = stores.users.set_disabled(user.id, None).await.unwrap();
+    assert_eq!(enabled.unwrap().disabled_at, None);
+    assert_eq!(
+        stores.users.find_by_id(other.id).await.unwrap(),
+        Some(other),
+        "another account changed"
+    );
+    let unknown = UserId::from_uuid(Uuid::new_v4());
+    assert_eq!(stores.users.set_roles(unknown, &[]).await.unwrap(), None);
+    assert_eq!(
+        stores
+            .users
+            .set_disabled(unknown, Some(first))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(stores.users.note_login(unknown, first).await.unwrap(), None);
+}
+
+async fn emails(
+    stores: &Stores,
+    filter: &UserFilter,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<String> {
+    stores
+        .users
+        .list(filter, after.map(str::to_owned), limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|user| user.email.as_str().to_owned())
+        .collect()
+}
+
+async fn accounts_are_listed_by_email_and_filtered(stores: Stores) {
+    for email in [
+        "Carol@example.com",
+        "ann@example.com",
+        "bob@example.org",
+        "anna@Example.com",
+    ] {
+        stores.users.insert(&new_user(email)).await.unwrap();
+    }
+    let bob = stores
+        .users
+        .find_by_email(&EmailAddress::parse("bob@example.org").unwrap().key())
+        .await
+        .unwrap()
+        .unwrap();
+    stores
+        .users
+        .set_roles(bob.id, &[Role::user(), Role::admin()])
+        .await
+        .unwrap();
+    stores
+        .users
+        .set_disabled(bob.id, Some(now()))
+        .await
+        .unwrap();
+    let all = UserFilter::default();
+
+    assert_eq!(
+        emails(&stores, &all, None, 10).await,
+        [
+            "ann@example.com",
+            "anna@Example.com",
+            "bob@example.org",
+            "Carol@example.com"
+        ]
+    );
+    assert_eq!(
+        emails(&stores, &all, None, 2).await,
+        ["ann@example.com", "anna@Example.com"]
+    );
+    assert_eq!(
+        emails(&stores, &all, Some("anna@example.com"), 10).await,
+        ["bob@example.org", "Carol@example.com"]
+    );
+    let prefix = |prefix: &str| UserFilter {
+        email_prefix: Some(prefix.into()),
+        ..UserFilter::default()
+    };
+    assert_eq!(
+        emails(&stores, &prefix("ANN"), None, 10).await,
+        ["ann@example.com", "anna@Example.com"]
+    );
+    assert_eq!(
+        emails(&stores, &prefix("ann"), Some("ann@example.com"), 10).await,
+        ["anna@Example.com"]
+    );
+    assert!(emails(&stores, &prefix("zed"), None, 10).await.is_empty());
+    let admins = UserFilter {
+        role: Some(Role::admin()),
+        ..UserFilter::default()
+    };
+    assert_eq!(
+        emails(&stores, &admins, None, 10).await,
+        ["bob@example.org"]
+    );
+    let disabled = |disabled| UserFilter {
+        disabled: Some(disabled),
+        ..UserFilter::default()
+    };
+    assert_eq!(
+        emails(&stores, &disabled(true), None, 10).await,
+        ["bob@example.org"]
+    );
+    assert_eq!(
+        emails(&stores, &disabled(false), None, 10).await,
+        ["ann@example.com", "anna@Example.com", "Carol@example.com"]
+    );
+}
+
+/// Paging by the last email seen: accounts added or removed between pages never make one
+/// that was there throughout disappear or come twice.
+async fn paging_is_stable_while_accounts_come_and_go(stores: Stores) {
+    let mut present: Vec<String> = (0..9).map(|n| format!("user{n}@example.com")).collect();
+    for email in &present {
+        stores.users.insert(&new_user(email)).await.unwrap();
+    }
+    let all = UserFilter::default();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut round = 0;
+    loop {
+        let page = stores.users.list(&all, after.clone(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|user| user.email.normalized().to_owned());
+        seen.extend(page.iter().map(|user| user.email.as_str().to_owned()));
+        // Between pages: one account before the cursor, one after it, and one deleted that
+        // was already seen.
+        stores
+            .users
+            .insert(&new_user(&format!("aaa{round}@example.com")))
+            .await
+            .unwrap();
+        stores
+            .users
+            .insert(&new_user(&format!("user{round}x@example.com")))
+            .await
+            .unwrap();
+        stores.users.delete(page[0].id).await.unwrap();
+        round += 1;
+    }
+    present.sort();
+    let listed_once = present
+        .iter()
+        .all(|email| seen.iter().filter(|s| *s == email).count() == 1);
+    assert!(listed_once, "{seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "an account came twice: {seen:?}");
+}
+
 for_each_backend!(
     fixture = super::stores;
+    roles_disabling_and_logins_are_stored_and_read_back,
+    accounts_are_listed_by_email_and_filtered,
+    paging_is_stable_while_accounts_come_and_go,
     a_user_is_found_by_id_and_by_email_in_any_case,
     unknown_users_are_none,
     a_second_user_with_the_same_email_in_other_case_is_refused_and_the_first_kept,

@@ -204,7 +204,7 @@ impl AccessTokenCodec for JwtCodec {
         let roles = claims
             .roles
             .iter()
-            .map(|r| Role::parse(r).ok_or(TokenRejection::Invalid))
+            .map(|r| Role::parse(r).map_err(|_| TokenRejection::Invalid))
             .collect::<Result<_, _>>()?;
         Ok(AccessClaims {
             subject: UserId::from_uuid(uuid(&claims.sub)?),
@@ -271,7 +271,7 @@ mod tests {
     fn claims() -> AccessClaims {
         AccessClaims {
             subject: UserId::from_uuid(Uuid::from_bytes([1; 16])),
-            roles: vec![Role::User, Role::Admin],
+            roles: vec![Role::user(), Role::admin()],
             session: FamilyId::from_uuid(Uuid::from_bytes([2; 16])),
             token_id: Uuid::from_bytes([3; 16]),
             issued_at: t0(),

@@ -1,4 +1,5 @@
 use crate::{
+    admin::AdminApi,
     body_limit::limit_body,
     contract::{add_allow, AllowTable},
     error::{framework_error_to_json, narrow, Status},
@@ -35,11 +36,13 @@ pub struct HttpSettings {
 }
 
 #[derive(Tags)]
-enum ApiTags {
+pub(crate) enum ApiTags {
     /// Registration, login and session tokens.
     Auth,
     /// The signed-in user.
     Users,
+    /// Administrators: accounts, their roles and sessions (role `admin`).
+    Admin,
     /// Liveness and readiness probes.
     Health,
 }
@@ -985,12 +988,12 @@ impl HealthApi {
     }
 }
 
-type ApiService = OpenApiService<(AuthApi, UsersApi, HealthApi), ()>;
+type ApiService = OpenApiService<(AuthApi, UsersApi, AdminApi, HealthApi), ()>;
 
 /// The OpenAPI service. Needs no state, so the document can be generated without a server.
 fn api_service() -> ApiService {
     OpenApiService::new(
-        (AuthApi, UsersApi, HealthApi),
+        (AuthApi, UsersApi, AdminApi, HealthApi),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

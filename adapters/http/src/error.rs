@@ -5,8 +5,8 @@
 //! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AccountError, AuthenticateError, CurrentUserError, EndSessionError, LoginError, MailLinkError,
-    RefreshError, RegisterError, SendLinkError, Throttled,
+    AccountError, AdminError, AuthenticateError, CurrentUserError, EndSessionError, LoginError,
+    MailLinkError, RefreshError, RegisterError, SendLinkError, Throttled,
 };
 use latchkey_domain::{
     ports::{HashingError, StoreError},
@@ -46,11 +46,18 @@ pub enum ErrorCode {
     InvalidLink,
     EmailNotVerified,
     ShuttingDown,
+    Forbidden,
+    AccountDisabled,
+    UserNotFound,
+    OwnAdminRole,
+    OwnAccount,
+    InvalidRole,
+    InvalidCursor,
 }
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 27] = [
+    const ALL: [ErrorCode; 34] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -78,6 +85,13 @@ impl ErrorCode {
         Self::InvalidLink,
         Self::EmailNotVerified,
         Self::ShuttingDown,
+        Self::Forbidden,
+        Self::AccountDisabled,
+        Self::UserNotFound,
+        Self::OwnAdminRole,
+        Self::OwnAccount,
+        Self::InvalidRole,
+        Self::InvalidCursor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +123,13 @@ impl ErrorCode {
             Self::InvalidLink => "invalid_link",
             Self::EmailNotVerified => "email_not_verified",
             Self::ShuttingDown => "shutting_down",
+            Self::Forbidden => "forbidden",
+            Self::AccountDisabled => "account_disabled",
+            Self::UserNotFound => "user_not_found",
+            Self::OwnAdminRole => "own_admin_role",
+            Self::OwnAccount => "own_account",
+            Self::InvalidRole => "invalid_role",
+            Self::InvalidCursor => "invalid_cursor",
         }
     }
 }
@@ -153,7 +174,16 @@ pub struct ErrorBody {
     ///   newer link;
     /// - `email_not_verified`: logins need a verified email and this account's is not;
     /// - `shutting_down`: this instance is finishing its requests before it stops; send new
-    ///   ones to another.
+    ///   ones to another;
+    /// - `forbidden`: the caller is signed in but not an administrator (with a verified email,
+    ///   not disabled) now;
+    /// - `account_disabled`: an administrator disabled this account;
+    /// - `user_not_found`: no account has this id;
+    /// - `own_admin_role`: administrators cannot remove their own `admin` role;
+    /// - `own_account`: administrators cannot disable their own account;
+    /// - `invalid_role`: a role is not 1 to 32 of a-z, 0-9, `_` and `-` starting with a letter,
+    ///   or an account would have more than 16;
+    /// - `invalid_cursor`: the cursor is not one a listing handed out.
     pub error: String,
     /// What went wrong, for people: a sentence naming the problem.
     pub message: String,
@@ -475,6 +505,9 @@ impl From<LoginError> for ApiError {
             LoginError::EmailNotVerified => {
                 Self::new(Status::Forbidden, ErrorCode::EmailNotVerified, e)
             }
+            LoginError::AccountDisabled => {
+                Self::new(Status::Forbidden, ErrorCode::AccountDisabled, e)
+            }
             LoginError::Store(e) => Self::unavailable(&e),
             LoginError::Hashing(e) => Self::hashing(e),
             LoginError::Throttled(t) => Self::throttled(t),
@@ -568,6 +601,21 @@ impl From<EndSessionError> for ApiError {
         match e {
             EndSessionError::NotFound => Self::new(Status::NotFound, ErrorCode::SessionNotFound, e),
             EndSessionError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Forbidden => Self::new(Status::Forbidden, ErrorCode::Forbidden, e),
+            AdminError::UserNotFound => Self::new(Status::NotFound, ErrorCode::UserNotFound, e),
+            AdminError::OwnAdminRole => Self::new(Status::Conflict, ErrorCode::OwnAdminRole, e),
+            AdminError::OwnAccount => Self::new(Status::Conflict, ErrorCode::OwnAccount, e),
+            AdminError::InvalidRole(_) => {
+                Self::new(Status::Unprocessable, ErrorCode::InvalidRole, e)
+            }
+            AdminError::Store(e) => Self::unavailable(&e),
         }
     }
 }

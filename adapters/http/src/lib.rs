@@ -1,6 +1,7 @@
 //! The HTTP edge: poem-openapi operations, the bearer security scheme, and the single place
 //! where use-case errors become HTTP responses.
 
+mod admin;
 mod api;
 mod body_limit;
 mod client;
@@ -13,6 +14,7 @@ mod security;
 mod site;
 mod views;
 
+pub(crate) use api::ApiTags;
 pub use api::{openapi_json, routes, HttpSettings, Mounts, JWKS_PATH, METRICS_PATH};
 pub use client::ForwardedHeader;
 pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};

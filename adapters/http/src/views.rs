@@ -182,20 +182,24 @@ impl Example for RefreshRequest {
     }
 }
 
-/// A role grants permissions; every user has `user`.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum RoleView {
-    User,
-    Admin,
-}
+/// What [`Role::parse`] accepts.
+pub const ROLE_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+
+documented_string!(
+    /// A role: `user` (every account has it), `admin` (the admin API), or a name of the
+    /// integrator's own, which latchkey stores and puts in access tokens: 1 to 32 of a-z, 0-9,
+    /// `_` and `-`, starting with a letter.
+    #[derive(Debug, Clone)]
+    RoleView {
+        pattern: Some(ROLE_PATTERN.to_owned()),
+        min_length: Some(1),
+        max_length: Some(Role::MAX_CHARS),
+    }
+);
 
 impl From<Role> for RoleView {
     fn from(role: Role) -> Self {
-        match role {
-            Role::User => RoleView::User,
-            Role::Admin => RoleView::Admin,
-        }
+        Self(role.as_str().to_owned())
     }
 }
 

@@ -11,8 +11,8 @@ use latchkey_domain::{
         StoreError, ThrottleStore, UserRepository,
     },
     BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
-    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, SessionRecord,
-    ThrottleKey, User, UserId,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionRecord,
+    ThrottleKey, User, UserFilter, UserId,
 };
 use std::{
     collections::HashMap,
@@ -120,6 +120,58 @@ impl UserRepository for InMemoryUsers {
 
     async fn delete(&self, id: UserId) -> Result<bool, StoreError> {
         Ok(self.lock().remove(&id).is_some())
+    }
+
+    async fn note_login(&self, id: UserId, at: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().get_mut(&id).map(|user| {
+            user.last_login_at = Some(at);
+            user.clone()
+        }))
+    }
+
+    async fn set_roles(&self, id: UserId, roles: &[Role]) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().get_mut(&id).map(|user| {
+            user.roles = roles.to_vec();
+            user.clone()
+        }))
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().get_mut(&id).map(|user| {
+            match at {
+                Some(at) => {
+                    user.disabled_at.get_or_insert(at);
+                }
+                None => user.disabled_at = None,
+            }
+            user.clone()
+        }))
+    }
+
+    async fn list(
+        &self,
+        filter: &UserFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut found: Vec<User> = self
+            .lock()
+            .values()
+            .filter(|user| {
+                after
+                    .as_deref()
+                    .is_none_or(|after| user.email.normalized() > after)
+            })
+            .filter(|user| filter.matches(user))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.email.normalized().cmp(b.email.normalized()));
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

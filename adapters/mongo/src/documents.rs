@@ -23,6 +23,11 @@ pub struct UserDocument {
     /// Absent until a mailed link proved the address (and in accounts stored before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     email_verified_at: Option<BsonDateTime>,
+    /// Absent while the account is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<BsonDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_login_at: Option<BsonDateTime>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,6 +131,8 @@ impl From<&User> for UserDocument {
             roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: BsonDateTime::from_chrono(user.created_at),
             email_verified_at: user.email_verified_at.map(BsonDateTime::from_chrono),
+            disabled_at: user.disabled_at.map(BsonDateTime::from_chrono),
+            last_login_at: user.last_login_at.map(BsonDateTime::from_chrono),
         }
     }
 }
@@ -137,7 +144,7 @@ impl TryFrom<UserDocument> for User {
         let roles = doc
             .roles
             .iter()
-            .map(|r| Role::parse(r).ok_or_else(|| corrupt("user", &doc.id)))
+            .map(|r| Role::parse(r).map_err(|_| corrupt("user", &doc.id)))
             .collect::<Result<_, _>>()?;
         Ok(User {
             id: UserId::from_uuid(parse_uuid(&doc.id, "user", &doc.id)?),
@@ -146,6 +153,8 @@ impl TryFrom<UserDocument> for User {
             roles,
             created_at: doc.created_at.to_chrono(),
             email_verified_at: doc.email_verified_at.map(BsonDateTime::to_chrono),
+            disabled_at: doc.disabled_at.map(BsonDateTime::to_chrono),
+            last_login_at: doc.last_login_at.map(BsonDateTime::to_chrono),
         })
     }
 }

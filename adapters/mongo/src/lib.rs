@@ -22,8 +22,8 @@ use latchkey_domain::{
         StoreError, ThrottleStore, UserRepository,
     },
     BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
-    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, SessionRecord,
-    ThrottleKey, User, UserId,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionRecord,
+    ThrottleKey, User, UserFilter, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
@@ -275,6 +275,26 @@ pub struct MongoUsers {
     timeout: Duration,
 }
 
+impl MongoUsers {
+    /// Applies `update` to the account and reads it back in one round trip.
+    async fn update_and_read(
+        &self,
+        id: UserId,
+        update: bson::Document,
+    ) -> Result<Option<User>, StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .find_one_and_update(doc! { "_id": id.to_string() }, update)
+                .return_document(mongodb::options::ReturnDocument::After),
+        )
+        .await
+        .map_err(store_error)?
+        .map(User::try_from)
+        .transpose()
+    }
+}
+
 #[async_trait]
 impl UserRepository for MongoUsers {
     async fn insert(&self, user: &User) -> Result<(), InsertUserError> {
@@ -359,6 +379,82 @@ impl UserRepository for MongoUsers {
         .await
         .map_err(store_error)?;
         Ok(result.deleted_count == 1)
+    }
+
+    async fn note_login(&self, id: UserId, at: DateTime<Utc>) -> Result<Option<User>, StoreError> {
+        self.update_and_read(
+            id,
+            doc! { "$set": { "last_login_at": bson::DateTime::from_chrono(at) } },
+        )
+        .await
+    }
+
+    async fn set_roles(&self, id: UserId, roles: &[Role]) -> Result<Option<User>, StoreError> {
+        let roles: Vec<&str> = roles.iter().map(Role::as_str).collect();
+        self.update_and_read(id, doc! { "$set": { "roles": roles } })
+            .await
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<User>, StoreError> {
+        let update = match at {
+            // `$min` keeps the first time (an absent field counts as larger).
+            Some(at) => doc! { "$min": { "disabled_at": bson::DateTime::from_chrono(at) } },
+            None => doc! { "$unset": { "disabled_at": "" } },
+        };
+        self.update_and_read(id, update).await
+    }
+
+    async fn list(
+        &self,
+        filter: &UserFilter,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        // The unique index on `email_normalized` serves both the prefix range and the order.
+        let mut range = bson::Document::new();
+        if let Some(prefix) = &filter.email_prefix {
+            let prefix = prefix.to_lowercase();
+            range.insert("$gte", prefix.clone());
+            // Every string with the prefix sorts below the prefix followed by the highest
+            // character; normalised emails are ASCII.
+            range.insert("$lt", format!("{prefix}\u{10FFFF}"));
+        }
+        if let Some(after) = after {
+            range.insert("$gt", after);
+        }
+        let mut query = bson::Document::new();
+        if !range.is_empty() {
+            query.insert("email_normalized", range);
+        }
+        if let Some(role) = &filter.role {
+            query.insert("roles", role.as_str());
+        }
+        match filter.disabled {
+            Some(true) => {
+                query.insert("disabled_at", doc! { "$type": "date" });
+            }
+            Some(false) => {
+                query.insert("disabled_at", doc! { "$exists": false });
+            }
+            None => {}
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found: Vec<UserDocument> = timed(self.timeout, async {
+            self.collection
+                .find(query)
+                .sort(doc! { "email_normalized": 1 })
+                .limit(limit)
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(store_error)?;
+        found.into_iter().map(User::try_from).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

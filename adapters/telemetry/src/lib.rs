@@ -67,6 +67,13 @@ fn log(event: &AuthEvent) {
         AuthEvent::AccountDeleted { .. } => {
             tracing::info!(target: "audit", event = name, user_id, "account deleted")
         }
+        AuthEvent::AdminAction { admin, action, .. } => tracing::info!(
+            target: "audit", event = name, user_id, admin_id = %admin, action = action.as_str(),
+            "administrator acted on an account"
+        ),
+        AuthEvent::AdminGrantedByConfiguration { .. } => tracing::info!(
+            target: "audit", event = name, user_id, "account made administrator by ADMIN_EMAILS"
+        ),
     }
 }
 
@@ -92,7 +99,9 @@ fn count(event: &AuthEvent) {
         AuthEvent::Registered { .. }
         | AuthEvent::PasswordChanged { .. }
         | AuthEvent::EmailVerified { .. }
-        | AuthEvent::AccountDeleted { .. } => {}
+        | AuthEvent::AccountDeleted { .. }
+        | AuthEvent::AdminAction { .. }
+        | AuthEvent::AdminGrantedByConfiguration { .. } => {}
     }
 }
 

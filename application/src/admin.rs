@@ -1,0 +1,546 @@
+//! What administrators do to accounts: find them, change their roles, disable and enable them,
+//! end their sessions. Every call re-reads the caller's account, so a removed role, a disabled
+//! administrator or a deleted one stops at once, whatever their access token says.
+
+use crate::AuthService;
+use latchkey_domain::{
+    ports::StoreError, role_set, AccessClaims, AdminAction, AuthEvent, InvalidRole, Role,
+    SessionEndCause, User, UserFilter, UserId,
+};
+
+/// The most accounts one page lists.
+pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("this needs an administrator with a verified email address")]
+    Forbidden,
+    #[error("no account has this id")]
+    UserNotFound,
+    #[error("administrators cannot remove their own admin role")]
+    OwnAdminRole,
+    #[error("administrators cannot disable their own account")]
+    OwnAccount,
+    #[error(transparent)]
+    InvalidRole(#[from] InvalidRole),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    pub filter: UserFilter,
+    /// Where the previous page ended ([`UserPage::next`]); `None` for the first page.
+    pub after: Option<String>,
+    /// 1 to [`MAX_PAGE_SIZE`].
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDetail {
+    pub user: User,
+    pub active_sessions: usize,
+}
+
+impl AuthService {
+    /// The caller's account, if it may administer now. An address from `ADMIN_EMAILS` can be
+    /// registered by anyone before its owner does; a verified address is what proves the owner.
+    async fn administrator(&self, caller: &AccessClaims) -> Result<User, AdminError> {
+        if !caller.roles.iter().any(Role::is_admin) {
+            return Err(AdminError::Forbidden);
+        }
+        match self.ports.users.find_by_id(caller.subject).await? {
+            Some(user)
+                if user.is_admin()
+                    && user.disabled_at.is_none()
+                    && user.email_verified_at.is_some() =>
+            {
+                Ok(user)
+            }
+            _ => Err(AdminError::Forbidden),
+        }
+    }
+
+    #[tracing::instrument(name = "admin_list_users", skip_all)]
+    pub async fn list_users(
+        &self,
+        caller: &AccessClaims,
+        query: UserQuery,
+    ) -> Result<UserPage, AdminError> {
+        self.administrator(caller).await?;
+        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+        // One more than asked tells whether a next page exists.
+        let mut users = self
+            .ports
+            .users
+            .list(&query.filter, query.after, limit + 1)
+            .await?;
+        let next = if users.len() > limit {
+            users.truncate(limit);
+            users.last().map(|user| user.email.normalized().to_owned())
+        } else {
+            None
+        };
+        Ok(UserPage { users, next })
+    }
+
+    #[tracing::instrument(name = "admin_get_user", skip_all, fields(user_id = %id))]
+    pub async fn get_user(
+        &self,
+        caller: &AccessClaims,
+        id: UserId,
+    ) -> Result<UserDetail, AdminError> {
+        self.administrator(caller).await?;
+        let user = self
+            .ports
+            .users
+            .find_by_id(id)
+            .await?
+            .ok_or(AdminError::UserNotFound)?;
+        let active_sessions = self
+            .ports
+            .sessions
+            .list_active(id, self.ports.clock.now())
+            .await?
+            .len();
+        Ok(UserDetail {
+            user,
+            active_sessions,
+        })
+    }
+
+    /// Replaces the account's roles (`user` is always kept). Access tokens issued before carry
+    /// the old roles until they expire; the admin API itself goes by the stored roles.
+    #[tracing::instrument(name = "admin_set_roles", skip_all, fields(user_id = %id))]
+    pub async fn set_roles(
+        &self,
+        caller: &AccessClaims,
+        id: UserId,
+        roles: Vec<String>,
+    ) -> Result<User, AdminError> {
+        let admin = self.administrator(caller).await?;
+        let roles = role_set(
+            roles
+                .iter()
+                .map(|raw| Role::parse(raw))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?;
+        if id == admin.id && !roles.iter().any(Role::is_admin) {
+            return Err(AdminError::OwnAdminRole);
+        }
+        let user = self
+            .ports
+            .users
+            .set_roles(id, &roles)
+            .await?
+            .ok_or(AdminError::UserNotFound)?;
+        self.record(AuthEvent::AdminAction {
+            admin: admin.id,
+            user: id,
+            action: AdminAction::RolesChanged,
+        });
+        Ok(user)
+    }
+
+    /// Disables the account and ends every session of it. Safe to repeat: a call that failed
+    /// halfway (the store went away) is finished by the next.
+    #[tracing::instrument(name = "admin_disable", skip_all, fields(user_id = %id))]
+    pub async fn disable_user(
+        &self,
+        caller: &AccessClaims,
+        id: UserId,
+    ) -> Result<User, AdminError> {
+        let admin = self.administrator(caller).await?;
+        if id == admin.id {
+            return Err(AdminError::OwnAccount);
+        }
+        let now = self.ports.clock.now();
+        // Disabled first: a login that creates a session after this reads the mark and ends
+        // its session itself; one that created it before has it ended below.
+        let user = self
+            .ports
+            .users
+            .set_disabled(id, Some(now))
+            .await?
+            .ok_or(AdminError::UserNotFound)?;
+        self.record(AuthEvent::AdminAction {
+            admin: admin.id,
+            user: id,
+            action: AdminAction::Disabled,
+        });
+        self.end_all_sessions_of(id).await?;
+        Ok(user)
+    }
+
+    #[tracing::instrument(name = "admin_enable", skip_all, fields(user_id = %id))]
+    pub async fn enable_user(&self, caller: &AccessClaims, id: UserId) -> Result<User, AdminError> {
+        let admin = self.administrator(caller).await?;
+        let user = self
+            .ports
+            .users
+            .set_disabled(id, None)
+            .await?
+            .ok_or(AdminError::UserNotFound)?;
+        self.record(AuthEvent::AdminAction {
+            admin: admin.id,
+            user: id,
+            action: AdminAction::Enabled,
+        });
+        Ok(user)
+    }
+
+    /// Ends every session of the account; returns how many were live.
+    #[tracing::instrument(name = "admin_end_sessions", skip_all, fields(user_id = %id))]
+    pub async fn end_user_sessions(
+        &self,
+        caller: &AccessClaims,
+        id: UserId,
+    ) -> Result<u64, AdminError> {
+        let admin = self.administrator(caller).await?;
+        if self.ports.users.find_by_id(id).await?.is_none() {
+            return Err(AdminError::UserNotFound);
+        }
+        self.record(AuthEvent::AdminAction {
+            admin: admin.id,
+            user: id,
+            action: AdminAction::SessionsEnded,
+        });
+        Ok(self.end_all_sessions_of(id).await?)
+    }
+
+    async fn end_all_sessions_of(&self, id: UserId) -> Result<u64, StoreError> {
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_of_user(id, self.ports.clock.now(), None)
+            .await?;
+        if ended > 0 {
+            self.record(AuthEvent::SessionsEnded {
+                user: id,
+                session: None,
+                cause: SessionEndCause::Administrator,
+            });
+        }
+        Ok(ended)
+    }
+
+    /// Makes the accounts of `ADMIN_EMAILS` that exist administrators (at start; accounts
+    /// registered later get the role at registration). Returns how many changed.
+    pub async fn grant_configured_admins(&self) -> Result<usize, StoreError> {
+        let mut granted = 0;
+        for email in self.admin_emails.iter() {
+            let Some(user) = self.ports.users.find_by_email(email).await? else {
+                continue;
+            };
+            if user.is_admin() {
+                continue;
+            }
+            let Ok(roles) = role_set(user.roles.iter().cloned().chain([Role::admin()])) else {
+                tracing::warn!(user_id = %user.id, "ADMIN_EMAILS: the account has the most roles an account may have; admin not added");
+                continue;
+            };
+            if self.ports.users.set_roles(user.id, &roles).await?.is_some() {
+                self.record(AuthEvent::AdminGrantedByConfiguration { user: user.id });
+                granted += 1;
+            }
+        }
+        Ok(granted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::*;
+    use mockall::Sequence;
+
+    fn admin_user() -> User {
+        User {
+            roles: vec![Role::user(), Role::admin()],
+            email_verified_at: Some(t0()),
+            ..user(1)
+        }
+    }
+
+    fn claims_of(user: &User, roles: Vec<Role>) -> AccessClaims {
+        AccessClaims {
+            subject: user.id,
+            roles,
+            session: family(7),
+            token_id: fixed_uuid(9),
+            issued_at: t0(),
+            expires_at: t0() + chrono::Duration::hours(1),
+        }
+    }
+
+    fn admin_claims() -> AccessClaims {
+        claims_of(&admin_user(), vec![Role::user(), Role::admin()])
+    }
+
+    /// The caller's account, as the store holds it now.
+    fn caller_is(mocks: &mut Mocks, stored: Option<User>) {
+        mocks
+            .users
+            .expect_find_by_id()
+            .withf(|id| *id == user(1).id)
+            .returning(move |_| Ok(stored.clone()));
+    }
+
+    #[tokio::test]
+    async fn a_token_without_the_admin_role_is_refused_without_a_store_call() {
+        let mut mocks = Mocks::new();
+        mocks.users.expect_find_by_id().never();
+        let claims = claims_of(&user(1), vec![Role::user()]);
+        let err = mocks
+            .service()
+            .get_user(&claims, user(2).id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AdminError::Forbidden));
+    }
+
+    #[tokio::test]
+    async fn the_stored_account_decides_not_the_tokens_roles() {
+        let demoted = User {
+            roles: vec![Role::user()],
+            ..admin_user()
+        };
+        let disabled = User {
+            disabled_at: Some(t0()),
+            ..admin_user()
+        };
+        let unverified = User {
+            email_verified_at: None,
+            ..admin_user()
+        };
+        for stored in [Some(demoted), Some(disabled), Some(unverified), None] {
+            let mut mocks = Mocks::new();
+            caller_is(&mut mocks, stored.clone());
+            mocks.users.expect_set_disabled().never();
+            let err = mocks
+                .service()
+                .disable_user(&admin_claims(), user(2).id)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AdminError::Forbidden), "{stored:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn disabling_marks_the_account_first_then_ends_its_sessions_and_says_who() {
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        let mut order = Sequence::new();
+        mocks
+            .users
+            .expect_set_disabled()
+            .withf(|id, at| *id == user(2).id && *at == Some(t0()))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, at| {
+                Ok(Some(User {
+                    disabled_at: at,
+                    ..user(2)
+                }))
+            });
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .withf(|id, at, keep| *id == user(2).id && *at == t0() && keep.is_none())
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(2));
+        let events = mocks.events.clone();
+        let disabled = mocks
+            .service()
+            .disable_user(&admin_claims(), user(2).id)
+            .await
+            .unwrap();
+        assert_eq!(disabled.disabled_at, Some(t0()));
+        assert_eq!(
+            events.taken(),
+            [
+                AuthEvent::AdminAction {
+                    admin: user(1).id,
+                    user: user(2).id,
+                    action: AdminAction::Disabled
+                },
+                AuthEvent::SessionsEnded {
+                    user: user(2).id,
+                    session: None,
+                    cause: SessionEndCause::Administrator
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_administrator_cannot_disable_themselves_or_drop_their_own_admin_role() {
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        mocks.users.expect_set_disabled().never();
+        mocks.users.expect_set_roles().never();
+        let service = mocks.service();
+        assert!(matches!(
+            service.disable_user(&admin_claims(), user(1).id).await,
+            Err(AdminError::OwnAccount)
+        ));
+        assert!(matches!(
+            service
+                .set_roles(&admin_claims(), user(1).id, vec!["billing".into()])
+                .await,
+            Err(AdminError::OwnAdminRole)
+        ));
+        assert!(matches!(
+            service
+                .set_roles(&admin_claims(), user(2).id, vec!["Admin".into()])
+                .await,
+            Err(AdminError::InvalidRole(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn roles_are_set_as_a_set_with_user_and_the_change_is_audited() {
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        let billing = Role::parse("billing").unwrap();
+        let expected = vec![Role::user(), billing.clone(), Role::admin()];
+        let stored = expected.clone();
+        mocks
+            .users
+            .expect_set_roles()
+            .withf(move |id, roles| *id == user(2).id && roles == stored.as_slice())
+            .times(1)
+            .returning(|_, roles| {
+                Ok(Some(User {
+                    roles: roles.to_vec(),
+                    ..user(2)
+                }))
+            });
+        let events = mocks.events.clone();
+        let changed = mocks
+            .service()
+            .set_roles(
+                &admin_claims(),
+                user(2).id,
+                vec!["billing".into(), "admin".into(), "billing".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed.roles, expected);
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::AdminAction {
+                admin: user(1).id,
+                user: user(2).id,
+                action: AdminAction::RolesChanged
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_asks_for_one_more_and_points_past_its_last_account() {
+        for (stored, expect_next) in [(3, true), (2, false)] {
+            let mut mocks = Mocks::new();
+            caller_is(&mut mocks, Some(admin_user()));
+            mocks
+                .users
+                .expect_list()
+                .withf(|filter, after, limit| {
+                    filter.role == Some(Role::admin())
+                        && after.as_deref() == Some("a@example.com")
+                        && *limit == 3
+                })
+                .returning(move |_, _, _| Ok((2..2 + stored).map(user).collect()));
+            let page = mocks
+                .service()
+                .list_users(
+                    &admin_claims(),
+                    UserQuery {
+                        filter: UserFilter {
+                            role: Some(Role::admin()),
+                            ..UserFilter::default()
+                        },
+                        after: Some("a@example.com".into()),
+                        limit: 2,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(page.users.len(), 2);
+            assert_eq!(
+                page.next,
+                expect_next.then(|| "user3@example.com".to_owned())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_is_not_found() {
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        mocks
+            .users
+            .expect_find_by_id()
+            .withf(|id| *id == user(2).id)
+            .returning(|_| Ok(None));
+        mocks.users.expect_set_disabled().returning(|_, _| Ok(None));
+        mocks.sessions.expect_revoke_all_of_user().never();
+        let service = mocks.service();
+        assert!(matches!(
+            service.get_user(&admin_claims(), user(2).id).await,
+            Err(AdminError::UserNotFound)
+        ));
+        assert!(matches!(
+            service.disable_user(&admin_claims(), user(2).id).await,
+            Err(AdminError::UserNotFound)
+        ));
+        assert!(matches!(
+            service.end_user_sessions(&admin_claims(), user(2).id).await,
+            Err(AdminError::UserNotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn configured_emails_make_existing_accounts_administrators_once() {
+        let mut mocks = Mocks::new();
+        mocks.admin_emails = [
+            "user2@example.com",
+            "user3@example.com",
+            "nobody@example.com",
+        ]
+        .iter()
+        .map(|email| latchkey_domain::EmailKey::for_login(email).unwrap())
+        .collect();
+        mocks.users.expect_find_by_email().returning(|email| {
+            Ok(match email.as_str() {
+                "user2@example.com" => Some(user(2)),
+                "user3@example.com" => Some(User {
+                    roles: vec![Role::user(), Role::admin()],
+                    ..user(3)
+                }),
+                _ => None,
+            })
+        });
+        mocks
+            .users
+            .expect_set_roles()
+            .withf(|id, roles| *id == user(2).id && roles == [Role::user(), Role::admin()])
+            .times(1)
+            .returning(|_, _| Ok(Some(user(2))));
+        let events = mocks.events.clone();
+        assert_eq!(mocks.service().grant_configured_admins().await, Ok(1));
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::AdminGrantedByConfiguration { user: user(2).id }]
+        );
+    }
+}
