@@ -792,3 +792,82 @@ async fn tabs_follow_each_others_log_out_and_log_in() {
     assert_eq!(browser.text_of("#user-email").await, email);
     browser.close().await;
 }
+
+/// An administrator (from `ADMIN_EMAILS`) finds a user on the Users page and disables them;
+/// the user's open tab lands on the log-in page at its next call. Someone else never sees the
+/// way to the page and is refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_disables_a_user_whose_open_tab_lands_on_login() {
+    let boss_email = "boss@example.com";
+    let site = start_site_with(|config| {
+        config.admin_emails = vec![latchkey_domain::EmailAddress::parse(boss_email)
+            .unwrap()
+            .key()];
+    })
+    .await;
+    let ann = start_browser().await;
+    ann.sign_in(&site, "ann@example.com").await;
+    // No link for her; the address itself gets the API's refusal.
+    assert!(ann.attribute("#to-users", "id").await.is_none());
+    ann.client.goto(&site.url("/users")).await.unwrap();
+    assert!(ann.text_of("#users-error").await.contains("administrator"));
+    ann.client.goto(&site.url("/")).await.unwrap();
+    assert_eq!(ann.text_of("#user-email").await, "ann@example.com");
+
+    let boss = start_browser().await;
+    site.service
+        .register(RegisterCommand {
+            email: boss_email.into(),
+            password: PASSWORD.into(),
+            client: ClientNetwork::Unknown,
+        })
+        .await
+        .expect("the boss registers");
+    // What opening the verification mail does.
+    let users = site.app.users.as_ref().expect("the site's own store");
+    let key = latchkey_domain::EmailAddress::parse(boss_email)
+        .unwrap()
+        .key();
+    let account = users.find_by_email(&key).await.unwrap().unwrap();
+    users
+        .mark_email_verified(account.id, key.as_str(), chrono::Utc::now())
+        .await
+        .unwrap();
+    boss.client.goto(&site.url("/login")).await.unwrap();
+    boss.submit_credentials(boss_email, PASSWORD).await;
+    boss.wait_for_path("/").await;
+    boss.click("#to-users").await;
+    boss.wait_for_path("/users").await;
+
+    boss.fill("#user-query", "ANN").await;
+    boss.click("#user-search-submit").await;
+    let ann_row = "li.user-row[data-email='ann@example.com']";
+    eventually("Ann alone in the list", PATIENCE, || async {
+        let rows = boss
+            .client
+            .find_all(Locator::Css("li.user-row"))
+            .await
+            .map_err(|e| e.to_string())?;
+        match (rows.len(), boss.attribute(ann_row, "data-email").await) {
+            (1, Some(_)) => Ok(()),
+            (n, _) => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    boss.click(&format!("{ann_row} .open-user")).await;
+    assert_eq!(boss.text_of("#user-sessions").await, "1");
+    boss.screenshot("users.png").await;
+    boss.click("#user-toggle").await;
+    assert!(boss.text_of("#user-status").await.contains("Disabled"));
+    assert_eq!(boss.text_of("#user-state").await, "Disabled");
+    assert_eq!(boss.text_of("#user-sessions").await, "0");
+
+    // Her tab's next call is refused, its refresh too: the log-in page.
+    ann.click("#reload").await;
+    ann.wait_for_path("/login").await;
+    ann.submit_credentials("ann@example.com", PASSWORD).await;
+    assert!(ann.text_of("#form-error").await.contains("disabled"));
+
+    boss.close().await;
+    ann.close().await;
+}

@@ -444,6 +444,68 @@ pub async fn delete_account(password: String) -> Result<(), FormError> {
     Ok(())
 }
 
+/// One page of accounts (administrators only), starting after `cursor`.
+pub async fn list_users(
+    query: String,
+    cursor: Option<String>,
+) -> Result<types::UserPageView, String> {
+    let query = Some(query.trim().to_owned())
+        .filter(|query| !query.is_empty())
+        .map(|query| query.parse::<types::AdminListUsersQuery>())
+        .transpose()
+        .map_err(|_| "Search for at most 254 characters.".to_owned())?;
+    let cursor = cursor
+        .map(|cursor| cursor.parse::<types::AdminListUsersCursor>())
+        .transpose()
+        .map_err(|_| "This page cannot be continued; search again.".to_owned())?;
+    authenticated(|api| {
+        let (query, cursor) = (query.clone(), cursor.clone());
+        async move {
+            api.admin_list_users(cursor.as_ref(), None, None, query.as_ref(), None)
+                .await
+        }
+    })
+    .await
+}
+
+pub async fn admin_user(id: uuid::Uuid) -> Result<types::AdminUserDetailView, String> {
+    authenticated(|api| async move { api.admin_get_user(&id).await }).await
+}
+
+/// Sets the account's roles from a comma-separated list.
+pub async fn set_user_roles(id: uuid::Uuid, roles: String) -> Result<(), String> {
+    let roles = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+        .map(|role| role.parse::<types::RolesInputRolesItem>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            "A role is 1 to 32 of a-z, 0-9, _ and -, starting with a letter.".to_owned()
+        })?;
+    let body = types::RolesInput { roles };
+    authenticated(|api| {
+        let body = body.clone();
+        async move { api.admin_set_user_roles(&id, &body).await }
+    })
+    .await?;
+    Ok(())
+}
+
+pub async fn set_user_disabled(id: uuid::Uuid, disabled: bool) -> Result<(), String> {
+    if disabled {
+        authenticated(|api| async move { api.admin_disable_user(&id).await }).await?;
+    } else {
+        authenticated(|api| async move { api.admin_enable_user(&id).await }).await?;
+    }
+    Ok(())
+}
+
+pub async fn end_user_sessions(id: uuid::Uuid) -> Result<u64, String> {
+    let ended = authenticated(|api| async move { api.admin_end_user_sessions(&id).await }).await?;
+    Ok(ended.ended_sessions)
+}
+
 pub async fn current_user() -> Result<types::UserView, String> {
     authenticated(|api| async move { api.get_current_user().await }).await
 }

@@ -20,6 +20,7 @@ pub fn main<G: Html>() -> PerseusApp<G> {
         .template(templates::reset_password::get_template())
         .template(templates::verify_email::get_template())
         .template(templates::account::get_template())
+        .template(templates::users::get_template())
         .index_view(|cx| {
             sycamore::view! { cx,
                 html(lang = "en") {

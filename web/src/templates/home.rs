@@ -8,6 +8,7 @@ use sycamore::prelude::*;
 struct Account {
     email: String,
     roles: String,
+    admin: bool,
     member_since: String,
     session_id: String,
     token_expires: String,
@@ -35,10 +36,11 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                     (Ok(user), Ok(session)) => {
                         account.set(Some(Account {
                             email: user.email,
+                            admin: user.roles.iter().any(|r| r.as_str() == "admin"),
                             roles: user
                                 .roles
                                 .iter()
-                                .map(|r| r.to_string())
+                                .map(|r| r.as_str().to_owned())
                                 .collect::<Vec<_>>()
                                 .join(", "),
                             member_since: user.created_at.format("%Y-%m-%d").to_string(),
@@ -155,6 +157,13 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
                         (if *busy.get() { "Checking…" } else { "Check again" })
                     }
                     a(class = "button-link", href = "account", id = "to-account") { "Your sessions and password" }
+                    // Only administrators see the way in; anyone else typing the address gets
+                    // the API's refusal there.
+                    (if (*account.get()).as_ref().is_some_and(|account| account.admin) {
+                        view! { cx, a(class = "button-link", href = "users", id = "to-users") { "Users" } }
+                    } else {
+                        view! { cx, }
+                    })
                     button(id = "logout", on:click = on_logout, disabled = *logging_out.get(),
                         aria-busy = logging_out.get().to_string()) {
                         (if *logging_out.get() { "Logging out…" } else { "Log out" })
