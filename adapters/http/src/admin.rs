@@ -2,6 +2,7 @@
 //! and end their sessions. Who is an administrator is decided per request by the use cases.
 
 use crate::{
+    api::respond,
     error::{narrow, ApiError, ErrorCode, Status},
     views::RoleView,
     ApiTags, BearerAuth, ErrorBody,
@@ -244,31 +245,13 @@ admin_response!(EndUserSessionsResponse {
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
 
-fn respond<T, E, R>(result: Result<T, E>, ok: impl FnOnce(T) -> R) -> R
-where
-    ApiError: From<E>,
-    R: From<ApiError>,
-{
-    match result {
-        Ok(value) => ok(value),
-        Err(e) => ApiError::from(e).into(),
-    }
-}
-
 /// A cursor is the base64url of the last listed account's lower-cased email.
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+fn decode_cursor(cursor: &str) -> Option<String> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|key| key.len() <= EmailAddress::MAX_LEN)
-        .ok_or_else(|| {
-            ApiError::new(
-                Status::BadRequest,
-                ErrorCode::InvalidCursor,
-                "the cursor is not one a listing handed out",
-            )
-        })
 }
 
 pub(crate) struct AdminApi;
@@ -297,9 +280,21 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ListUsersResponse {
-        let after = match cursor.0.as_deref().map(decode_cursor).transpose() {
-            Ok(after) => after,
-            Err(error) => return error.into(),
+        let after = match cursor
+            .0
+            .as_deref()
+            .map(|cursor| decode_cursor(cursor).ok_or(cursor))
+        {
+            None => None,
+            Some(Ok(after)) => Some(after),
+            Some(Err(_)) => {
+                return ApiError::new(
+                    Status::BadRequest,
+                    ErrorCode::InvalidCursor,
+                    "the cursor is not one a listing handed out",
+                )
+                .into()
+            }
         };
         let role = match role.0.as_deref().map(Role::parse).transpose() {
             Ok(role) => role,

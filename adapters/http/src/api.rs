@@ -685,7 +685,7 @@ fn health_ok() -> Json<HealthView> {
 }
 
 /// The success of `result` as `ok` builds it, or its error narrowed to `R`.
-fn respond<T, E, R>(result: Result<T, E>, ok: impl FnOnce(T) -> R) -> R
+pub(crate) fn respond<T, E, R>(result: Result<T, E>, ok: impl FnOnce(T) -> R) -> R
 where
     ApiError: From<E>,
     R: From<ApiError>,
