@@ -4,7 +4,7 @@
 
 use crate::AuthService;
 use latchkey_domain::{
-    ports::StoreError, role_set, AccessClaims, AdminAction, AuthEvent, InvalidRole, Role,
+    ports::StoreError, role_set, AccessClaims, AdminAction, AuthEvent, EmailKey, InvalidRole, Role,
     SessionEndCause, User, UserFilter, UserId,
 };
 
@@ -13,7 +13,10 @@ pub const MAX_PAGE_SIZE: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("this needs an administrator with a verified email address")]
+    #[error(
+        "this needs an administrator: an access token issued with the admin role (refresh \
+         after being made one), of an enabled account with a verified email address"
+    )]
     Forbidden,
     #[error("no account has this id")]
     UserNotFound,
@@ -171,12 +174,13 @@ impl AuthService {
             .set_disabled(id, Some(now))
             .await?
             .ok_or(AdminError::UserNotFound)?;
+        self.end_all_sessions_of(id).await?;
+        // Said once it is all done: a disabling cut short is repeated, and audited then.
         self.record(AuthEvent::AdminAction {
             admin: admin.id,
             user: id,
             action: AdminAction::Disabled,
         });
-        self.end_all_sessions_of(id).await?;
         Ok(user)
     }
 
@@ -208,12 +212,13 @@ impl AuthService {
         if self.ports.users.find_by_id(id).await?.is_none() {
             return Err(AdminError::UserNotFound);
         }
+        let ended = self.end_all_sessions_of(id).await?;
         self.record(AuthEvent::AdminAction {
             admin: admin.id,
             user: id,
             action: AdminAction::SessionsEnded,
         });
-        Ok(self.end_all_sessions_of(id).await?)
+        Ok(ended)
     }
 
     async fn end_all_sessions_of(&self, id: UserId) -> Result<u64, StoreError> {
@@ -232,27 +237,66 @@ impl AuthService {
         Ok(ended)
     }
 
-    /// Makes the accounts of `ADMIN_EMAILS` that exist administrators (at start; accounts
-    /// registered later get the role at registration). Returns how many changed.
+    /// Makes the verified accounts of `ADMIN_EMAILS` enabled administrators (at start): the
+    /// way back when no administrator is left, or every one was disabled. Returns how many
+    /// changed.
     pub async fn grant_configured_admins(&self) -> Result<usize, StoreError> {
-        let mut granted = 0;
+        let mut changed = 0;
         for email in self.admin_emails.iter() {
-            let Some(user) = self.ports.users.find_by_email(email).await? else {
+            let Some(mut user) = self.ports.users.find_by_email(email).await? else {
                 continue;
             };
-            if user.is_admin() {
+            if user.email_verified_at.is_none() {
                 continue;
             }
-            let Ok(roles) = role_set(user.roles.iter().cloned().chain([Role::admin()])) else {
-                tracing::warn!(user_id = %user.id, "ADMIN_EMAILS: the account has the most roles an account may have; admin not added");
-                continue;
-            };
-            if self.ports.users.set_roles(user.id, &roles).await?.is_some() {
-                self.record(AuthEvent::AdminGrantedByConfiguration { user: user.id });
-                granted += 1;
+            if user.disabled_at.is_some() {
+                if let Some(enabled) = self.ports.users.set_disabled(user.id, None).await? {
+                    tracing::warn!(user_id = %user.id, "ADMIN_EMAILS: a disabled administrator was enabled again");
+                    user = enabled;
+                    changed += 1;
+                }
+            }
+            if self.grant_if_configured(user).await? {
+                changed += 1;
             }
         }
+        Ok(changed)
+    }
+
+    /// `ADMIN_EMAILS` applies to an account once its address is verified: anyone can register
+    /// an address before its owner does, but only the owner opens the mails sent to it.
+    pub(crate) async fn grant_if_configured(&self, user: User) -> Result<bool, StoreError> {
+        let configured = self.admin_emails.contains(&user.email.key());
+        if !configured || user.email_verified_at.is_none() || user.is_admin() {
+            return Ok(false);
+        }
+        let Ok(roles) = role_set(user.roles.iter().cloned().chain([Role::admin()])) else {
+            tracing::warn!(user_id = %user.id, "ADMIN_EMAILS: the account has the most roles an account may have; admin not added");
+            return Ok(false);
+        };
+        let granted = self.ports.users.set_roles(user.id, &roles).await?.is_some();
+        if granted {
+            self.record(AuthEvent::AdminGrantedByConfiguration { user: user.id });
+        }
         Ok(granted)
+    }
+
+    /// [`Self::grant_if_configured`] right after a mailed link verified `user`'s address; a
+    /// failure is logged (the next start grants it).
+    pub(crate) async fn grant_after_verification(&self, user: UserId, email: &str) {
+        let configured =
+            EmailKey::for_login(email).is_ok_and(|key| self.admin_emails.contains(&key));
+        if !configured {
+            return;
+        }
+        let outcome = match self.ports.users.find_by_id(user).await {
+            Ok(Some(account)) => self.grant_if_configured(account).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(user_id = %user, %error, "ADMIN_EMAILS: admin not granted after verification; the next start grants it");
+        }
     }
 }
 
@@ -335,7 +379,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disabling_marks_the_account_first_then_ends_its_sessions_and_says_who() {
+    async fn disabling_marks_the_account_first_then_ends_its_sessions_then_says_who() {
         let mut mocks = Mocks::new();
         caller_is(&mut mocks, Some(admin_user()));
         let mut order = Sequence::new();
@@ -368,18 +412,62 @@ mod tests {
         assert_eq!(
             events.taken(),
             [
-                AuthEvent::AdminAction {
-                    admin: user(1).id,
-                    user: user(2).id,
-                    action: AdminAction::Disabled
-                },
                 AuthEvent::SessionsEnded {
                     user: user(2).id,
                     session: None,
                     cause: SessionEndCause::Administrator
+                },
+                AuthEvent::AdminAction {
+                    admin: user(1).id,
+                    user: user(2).id,
+                    action: AdminAction::Disabled
                 }
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_disabling_the_store_cuts_short_is_not_audited_as_done() {
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        mocks.users.expect_set_disabled().returning(|_, at| {
+            Ok(Some(User {
+                disabled_at: at,
+                ..user(2)
+            }))
+        });
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Err(StoreError("timed out".into())));
+        let events = mocks.events.clone();
+        let err = mocks
+            .service()
+            .disable_user(&admin_claims(), user(2).id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AdminError::Store(_)));
+        assert_eq!(events.taken(), []);
+    }
+
+    #[tokio::test]
+    async fn at_start_a_disabled_configured_administrator_is_enabled_again() {
+        let mut mocks = Mocks::new();
+        mocks.admin_emails = vec![EmailKey::for_login("user1@example.com").unwrap()];
+        mocks.users.expect_find_by_email().returning(|_| {
+            Ok(Some(User {
+                disabled_at: Some(t0()),
+                ..admin_user()
+            }))
+        });
+        mocks
+            .users
+            .expect_set_disabled()
+            .withf(|id, at| *id == user(1).id && at.is_none())
+            .times(1)
+            .returning(|_, _| Ok(Some(admin_user())));
+        mocks.users.expect_set_roles().never();
+        assert_eq!(mocks.service().grant_configured_admins().await, Ok(1));
     }
 
     #[tokio::test]
@@ -510,23 +598,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn configured_emails_make_existing_accounts_administrators_once() {
+    async fn configured_emails_make_existing_verified_accounts_administrators_once() {
         let mut mocks = Mocks::new();
         mocks.admin_emails = [
             "user2@example.com",
             "user3@example.com",
+            "user4@example.com",
             "nobody@example.com",
         ]
         .iter()
-        .map(|email| latchkey_domain::EmailKey::for_login(email).unwrap())
+        .map(|email| EmailKey::for_login(email).unwrap())
         .collect();
-        mocks.users.expect_find_by_email().returning(|email| {
+        let verified = |n| User {
+            email_verified_at: Some(t0()),
+            ..user(n)
+        };
+        mocks.users.expect_find_by_email().returning(move |email| {
             Ok(match email.as_str() {
-                "user2@example.com" => Some(user(2)),
+                "user2@example.com" => Some(verified(2)),
                 "user3@example.com" => Some(User {
                     roles: vec![Role::user(), Role::admin()],
-                    ..user(3)
+                    ..verified(3)
                 }),
+                // Registered by anyone, maybe not the address's owner: not yet.
+                "user4@example.com" => Some(user(4)),
                 _ => None,
             })
         });

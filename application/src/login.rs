@@ -138,11 +138,13 @@ impl AuthService {
             ),
         };
         self.ports.sessions.insert(&session).await?;
-        self.end_if_password_changed(&session, &checked_hash, &password, command.client)
+        // The account as it is now: its roles go into the token.
+        let account = self
+            .end_if_password_changed(&session, &checked_hash, &password, command.client)
             .await?;
         let refresh_token = RefreshTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let tokens = self
-            .issue_tokens(&user, &session, refresh_token)
+            .issue_tokens(&account, &session, refresh_token)
             .await
             // 256 random bits colliding with a stored token: not a case worth a variant.
             .map_err(|e| {
@@ -171,7 +173,7 @@ impl AuthService {
         checked_hash: &PasswordHash,
         password: &Password,
         client: ClientNetwork,
-    ) -> Result<(), LoginError> {
+    ) -> Result<User, LoginError> {
         // Read after the session exists: an administrator disabling the account now either
         // shows here, or ends this session with the account's others.
         let account = self
@@ -194,7 +196,7 @@ impl AuthService {
             });
             return Err(LoginError::AccountDisabled);
         }
-        let check = match account {
+        let check = match &account {
             Some(account) if account.password_hash == *checked_hash => Ok(true),
             Some(account) => self
                 .verify(password, &account.password_hash)
@@ -202,8 +204,8 @@ impl AuthService {
                 .map(|matched| matched.is_some()),
             None => Ok(false),
         };
-        if matches!(check, Ok(true)) {
-            return Ok(());
+        if let (Ok(true), Some(account)) = (&check, account) {
+            return Ok(account);
         }
         // Also when the check could not run: a session must not outlive a doubt. Busy hashing
         // is said as such (503), not as a wrong password.

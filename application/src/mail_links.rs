@@ -131,6 +131,8 @@ impl AuthService {
         self.record(AuthEvent::EmailVerified {
             user: record.user_id,
         });
+        self.grant_after_verification(record.user_id, &record.email)
+            .await;
         Ok(())
     }
 
@@ -252,13 +254,20 @@ impl AuthService {
         };
         self.end_sessions_started_meanwhile(record.user_id, None)
             .await;
-        if let Err(error) = self
+        match self
             .ports
             .users
             .mark_email_verified(record.user_id, &record.email, now)
             .await
         {
-            tracing::warn!(user_id = %record.user_id, %error, "address not marked verified after a reset");
+            Ok(true) => {
+                self.grant_after_verification(record.user_id, &record.email)
+                    .await
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(user_id = %record.user_id, %error, "address not marked verified after a reset")
+            }
         }
         tracing::debug!(sessions_ended = ended, "sessions ended");
         self.record(AuthEvent::PasswordChanged {
@@ -366,6 +375,51 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(true));
         mocks.service().verify_email("link".into()).await.unwrap();
+    }
+
+    /// An address of `ADMIN_EMAILS` makes an administrator once verified, not before.
+    #[tokio::test]
+    async fn verifying_a_configured_admin_address_grants_the_admin_role() {
+        let mut mocks = Mocks::new();
+        mocks.admin_emails =
+            vec![latchkey_domain::EmailKey::for_login("USER1@example.com").unwrap()];
+        let mut tokens = MockMailTokenRepository::new();
+        tokens
+            .expect_consume()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        mocks.mail_tokens = Some(tokens);
+        mocks
+            .users
+            .expect_mark_email_verified()
+            .returning(|_, _, _| Ok(true));
+        mocks.users.expect_find_by_id().returning(|_| {
+            Ok(Some(User {
+                email_verified_at: Some(t0()),
+                ..user(1)
+            }))
+        });
+        mocks
+            .users
+            .expect_set_roles()
+            .withf(|id, roles| {
+                *id == user(1).id
+                    && roles
+                        == [
+                            latchkey_domain::Role::user(),
+                            latchkey_domain::Role::admin(),
+                        ]
+            })
+            .times(1)
+            .returning(|_, _| Ok(Some(user(1))));
+        let events = mocks.events.clone();
+        mocks.service().verify_email("link".into()).await.unwrap();
+        assert_eq!(
+            events.taken(),
+            [
+                AuthEvent::EmailVerified { user: user(1).id },
+                AuthEvent::AdminGrantedByConfiguration { user: user(1).id }
+            ]
+        );
     }
 
     #[tokio::test]

@@ -39,16 +39,13 @@ impl AuthService {
         self.spend::<RegisterError>(BudgetAction::Register, command.client)
             .await?;
         let password_hash = self.ports.hasher.hash(&password).await?;
-        let configured_admin = self.admin_emails.contains(&email.key());
         let user = User {
             id: UserId::from_uuid(self.ports.random.uuid()),
             email,
             password_hash,
-            roles: if configured_admin {
-                vec![Role::user(), Role::admin()]
-            } else {
-                vec![Role::user()]
-            },
+            // An address in `ADMIN_EMAILS` makes an administrator once it is verified: anyone
+            // can register it first.
+            roles: vec![Role::user()],
             created_at: self.ports.clock.now(),
             email_verified_at: None,
             disabled_at: None,
@@ -60,9 +57,6 @@ impl AuthService {
             InsertUserError::Store(e) => RegisterError::Store(e),
         })?;
         self.record(AuthEvent::Registered { user: user.id });
-        if user.is_admin() {
-            self.record(AuthEvent::AdminGrantedByConfiguration { user: user.id });
-        }
         // The account exists whatever happens here; "Send again" mails a new link. Counted
         // against the address's mail budget, so registering, deleting and registering again
         // cannot flood someone's inbox.

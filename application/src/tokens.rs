@@ -74,7 +74,14 @@ impl AuthService {
         };
         let claims = AccessClaims {
             subject: user.id,
-            roles: user.roles.clone(),
+            // `admin` needs a verified address: until then the role is the store's, not the
+            // token's, so no service reading the token takes a squatter for an administrator.
+            roles: user
+                .roles
+                .iter()
+                .filter(|role| !role.is_admin() || user.email_verified_at.is_some())
+                .cloned()
+                .collect(),
             session: session.id,
             token_id: self.ports.random.uuid(),
             issued_at: now,

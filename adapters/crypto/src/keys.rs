@@ -72,8 +72,13 @@ pub enum KeyError {
     UnexpectedBlock(String),
     #[error("holds a public key where a private key is needed")]
     PublicOnly,
-    #[error("is neither an Ed25519 key nor an RSA key of 2048 to 8192 bits")]
+    #[error(
+        "is neither an Ed25519 key nor an RSA key of 2048 to 4096 bits with an exponent of at \
+         least 65537"
+    )]
     Unsupported,
+    #[error("holds {0} PEM blocks; put one key in each file")]
+    SeveralKeys(usize),
     #[error("holds an {found} key, but JWT_ALGORITHM is {expected}")]
     WrongAlgorithm {
         expected: JwtAlgorithm,
@@ -94,8 +99,8 @@ pub struct VerifyingKey {
 
 /// RSA keys shorter than this are refused (RFC 7518 §3.3); ring refuses to sign with them too.
 const MIN_RSA_BITS: usize = 2048;
-/// ring's upper bound for RSA signing keys.
-const MAX_RSA_BITS: usize = 8192;
+/// ring's and the rsa crate's upper bound for RSA keys.
+const MAX_RSA_BITS: usize = 4096;
 
 /// What every Ed25519 SubjectPublicKeyInfo (RFC 8410 §4) starts with; the 32-byte key follows.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -150,7 +155,7 @@ impl VerifyingKey {
     /// A public key (`PUBLIC KEY`, or `RSA PUBLIC KEY`) or the public half of a private key,
     /// from PEM text: the keys that signed tokens still in use (`JWT_PREVIOUS_KEY_FILES`).
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
-        let block = pem::parse(text).map_err(|_| KeyError::NotPem)?;
+        let block = single_block(text)?;
         let der = block.contents();
         match block.tag() {
             "PUBLIC KEY" => {
@@ -212,7 +217,7 @@ impl SigningKey {
     /// An Ed25519 or RSA private key from PEM text: PKCS#8 (`PRIVATE KEY`, as
     /// `latchkey keygen` and `openssl genpkey` write it) or PKCS#1 (`RSA PRIVATE KEY`).
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
-        let block = pem::parse(text).map_err(|_| KeyError::NotPem)?;
+        let block = single_block(text)?;
         let der = block.contents();
         let rsa = |pair: RsaKeyPair| -> Result<Self, KeyError> {
             let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
@@ -292,6 +297,16 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("verifying", &self.verifying)
             .finish_non_exhaustive()
+    }
+}
+
+/// The one PEM block of a key file: a second key in it would be ignored without a word.
+fn single_block(text: &str) -> Result<pem::Pem, KeyError> {
+    let mut blocks = pem::parse_many(text).map_err(|_| KeyError::NotPem)?;
+    match blocks.len() {
+        0 => Err(KeyError::NotPem),
+        1 => Ok(blocks.remove(0)),
+        n => Err(KeyError::SeveralKeys(n)),
     }
 }
 
@@ -398,6 +413,11 @@ mod tests {
         assert_eq!(
             VerifyingKey::from_pem(&certificate).err(),
             Some(KeyError::UnexpectedBlock("CERTIFICATE".into()))
+        );
+        let two = format!("{ed}{ed}");
+        assert_eq!(
+            VerifyingKey::from_pem(&two).err(),
+            Some(KeyError::SeveralKeys(2))
         );
         let garbage = pem::encode(&pem::Pem::new("PRIVATE KEY", vec![0x30, 0x03, 1, 2, 3]));
         assert_eq!(

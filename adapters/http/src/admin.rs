@@ -201,7 +201,8 @@ admin_response!(SetRolesResponse {
 
 admin_response!(DisableUserResponse {
     /// The account, disabled (already disabled: unchanged). Its sessions have ended; its
-    /// access tokens are refused from the next request on, and logins get 403
+    /// access tokens are refused by latchkey from the next request on (services verifying
+    /// them on their own accept them until they expire), and logins get 403
     /// `account_disabled`.
     Disabled(AdminUserView),
     /// `bad_request`: the id is not a UUID.
@@ -369,10 +370,19 @@ impl AdminApi {
         /// The account's id.
         id: Path<Uuid>,
     ) -> DisableUserResponse {
-        respond(
-            service.disable_user(&auth.0, UserId::from_uuid(id.0)).await,
-            |user| DisableUserResponse::Disabled(Json(user.into())),
-        )
+        // Its own task: a client that hangs up must not leave the account marked disabled
+        // with its sessions still live.
+        let (service, caller) = (service.0.clone(), auth.0);
+        let disabling =
+            tokio::spawn(
+                async move { service.disable_user(&caller, UserId::from_uuid(id.0)).await },
+            );
+        match disabling.await {
+            Ok(result) => respond(result, |user| {
+                DisableUserResponse::Disabled(Json(user.into()))
+            }),
+            Err(failed) => ApiError::internal(&failed).into(),
+        }
     }
 
     /// Enable a disabled account: it may log in again.

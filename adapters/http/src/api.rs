@@ -122,7 +122,8 @@ enum LoginResponse {
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// `email_not_verified`: the password is right, but this server lets only verified emails
     /// log in (`REQUIRE_VERIFIED_EMAIL`); open the link in the verification mail, or reset the
-    /// password (a reset link verifies the email too).
+    /// password (a reset link verifies the email too). `account_disabled`: the password is
+    /// right, but an administrator disabled the account.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// `request_timeout`.

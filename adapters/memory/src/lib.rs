@@ -124,7 +124,7 @@ impl UserRepository for InMemoryUsers {
 
     async fn note_login(&self, id: UserId, at: DateTime<Utc>) -> Result<Option<User>, StoreError> {
         Ok(self.lock().get_mut(&id).map(|user| {
-            user.last_login_at = Some(at);
+            user.last_login_at = user.last_login_at.max(Some(at));
             user.clone()
         }))
     }

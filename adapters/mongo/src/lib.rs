@@ -384,7 +384,8 @@ impl UserRepository for MongoUsers {
     async fn note_login(&self, id: UserId, at: DateTime<Utc>) -> Result<Option<User>, StoreError> {
         self.update_and_read(
             id,
-            doc! { "$set": { "last_login_at": bson::DateTime::from_chrono(at) } },
+            // Two logins at once (two tabs) keep the later time, whichever writes last.
+            doc! { "$max": { "last_login_at": bson::DateTime::from_chrono(at) } },
         )
         .await
     }
@@ -448,6 +449,8 @@ impl UserRepository for MongoUsers {
                 .find(query)
                 .sort(doc! { "email_normalized": 1 })
                 .limit(limit)
+                // A filter that matches little walks far; the server stops when we stop waiting.
+                .max_time(self.timeout)
                 .await?
                 .try_collect()
                 .await

@@ -27,6 +27,8 @@ struct Detail {
 fn users_page<G: Html>(cx: Scope) -> View<G> {
     let rows = create_signal(cx, Vec::<Row>::new());
     let query = create_signal(cx, String::new());
+    // The query the rows answer: "More" and reloads go on with it, not with the box's text.
+    let searched = create_signal(cx, String::new());
     let next_cursor = create_signal(cx, Option::<String>::None);
     let list_error = create_signal(cx, Option::<String>::None);
     // Counts finished loads (tests wait on it); the latest load's number drops older answers.
@@ -34,23 +36,28 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
     let latest_load = create_signal(cx, 0u32);
 
     let detail = create_signal(cx, Option::<Detail>::None);
+    // As for the list: only the answer to the latest "Open" is shown.
+    let latest_open = create_signal(cx, 0u32);
     let roles_input = create_signal(cx, String::new());
     let detail_error = create_signal(cx, Option::<String>::None);
     let detail_status = create_signal(cx, Option::<String>::None);
     let working = create_signal(cx, false);
 
-    // `more`: the next page after what is shown; otherwise the first page of the search.
-    let search = move |more: bool| {
+    let search = move |load: Load| {
         #[cfg(client)]
         spawn_local_scoped(cx, async move {
             let this_load = *latest_load.get() + 1;
             latest_load.set(this_load);
+            if load == Load::New {
+                searched.set((*query.get()).clone());
+            }
+            let more = load == Load::More;
             let cursor = if more {
                 (*next_cursor.get()).clone()
             } else {
                 None
             };
-            let answer = crate::api::list_users((*query.get()).clone(), cursor).await;
+            let answer = crate::api::list_users((*searched.get()).clone(), cursor).await;
             if *latest_load.get() != this_load {
                 return;
             }
@@ -83,17 +90,24 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
             loads.set(*loads.get() + 1);
         });
         #[cfg(not(client))]
-        let _ = more;
+        let _ = load;
     };
 
+    // Never clears the messages: a reload after a change must not hide why it failed.
     let open = move |id: String| {
         #[cfg(client)]
         spawn_local_scoped(cx, async move {
+            let this_open = *latest_open.get() + 1;
+            latest_open.set(this_open);
             let Ok(uuid) = id.parse() else {
                 detail_error.set(Some("This account cannot be opened.".into()));
                 return;
             };
-            match crate::api::admin_user(uuid).await {
+            let answer = crate::api::admin_user(uuid).await;
+            if *latest_open.get() != this_open {
+                return;
+            }
+            match answer {
                 Ok(user) => {
                     roles_input.set(roles_text(user.roles.iter().map(|r| r.as_str())));
                     detail.set(Some(Detail {
@@ -106,7 +120,6 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                             .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
                             .unwrap_or_else(|| "never".into()),
                     }));
-                    detail_error.set(None);
                 }
                 Err(message) => detail_error.set(Some(message)),
             }
@@ -119,7 +132,7 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
     {
         crate::api::follow_other_tabs();
         if crate::api::session().is_signed_in() {
-            search(false);
+            search(Load::New);
         } else {
             crate::api::go_to_login();
         }
@@ -127,9 +140,9 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
 
     let on_search = move |event: sycamore::rt::Event| {
         event.prevent_default();
-        search(false);
+        search(Load::New);
     };
-    let on_more = move |_| search(true);
+    let on_more = move |_| search(Load::More);
 
     // Runs one change to the opened account, then shows the account and the list as they are.
     let change = move |what: Change| {
@@ -173,8 +186,14 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                     Err(message) => detail_error.set(Some(message)),
                 }
                 working.set(false);
-                open(opened.id);
-                search(false);
+                // Unless another account was opened meanwhile.
+                if (*detail.get())
+                    .as_ref()
+                    .is_some_and(|shown| shown.id == opened.id)
+                {
+                    open(opened.id);
+                }
+                search(Load::Again);
             });
         }
         #[cfg(not(client))]
@@ -208,7 +227,11 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                         iterable = rows,
                         view = move |cx, row| {
                             let id = row.id.clone();
-                            let on_open = move |_| open(id.clone());
+                            let on_open = move |_| {
+                                detail_error.set(None);
+                                detail_status.set(None);
+                                open(id.clone());
+                            };
                             let state = if row.disabled { "disabled" } else { "active" };
                             let details = format!("{} · {state}", row.roles);
                             let email = row.email.clone();
@@ -256,6 +279,13 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                                 button(class = "danger", id = "user-toggle", on:click = move |_| change(toggle), disabled = *working.get()) { (toggle_label) }
                                 button(class = "secondary", id = "user-end-sessions", on:click = move |_| change(Change::EndSessions), disabled = *working.get()) { "End sessions" }
                             }
+                            (if opened.disabled && opened.active_sessions > 0 {
+                                view! { cx, p(class = "alert", role = "alert", id = "user-live-sessions") {
+                                    "Disabled, but sessions are still live: disable again to end them."
+                                } }
+                            } else {
+                                view! { cx, }
+                            })
                             (match (*detail_status.get()).clone() {
                                 Some(message) => view! { cx, p(class = "notice", role = "status", id = "user-status") { (message) } },
                                 None => view! { cx, },
@@ -271,6 +301,17 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
             })
         }
     }
+}
+
+/// Which page of the list to load.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// The first page of what the search box says now.
+    New,
+    /// The page after those shown.
+    More,
+    /// The first page of the search shown, again (after a change).
+    Again,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
