@@ -4,8 +4,8 @@
 
 use crate::AuthService;
 use latchkey_domain::{
-    ports::StoreError, role_set, AccessClaims, AdminAction, AuthEvent, EmailKey, InvalidRole, Role,
-    SessionEndCause, User, UserFilter, UserId,
+    ports::StoreError, role_set, AccessClaims, AdminAction, AuthEvent, EmailAddress, EmailKey,
+    InvalidRole, Role, SessionEndCause, User, UserFilter, UserId,
 };
 
 /// The most accounts one page lists.
@@ -26,16 +26,23 @@ pub enum AdminError {
     OwnAccount,
     #[error(transparent)]
     InvalidRole(#[from] InvalidRole),
+    #[error("the cursor is not one a listing handed out")]
+    InvalidCursor,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// One page of a listing.
+/// One page of a listing, as asked: checked only once the caller is known to be an
+/// administrator (whoever is not learns nothing, not even that a parameter is wrong).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
-    pub filter: UserFilter,
-    /// Where the previous page ended ([`UserPage::next`]); `None` for the first page.
-    pub after: Option<String>,
+    /// The start of the email, in any case.
+    pub email_prefix: Option<String>,
+    /// A role name.
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    /// The [`UserPage::next`] of the previous page; `None` for the first page.
+    pub cursor: Option<String>,
     /// 1 to [`MAX_PAGE_SIZE`].
     pub limit: usize,
 }
@@ -43,7 +50,7 @@ pub struct UserQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPage {
     pub users: Vec<User>,
-    /// Where the next page starts, when there is one.
+    /// The cursor of the next page, when there is one.
     pub next: Option<String>,
 }
 
@@ -51,6 +58,23 @@ pub struct UserPage {
 pub struct UserDetail {
     pub user: User,
     pub active_sessions: usize,
+}
+
+/// A page ends at an account's lower-cased email; the cursor is its bytes in hex, so that it
+/// travels in a URL as it is.
+fn encode_cursor(key: &str) -> String {
+    key.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    if cursor.len() % 2 != 0 || cursor.len() > 2 * EmailAddress::MAX_LEN {
+        return None;
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(cursor.get(at..at + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 impl AuthService {
@@ -79,16 +103,24 @@ impl AuthService {
         query: UserQuery,
     ) -> Result<UserPage, AdminError> {
         self.administrator(caller).await?;
+        let filter = UserFilter {
+            email_prefix: query.email_prefix.filter(|prefix| !prefix.is_empty()),
+            role: query.role.as_deref().map(Role::parse).transpose()?,
+            disabled: query.disabled,
+        };
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|cursor| decode_cursor(cursor).ok_or(AdminError::InvalidCursor))
+            .transpose()?;
         let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
         // One more than asked tells whether a next page exists.
-        let mut users = self
-            .ports
-            .users
-            .list(&query.filter, query.after, limit + 1)
-            .await?;
+        let mut users = self.ports.users.list(&filter, after, limit + 1).await?;
         let next = if users.len() > limit {
             users.truncate(limit);
-            users.last().map(|user| user.email.normalized().to_owned())
+            users
+                .last()
+                .map(|user| encode_cursor(user.email.normalized()))
         } else {
             None
         };
@@ -544,6 +576,7 @@ mod tests {
                 .expect_list()
                 .withf(|filter, after, limit| {
                     filter.role == Some(Role::admin())
+                        && filter.email_prefix.is_none()
                         && after.as_deref() == Some("a@example.com")
                         && *limit == 3
                 })
@@ -553,11 +586,10 @@ mod tests {
                 .list_users(
                     &admin_claims(),
                     UserQuery {
-                        filter: UserFilter {
-                            role: Some(Role::admin()),
-                            ..UserFilter::default()
-                        },
-                        after: Some("a@example.com".into()),
+                        email_prefix: Some(String::new()),
+                        role: Some("admin".into()),
+                        disabled: None,
+                        cursor: Some(encode_cursor("a@example.com")),
                         limit: 2,
                     },
                 )
@@ -566,9 +598,50 @@ mod tests {
             assert_eq!(page.users.len(), 2);
             assert_eq!(
                 page.next,
-                expect_next.then(|| "user3@example.com".to_owned())
+                expect_next.then(|| encode_cursor("user3@example.com"))
             );
         }
+    }
+
+    #[tokio::test]
+    async fn bad_parameters_are_answered_to_administrators_only() {
+        let query = |role: &str, cursor: &str| UserQuery {
+            email_prefix: None,
+            role: Some(role.into()),
+            disabled: None,
+            cursor: Some(cursor.into()),
+            limit: 20,
+        };
+        let mut mocks = Mocks::new();
+        caller_is(&mut mocks, Some(admin_user()));
+        mocks.users.expect_list().never();
+        let service = mocks.service();
+        for cursor in ["x", "0g", "ff", &"61".repeat(255)] {
+            assert!(
+                matches!(
+                    service
+                        .list_users(&admin_claims(), query("admin", cursor))
+                        .await,
+                    Err(AdminError::InvalidCursor)
+                ),
+                "{cursor}"
+            );
+        }
+        assert!(matches!(
+            service
+                .list_users(&admin_claims(), query("Admin", "61"))
+                .await,
+            Err(AdminError::InvalidRole(_))
+        ));
+        let user_claims = claims_of(&user(1), vec![Role::user()]);
+        assert!(matches!(
+            service.list_users(&user_claims, query("Admin", "x")).await,
+            Err(AdminError::Forbidden)
+        ));
+        assert_eq!(
+            decode_cursor(&encode_cursor("zoë@example.com")).as_deref(),
+            Some("zoë@example.com")
+        );
     }
 
     #[tokio::test]

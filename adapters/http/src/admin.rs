@@ -3,14 +3,13 @@
 
 use crate::{
     api::respond,
-    error::{narrow, ApiError, ErrorCode, Status},
+    error::{narrow, ApiError},
     views::RoleView,
     ApiTags, BearerAuth, ErrorBody,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
 use latchkey_application::{AuthService, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
-use latchkey_domain::{EmailAddress, Role, User, UserFilter, UserId};
+use latchkey_domain::{User, UserId};
 use poem::web::Data;
 use poem_openapi::{
     param::{Path, Query},
@@ -88,7 +87,7 @@ impl From<UserPage> for UserPageView {
     fn from(page: UserPage) -> Self {
         Self {
             users: page.users.into_iter().map(Into::into).collect(),
-            next_cursor: page.next.map(|key| URL_SAFE_NO_PAD.encode(key)),
+            next_cursor: page.next,
         }
     }
 }
@@ -246,15 +245,6 @@ admin_response!(EndUserSessionsResponse {
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
 
-/// A cursor is the base64url of the last listed account's lower-cased email.
-fn decode_cursor(cursor: &str) -> Option<String> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|key| key.len() <= EmailAddress::MAX_LEN)
-}
-
 pub(crate) struct AdminApi;
 
 #[OpenApi(prefix_path = "/admin", tag = "ApiTags::Admin")]
@@ -275,42 +265,18 @@ impl AdminApi {
         /// Only disabled accounts (`true`) or only enabled ones (`false`).
         disabled: Query<Option<bool>>,
         /// The `next_cursor` of the previous page; absent for the first.
-        #[oai(validator(max_length = 400))]
+        #[oai(validator(max_length = 508))]
         cursor: Query<Option<String>>,
         /// Accounts per page, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ListUsersResponse {
-        let after = match cursor
-            .0
-            .as_deref()
-            .map(|cursor| decode_cursor(cursor).ok_or(cursor))
-        {
-            None => None,
-            Some(Ok(after)) => Some(after),
-            Some(Err(_)) => {
-                return ApiError::new(
-                    Status::BadRequest,
-                    ErrorCode::InvalidCursor,
-                    "the cursor is not one a listing handed out",
-                )
-                .into()
-            }
-        };
-        let role = match role.0.as_deref().map(Role::parse).transpose() {
-            Ok(role) => role,
-            Err(invalid) => {
-                return ApiError::from(latchkey_application::AdminError::from(invalid)).into()
-            }
-        };
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE) as usize;
         let query = UserQuery {
-            filter: UserFilter {
-                email_prefix: query.0.filter(|prefix| !prefix.is_empty()),
-                role,
-                disabled: disabled.0,
-            },
-            after,
+            email_prefix: query.0,
+            role: role.0,
+            disabled: disabled.0,
+            cursor: cursor.0,
             limit: limit.min(MAX_PAGE_SIZE),
         };
         respond(service.list_users(&auth.0, query).await, |page| {

@@ -615,6 +615,7 @@ impl From<AdminError> for ApiError {
             AdminError::InvalidRole(_) => {
                 Self::new(Status::Unprocessable, ErrorCode::InvalidRole, e)
             }
+            AdminError::InvalidCursor => Self::new(Status::BadRequest, ErrorCode::InvalidCursor, e),
             AdminError::Store(e) => Self::unavailable(&e),
         }
     }
