@@ -32,8 +32,8 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// One page of a listing, as asked: checked only once the caller is known to be an
-/// administrator (whoever is not learns nothing, not even that a parameter is wrong).
+/// One page of a listing, as asked: `role` and `cursor` are checked only once the caller is
+/// known to be an administrator (the HTTP layer checks types and ranges before).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserQuery {
     /// The start of the email, in any case.
@@ -67,7 +67,7 @@ fn encode_cursor(key: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<String> {
-    if cursor.len() % 2 != 0 || cursor.len() > 2 * EmailAddress::MAX_LEN {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 2 * EmailAddress::MAX_LEN {
         return None;
     }
     let bytes = (0..cursor.len())
@@ -206,13 +206,13 @@ impl AuthService {
             .set_disabled(id, Some(now))
             .await?
             .ok_or(AdminError::UserNotFound)?;
-        self.end_all_sessions_of(id).await?;
-        // Said once it is all done: a disabling cut short is repeated, and audited then.
+        // Audited as soon as it holds: the sessions' end has its own line, after it.
         self.record(AuthEvent::AdminAction {
             admin: admin.id,
             user: id,
             action: AdminAction::Disabled,
         });
+        self.end_all_sessions_of(id).await?;
         Ok(user)
     }
 
@@ -271,7 +271,7 @@ impl AuthService {
 
     /// Makes the verified accounts of `ADMIN_EMAILS` enabled administrators (at start): the
     /// way back when no administrator is left, or every one was disabled. Returns how many
-    /// changed.
+    /// accounts changed.
     pub async fn grant_configured_admins(&self) -> Result<usize, StoreError> {
         let mut changed = 0;
         for email in self.admin_emails.iter() {
@@ -281,14 +281,15 @@ impl AuthService {
             if user.email_verified_at.is_none() {
                 continue;
             }
+            let mut enabled = false;
             if user.disabled_at.is_some() {
-                if let Some(enabled) = self.ports.users.set_disabled(user.id, None).await? {
-                    tracing::warn!(user_id = %user.id, "ADMIN_EMAILS: a disabled administrator was enabled again");
-                    user = enabled;
-                    changed += 1;
+                if let Some(account) = self.ports.users.set_disabled(user.id, None).await? {
+                    self.record(AuthEvent::AdminEnabledByConfiguration { user: user.id });
+                    user = account;
+                    enabled = true;
                 }
             }
-            if self.grant_if_configured(user).await? {
+            if self.grant_if_configured(user).await? || enabled {
                 changed += 1;
             }
         }
@@ -411,7 +412,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disabling_marks_the_account_first_then_ends_its_sessions_then_says_who() {
+    async fn disabling_marks_the_account_first_then_ends_its_sessions_and_says_who() {
         let mut mocks = Mocks::new();
         caller_is(&mut mocks, Some(admin_user()));
         let mut order = Sequence::new();
@@ -444,22 +445,24 @@ mod tests {
         assert_eq!(
             events.taken(),
             [
-                AuthEvent::SessionsEnded {
-                    user: user(2).id,
-                    session: None,
-                    cause: SessionEndCause::Administrator
-                },
                 AuthEvent::AdminAction {
                     admin: user(1).id,
                     user: user(2).id,
                     action: AdminAction::Disabled
+                },
+                AuthEvent::SessionsEnded {
+                    user: user(2).id,
+                    session: None,
+                    cause: SessionEndCause::Administrator
                 }
             ]
         );
     }
 
+    /// The account is disabled (and audited so) even when ending its sessions fails; the
+    /// sessions' end is not claimed.
     #[tokio::test]
-    async fn a_disabling_the_store_cuts_short_is_not_audited_as_done() {
+    async fn a_disabling_the_store_cuts_short_is_audited_as_far_as_it_got() {
         let mut mocks = Mocks::new();
         caller_is(&mut mocks, Some(admin_user()));
         mocks.users.expect_set_disabled().returning(|_, at| {
@@ -479,7 +482,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, AdminError::Store(_)));
-        assert_eq!(events.taken(), []);
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::AdminAction {
+                admin: user(1).id,
+                user: user(2).id,
+                action: AdminAction::Disabled
+            }]
+        );
     }
 
     #[tokio::test]
@@ -499,7 +509,12 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(Some(admin_user())));
         mocks.users.expect_set_roles().never();
+        let events = mocks.events.clone();
         assert_eq!(mocks.service().grant_configured_admins().await, Ok(1));
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::AdminEnabledByConfiguration { user: user(1).id }]
+        );
     }
 
     #[tokio::test]

@@ -497,14 +497,26 @@ mod tests {
     /// was stored.
     fn expect_session_then_account_hash(mocks: &mut Mocks, hash: PasswordHash) {
         account_hash_on_reread(mocks, hash);
-        mocks.random.expect_secret_bytes().return_const([9u8; 32]);
-        mocks.random.expect_uuid().return_const(fixed_uuid(42));
-        mocks.sessions.expect_insert().returning(|_| Ok(()));
-        mocks.refresh_tokens.expect_insert().returning(|_| Ok(None));
+        session_stored(mocks);
         mocks
             .access_tokens
             .expect_encode()
             .returning(|_| Ok("jwt".into()));
+    }
+
+    /// User 1 is found and the password is right, and its hash is as configured.
+    fn right_password_of_user1(mocks: &mut Mocks) {
+        finds_user1(mocks);
+        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+        mocks.hasher.expect_needs_rehash().return_const(false);
+    }
+
+    /// The session and refresh token of a login are stored.
+    fn session_stored(mocks: &mut Mocks) {
+        mocks.random.expect_secret_bytes().return_const([9u8; 32]);
+        mocks.random.expect_uuid().return_const(fixed_uuid(42));
+        mocks.sessions.expect_insert().returning(|_| Ok(()));
+        mocks.refresh_tokens.expect_insert().returning(|_| Ok(None));
     }
 
     fn account_hash_on_reread(mocks: &mut Mocks, hash: PasswordHash) {
@@ -663,13 +675,41 @@ mod tests {
         ));
     }
 
+    /// Roles changed while the password was checked: the token carries the account as re-read
+    /// after the session was stored.
+    #[tokio::test]
+    async fn the_token_carries_the_roles_of_the_account_as_re_read() {
+        let mut mocks = Mocks::new();
+        right_password_of_user1(&mut mocks);
+        session_stored(&mut mocks);
+        let billing = latchkey_domain::Role::parse("billing").unwrap();
+        let reread = vec![latchkey_domain::Role::user(), billing];
+        let stored = reread.clone();
+        mocks.users.expect_note_login().returning(move |_, _| {
+            Ok(Some(User {
+                roles: stored.clone(),
+                ..user(1)
+            }))
+        });
+        mocks
+            .access_tokens
+            .expect_encode()
+            .withf(move |claims| claims.roles == reread)
+            .times(1)
+            .returning(|_| Ok("jwt".into()));
+        let pair = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+        assert_eq!(pair.access_token, "jwt");
+    }
+
     /// An administrator disabled the account between the password check and the session.
     #[tokio::test]
     async fn a_login_racing_a_disabling_ends_its_own_session() {
         let mut mocks = Mocks::new();
-        finds_user1(&mut mocks);
-        mocks.hasher.expect_verify().returning(|_, _| Ok(true));
-        mocks.hasher.expect_needs_rehash().return_const(false);
+        right_password_of_user1(&mut mocks);
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
         mocks
             .sessions

@@ -506,61 +506,84 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_sets_the_password_uses_up_the_link_and_ends_every_session() {
-        let mut mocks = Mocks::new();
-        let mut order = mockall::Sequence::new();
-        let mut tokens = MockMailTokenRepository::new();
-        tokens
-            .expect_find()
-            .withf(|h, p, now| presented_link()(h, p, now) && *p == MailTokenPurpose::ResetPassword)
-            .returning(|_, p, _| Ok(Some(link_of(p))));
-        mocks
-            .users
-            .expect_find_by_id()
-            .returning(|_| Ok(Some(user(1))));
-        mocks
-            .hasher
-            .expect_hash()
-            .withf(|p| p.expose() == "a brand new passphrase")
-            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
-        tokens
-            .expect_consume()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_, p, _| Ok(Some(link_of(p))));
-        // Sessions end before the password changes, and again after it.
-        mocks
-            .sessions
-            .expect_revoke_all_of_user()
-            .withf(|u, _, keep| *u == user(1).id && keep.is_none())
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_, _, _| Ok(2));
-        mocks
-            .users
-            .expect_replace_password_hash()
-            .withf(|_, current, new| {
-                *current == user(1).password_hash && new.as_str() == "$argon2id$new"
-            })
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_, _, _| Ok(true));
-        mocks
-            .sessions
-            .expect_revoke_all_of_user()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(|_, _, _| Ok(0));
-        mocks.mail_tokens = Some(tokens);
-        mocks
-            .users
-            .expect_mark_email_verified()
-            .times(1)
-            .returning(|_, _, _| Ok(true));
-        mocks
-            .service()
-            .reset_password("link".into(), "a brand new passphrase".into())
-            .await
-            .unwrap();
+        // An address of `ADMIN_EMAILS` is proven by the reset link: its account becomes an
+        // administrator then.
+        for configured in [false, true] {
+            let mut mocks = Mocks::new();
+            if configured {
+                mocks.admin_emails =
+                    vec![latchkey_domain::EmailKey::for_login("user1@example.com").unwrap()];
+                mocks
+                    .users
+                    .expect_set_roles()
+                    .withf(|id, roles| *id == user(1).id && roles.iter().any(|r| r.is_admin()))
+                    .times(1)
+                    .returning(|_, _| Ok(Some(user(1))));
+            }
+            let mut order = mockall::Sequence::new();
+            let mut tokens = MockMailTokenRepository::new();
+            tokens
+                .expect_find()
+                .withf(|h, p, now| {
+                    presented_link()(h, p, now) && *p == MailTokenPurpose::ResetPassword
+                })
+                .returning(|_, p, _| Ok(Some(link_of(p))));
+            mocks.users.expect_find_by_id().returning(|_| {
+                Ok(Some(User {
+                    email_verified_at: Some(t0()),
+                    ..user(1)
+                }))
+            });
+            mocks
+                .hasher
+                .expect_hash()
+                .withf(|p| p.expose() == "a brand new passphrase")
+                .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+            tokens
+                .expect_consume()
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, p, _| Ok(Some(link_of(p))));
+            // Sessions end before the password changes, and again after it.
+            mocks
+                .sessions
+                .expect_revoke_all_of_user()
+                .withf(|u, _, keep| *u == user(1).id && keep.is_none())
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(2));
+            mocks
+                .users
+                .expect_replace_password_hash()
+                .withf(|_, current, new| {
+                    *current == user(1).password_hash && new.as_str() == "$argon2id$new"
+                })
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(true));
+            mocks
+                .sessions
+                .expect_revoke_all_of_user()
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(0));
+            mocks.mail_tokens = Some(tokens);
+            mocks
+                .users
+                .expect_mark_email_verified()
+                .times(1)
+                .returning(|_, _, _| Ok(true));
+            let events = mocks.events.clone();
+            mocks
+                .service()
+                .reset_password("link".into(), "a brand new passphrase".into())
+                .await
+                .unwrap();
+            let granted = events
+                .taken()
+                .contains(&AuthEvent::AdminGrantedByConfiguration { user: user(1).id });
+            assert_eq!(granted, configured);
+        }
     }
 
     #[tokio::test]

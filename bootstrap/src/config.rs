@@ -157,8 +157,7 @@ pub struct Config {
     pub abuse: AbusePolicy,
     pub passwords: PasswordSettings,
     pub mail: MailConfig,
-    /// `ADMIN_EMAILS`: these accounts are administrators (granted at registration and at
-    /// start).
+    /// `ADMIN_EMAILS`: these accounts are administrators once their address is verified.
     pub admin_emails: Vec<EmailKey>,
 }
 

@@ -164,7 +164,10 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         .await
         .context("ADMIN_EMAILS could not be applied: the data store does not answer")?;
     if granted > 0 {
-        tracing::info!(granted, "ADMIN_EMAILS: accounts made administrators");
+        tracing::info!(
+            accounts = granted,
+            "ADMIN_EMAILS: accounts made (enabled) administrators"
+        );
     }
     let readiness = Readiness::new();
     check_store(&service, &readiness, config.store.operation_timeout).await;

@@ -66,8 +66,13 @@ pub enum AuthEvent {
         user: UserId,
         action: AdminAction,
     },
-    /// `ADMIN_EMAILS` made an account an administrator (at registration or at start).
+    /// `ADMIN_EMAILS` made an account an administrator (once its address was verified, or at
+    /// start).
     AdminGrantedByConfiguration {
+        user: UserId,
+    },
+    /// `ADMIN_EMAILS` enabled a disabled administrator again at start.
+    AdminEnabledByConfiguration {
         user: UserId,
     },
 }
@@ -142,6 +147,7 @@ impl AuthEvent {
             Self::AccountDeleted { .. } => "account_deleted",
             Self::AdminAction { .. } => "admin_action",
             Self::AdminGrantedByConfiguration { .. } => "admin_granted_by_configuration",
+            Self::AdminEnabledByConfiguration { .. } => "admin_enabled_by_configuration",
         }
     }
 
@@ -157,7 +163,8 @@ impl AuthEvent {
             | Self::EmailVerified { user }
             | Self::AccountDeleted { user }
             | Self::AdminAction { user, .. }
-            | Self::AdminGrantedByConfiguration { user } => Some(user),
+            | Self::AdminGrantedByConfiguration { user }
+            | Self::AdminEnabledByConfiguration { user } => Some(user),
             Self::LoginFailed { user, .. } | Self::LoginThrottled { user, .. } => user,
             Self::RefreshRefused { .. } => None,
         }

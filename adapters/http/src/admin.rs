@@ -8,7 +8,9 @@ use crate::{
     ApiTags, BearerAuth, ErrorBody,
 };
 use chrono::{DateTime, Utc};
-use latchkey_application::{AuthService, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
+use latchkey_application::{
+    AdminError, AuthService, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE,
+};
 use latchkey_domain::{User, UserId};
 use poem::web::Data;
 use poem_openapi::{
@@ -245,6 +247,19 @@ admin_response!(EndUserSessionsResponse {
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
 
+/// Runs `work` in a task of its own, in the request's span: a client that hangs up must not
+/// cut a use case between its writes (an account marked disabled with its sessions live), nor
+/// between a write and its audit line.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, AdminError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    use tracing::Instrument;
+    match tokio::spawn(work.in_current_span()).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(failed) => Err(ApiError::internal(&failed)),
+    }
+}
+
 pub(crate) struct AdminApi;
 
 #[OpenApi(prefix_path = "/admin", tag = "ApiTags::Admin")]
@@ -336,19 +351,13 @@ impl AdminApi {
         /// The account's id.
         id: Path<Uuid>,
     ) -> DisableUserResponse {
-        // Its own task: a client that hangs up must not leave the account marked disabled
-        // with its sessions still live.
         let (service, caller) = (service.0.clone(), auth.0);
-        let disabling =
-            tokio::spawn(
-                async move { service.disable_user(&caller, UserId::from_uuid(id.0)).await },
-            );
-        match disabling.await {
-            Ok(result) => respond(result, |user| {
-                DisableUserResponse::Disabled(Json(user.into()))
-            }),
-            Err(failed) => ApiError::internal(&failed).into(),
-        }
+        let disabled =
+            to_the_end(async move { service.disable_user(&caller, UserId::from_uuid(id.0)).await })
+                .await;
+        respond(disabled, |user| {
+            DisableUserResponse::Disabled(Json(user.into()))
+        })
     }
 
     /// Enable a disabled account: it may log in again.
@@ -383,15 +392,17 @@ impl AdminApi {
         /// The account's id.
         id: Path<Uuid>,
     ) -> EndUserSessionsResponse {
-        respond(
+        let (service, caller) = (service.0.clone(), auth.0);
+        let ended = to_the_end(async move {
             service
-                .end_user_sessions(&auth.0, UserId::from_uuid(id.0))
-                .await,
-            |ended| {
-                EndUserSessionsResponse::Ended(Json(EndedSessionsView {
-                    ended_sessions: ended,
-                }))
-            },
-        )
+                .end_user_sessions(&caller, UserId::from_uuid(id.0))
+                .await
+        })
+        .await;
+        respond(ended, |ended| {
+            EndUserSessionsResponse::Ended(Json(EndedSessionsView {
+                ended_sessions: ended,
+            }))
+        })
     }
 }

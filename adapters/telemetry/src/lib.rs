@@ -74,6 +74,9 @@ fn log(event: &AuthEvent) {
         AuthEvent::AdminGrantedByConfiguration { .. } => tracing::info!(
             target: "audit", event = name, user_id, "account made administrator by ADMIN_EMAILS"
         ),
+        AuthEvent::AdminEnabledByConfiguration { .. } => tracing::warn!(
+            target: "audit", event = name, user_id, "disabled administrator enabled again by ADMIN_EMAILS"
+        ),
     }
 }
 
@@ -101,7 +104,8 @@ fn count(event: &AuthEvent) {
         | AuthEvent::EmailVerified { .. }
         | AuthEvent::AccountDeleted { .. }
         | AuthEvent::AdminAction { .. }
-        | AuthEvent::AdminGrantedByConfiguration { .. } => {}
+        | AuthEvent::AdminGrantedByConfiguration { .. }
+        | AuthEvent::AdminEnabledByConfiguration { .. } => {}
     }
 }
 

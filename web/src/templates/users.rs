@@ -38,6 +38,8 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
     let detail = create_signal(cx, Option::<Detail>::None);
     // As for the list: only the answer to the latest "Open" is shown.
     let latest_open = create_signal(cx, 0u32);
+    // The account the administrator last opened: what a change's outcome is about, or not.
+    let wanted = create_signal(cx, String::new());
     let roles_input = create_signal(cx, String::new());
     let detail_error = create_signal(cx, Option::<String>::None);
     let detail_status = create_signal(cx, Option::<String>::None);
@@ -50,6 +52,8 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
             latest_load.set(this_load);
             if load == Load::New {
                 searched.set((*query.get()).clone());
+                // Until this search answers, "More" would mix it with the last one.
+                next_cursor.set(None);
             }
             let more = load == Load::More;
             let cursor = if more {
@@ -149,7 +153,11 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
         if *working.get() {
             return;
         }
-        let Some(opened) = (*detail.get()).clone() else {
+        // Not while another account is being opened: the card is about to change.
+        let Some(opened) = (*detail.get())
+            .clone()
+            .filter(|shown| *wanted.get() == shown.id)
+        else {
             return;
         };
         #[cfg(client)]
@@ -181,16 +189,14 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                         }
                     },
                 };
-                match outcome {
-                    Ok(message) => detail_status.set(Some(message)),
-                    Err(message) => detail_error.set(Some(message)),
-                }
                 working.set(false);
-                // Unless another account was opened meanwhile.
-                if (*detail.get())
-                    .as_ref()
-                    .is_some_and(|shown| shown.id == opened.id)
-                {
+                // Said and shown only if that account is still the one wanted: another may
+                // have been opened meanwhile.
+                if *wanted.get() == opened.id {
+                    match outcome {
+                        Ok(message) => detail_status.set(Some(message)),
+                        Err(message) => detail_error.set(Some(message)),
+                    }
                     open(opened.id);
                 }
                 search(Load::Again);
@@ -230,6 +236,7 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                             let on_open = move |_| {
                                 detail_error.set(None);
                                 detail_status.set(None);
+                                wanted.set(id.clone());
                                 open(id.clone());
                             };
                             let state = if row.disabled { "disabled" } else { "active" };
@@ -281,7 +288,7 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
                             }
                             (if opened.disabled && opened.active_sessions > 0 {
                                 view! { cx, p(class = "alert", role = "alert", id = "user-live-sessions") {
-                                    "Disabled, but sessions are still live: disable again to end them."
+                                    "Disabled, but sessions are still live: end them with \"End sessions\"."
                                 } }
                             } else {
                                 view! { cx, }
