@@ -178,4 +178,51 @@ mod tests {
         );
         assert!(!text.contains("outcome=\"succeeded\""), "{text}");
     }
+
+    /// The JSON lines `event` writes to the log.
+    fn audit_lines(event: AuthEvent) -> Vec<serde_json::Value> {
+        use std::sync::{Arc, Mutex};
+        let written = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || AuditLog.record(event));
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_admin_action_names_the_account_the_action_and_the_administrator() {
+        let admin = UserId::from_uuid(uuid::Uuid::from_bytes([1; 16]));
+        let user = UserId::from_uuid(uuid::Uuid::from_bytes([2; 16]));
+        let lines = audit_lines(AuthEvent::AdminAction {
+            admin,
+            user,
+            action: latchkey_domain::AdminAction::Disabled,
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["target"], "audit");
+        let fields = &line["fields"];
+        assert_eq!(fields["event"], "admin_action");
+        assert_eq!(fields["action"], "disabled");
+        assert_eq!(fields["user_id"], user.to_string());
+        assert_eq!(fields["admin_id"], admin.to_string());
+    }
 }
