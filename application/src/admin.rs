@@ -358,6 +358,15 @@ mod tests {
         }
     }
 
+    /// What user 1, the administrator, did to user 2.
+    fn by_admin_1_on_user_2(action: AdminAction) -> AuthEvent {
+        AuthEvent::AdminAction {
+            admin: user(1).id,
+            user: user(2).id,
+            action,
+        }
+    }
+
     fn admin_claims() -> AccessClaims {
         claims_of(&admin_user(), vec![Role::user(), Role::admin()])
     }
@@ -445,11 +454,7 @@ mod tests {
         assert_eq!(
             events.taken(),
             [
-                AuthEvent::AdminAction {
-                    admin: user(1).id,
-                    user: user(2).id,
-                    action: AdminAction::Disabled
-                },
+                by_admin_1_on_user_2(AdminAction::Disabled),
                 AuthEvent::SessionsEnded {
                     user: user(2).id,
                     session: None,
@@ -484,11 +489,7 @@ mod tests {
         assert!(matches!(err, AdminError::Store(_)));
         assert_eq!(
             events.taken(),
-            [AuthEvent::AdminAction {
-                admin: user(1).id,
-                user: user(2).id,
-                action: AdminAction::Disabled
-            }]
+            [by_admin_1_on_user_2(AdminAction::Disabled)]
         );
     }
 
@@ -573,11 +574,7 @@ mod tests {
         assert_eq!(changed.roles, expected);
         assert_eq!(
             events.taken(),
-            [AuthEvent::AdminAction {
-                admin: user(1).id,
-                user: user(2).id,
-                action: AdminAction::RolesChanged
-            }]
+            [by_admin_1_on_user_2(AdminAction::RolesChanged)]
         );
     }
 

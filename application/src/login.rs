@@ -504,6 +504,18 @@ mod tests {
             .returning(|_| Ok("jwt".into()));
     }
 
+    /// The login's own session (uuid 42) is revoked, and no token is issued for it.
+    fn expects_its_own_session_ended(mocks: &mut Mocks) {
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
+            .times(1)
+            .returning(|_, _| Ok(true));
+        mocks.refresh_tokens.expect_insert().never();
+        mocks.access_tokens.expect_encode().never();
+    }
+
     /// User 1 is found and the password is right, and its hash is as configured.
     fn right_password_of_user1(mocks: &mut Mocks) {
         finds_user1(mocks);
@@ -592,13 +604,7 @@ mod tests {
         mocks.random.expect_uuid().return_const(fixed_uuid(42));
         mocks.sessions.expect_insert().returning(|_| Ok(()));
         account_hash_on_reread(&mut mocks, PasswordHash::new("$argon2id$other".into()));
-        mocks
-            .sessions
-            .expect_revoke()
-            .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
-            .times(1)
-            .returning(|_, _| Ok(true));
-        mocks.refresh_tokens.expect_insert().never();
+        expects_its_own_session_ended(&mut mocks);
         let err = mocks
             .service()
             .login(command("user1@example.com", "right password"))
@@ -630,14 +636,7 @@ mod tests {
                     ..user(1)
                 }))
             });
-            mocks
-                .sessions
-                .expect_revoke()
-                .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
-                .times(1)
-                .returning(|_, _| Ok(true));
-            mocks.refresh_tokens.expect_insert().never();
-            mocks.access_tokens.expect_encode().never();
+            expects_its_own_session_ended(&mut mocks);
             let err = mocks
                 .service()
                 .login(command("user1@example.com", "old password"))
@@ -726,14 +725,7 @@ mod tests {
                     ..user(1)
                 }))
             });
-        mocks
-            .sessions
-            .expect_revoke()
-            .withf(|id, _| *id == FamilyId::from_uuid(fixed_uuid(42)))
-            .times(1)
-            .returning(|_, _| Ok(true));
-        mocks.refresh_tokens.expect_insert().never();
-        mocks.access_tokens.expect_encode().never();
+        expects_its_own_session_ended(&mut mocks);
         let err = mocks
             .service()
             .login(command("user1@example.com", "right password"))

@@ -208,8 +208,9 @@ impl Browser {
         .await
     }
 
-    async fn text_of(&self, css: &str) -> String {
-        eventually(&format!("text in {css}"), PATIENCE, || async {
+    /// The text of `css` once `accepted` takes it (described by `what` when it never does).
+    async fn text_where(&self, css: &str, what: &str, accepted: impl Fn(&str) -> bool) -> String {
+        eventually(&format!("{css} to be {what}"), PATIENCE, || async {
             let text = self
                 .client
                 .find(Locator::Css(css))
@@ -218,32 +219,25 @@ impl Browser {
                 .text()
                 .await
                 .map_err(|e| e.to_string())?;
-            if text.trim().is_empty() {
-                Err("empty".to_owned())
-            } else {
+            if accepted(&text) {
                 Ok(text)
-            }
-        })
-        .await
-    }
-
-    async fn wait_for_text(&self, css: &str, expected: &str) {
-        eventually(&format!("{css} to say {expected:?}"), PATIENCE, || async {
-            let text = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .map_err(|e| e.to_string())?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
-            if text.trim() == expected {
-                Ok(())
             } else {
                 Err(format!("it says {text:?}"))
             }
         })
         .await
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.text_where(css, "not empty", |text| !text.trim().is_empty())
+            .await
+    }
+
+    async fn wait_for_text(&self, css: &str, expected: &str) {
+        self.text_where(css, &format!("{expected:?}"), |text| {
+            text.trim() == expected
+        })
+        .await;
     }
 
     async fn attribute(&self, css: &str, name: &str) -> Option<String> {

@@ -4,7 +4,7 @@
 use crate::{
     api::respond,
     error::{narrow, ApiError},
-    views::RoleView,
+    views::{RoleView, UserView},
     ApiTags, BearerAuth, ErrorBody,
 };
 use chrono::{DateTime, Utc};
@@ -21,16 +21,11 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-/// An account as administrators see it.
+/// An account as administrators see it: what its owner sees, and its standing.
 #[derive(Object, Debug)]
 pub struct AdminUserView {
-    pub id: Uuid,
-    /// As registered (letter case kept).
-    pub email: String,
-    /// Always includes `user`.
-    pub roles: Vec<RoleView>,
-    pub created_at: DateTime<Utc>,
-    pub email_verified: bool,
+    #[oai(flatten)]
+    pub account: UserView,
     /// Disabled accounts cannot log in and have no sessions.
     pub disabled: bool,
     /// When it was disabled, while it is.
@@ -44,14 +39,10 @@ pub struct AdminUserView {
 impl From<User> for AdminUserView {
     fn from(user: User) -> Self {
         Self {
-            id: user.id.as_uuid(),
-            email: user.email.as_str().to_owned(),
-            roles: user.roles.into_iter().map(RoleView::from).collect(),
-            created_at: user.created_at,
-            email_verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             disabled_at: user.disabled_at,
             last_login_at: user.last_login_at,
+            account: user.into(),
         }
     }
 }
