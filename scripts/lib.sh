@@ -8,6 +8,7 @@ SECANTUS_VERSION="0.7.0b3"
 SCHEMATHESIS_VERSION="4.32.5"
 AIOSMTPD_VERSION="1.4.6"
 PYJWT_VERSION="2.15.1"
+OPENAPI_PYTHON_CLIENT_VERSION="0.29.1"
 
 # A step heading on stderr; SCRIPT_TAG (e.g. "[site] ") prefixes it.
 step() { printf '\n==> %s%s\n' "${SCRIPT_TAG:-}" "$*" >&2; }
@@ -78,6 +79,15 @@ docker_up() {
   fi
 }
 
+# debian_mirror: prints the URL of the Debian mirror this machine's apt uses (the first active
+# source, one-line `deb URL ...` or deb822 `URIs: URL`, whose URL ends in /debian: the security
+# archive's does not), or nothing when there is none.
+debian_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+    2>/dev/null | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
+    | awk 'NR == 1 { print $1 }' || true
+}
+
 # secantus_image: prints the name of a local image with SecantusDB (a MongoDB wire-compatible
 # server from PyPI) on a debootstrapped Debian (python3, ca-certificates), built once (about a
 # minute): nothing can be pulled on our CI machines. Needs docker_up first.
@@ -85,13 +95,18 @@ secantus_image() {
   local image="latchkey-secantus:$SECANTUS_VERSION"
   if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
     step "building image $image with debootstrap (once, about a minute)"
-    # The Debian mirror this machine's apt already uses (active source files only).
+    # The Debian mirror this machine's apt already uses; there is no other to fall back on.
     local mirror rootfs="$DOCKER_WORK/rootfs"
-    mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-      | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -1 || true)"
+    mirror="$(debian_mirror)"
+    if [[ -z "$mirror" ]]; then
+      echo "no Debian mirror in this machine's apt sources (/etc/apt/sources.list," \
+        "/etc/apt/sources.list.d/*.list, /etc/apt/sources.list.d/*.sources): debootstrap needs" \
+        "the one apt uses, an active source whose URL ends in /debian" >&2
+      exit 1
+    fi
     rm -rf "$rootfs"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-      bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >"$DOCKER_WORK/debootstrap.log" 2>&1 \
+      bookworm "$rootfs" "$mirror" >"$DOCKER_WORK/debootstrap.log" 2>&1 \
       || { tail -20 "$DOCKER_WORK/debootstrap.log" >&2; exit 1; }
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     # pip's registry settings (a mirror, if the machine uses one) travel into the image build.

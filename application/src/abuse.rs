@@ -11,7 +11,7 @@ use governor::{
 };
 use latchkey_domain::{
     ports::StoreError, Backoff, BucketState, BudgetAction, ClientNetwork, EmailKey, FailureRecord,
-    ThrottleKey,
+    ThrottleKey, UserId,
 };
 use std::{cell::Cell, num::NonZeroU32, time::Duration};
 
@@ -230,21 +230,41 @@ impl AuthService {
         self.policy.session_max_age + chrono::Duration::days(30)
     }
 
-    /// After a successful login: the attempt was no failure, earlier ones are forgiven, and
-    /// the network is remembered as one the account uses. Best effort: a store error here
-    /// must not turn a right password into an error.
-    pub(crate) async fn forgive_login_failures(&self, claim: LoginClaim, now: DateTime<Utc>) {
+    /// After the right password: the attempt was no failure, and earlier ones are forgiven.
+    /// Best effort: a store error here must not turn a right password into an error.
+    pub(crate) async fn forgive_login_failures(&self, claim: &LoginClaim) {
         let throttle = &self.ports.throttle;
         for key in &claim.counted_under {
             if let Err(error) = throttle.clear_failures(key).await {
-                tracing::warn!(%error, "failed logins not cleared after a successful login");
+                tracing::warn!(%error, "failed logins not cleared after the right password");
             }
         }
-        if let Err(error) = throttle
+    }
+
+    /// After a login that handed out tokens, and only then: the network is remembered as one
+    /// the account uses. A right password refused after all (a disabled account, an address
+    /// not verified) earns no such mark. Best effort, like forgiving.
+    pub(crate) async fn remember_login_network(&self, claim: LoginClaim, now: DateTime<Utc>) {
+        if let Err(error) = self
+            .ports
+            .throttle
             .remember(&claim.known, now, now + self.known_network_memory())
             .await
         {
             tracing::warn!(%error, "network of a successful login not remembered");
+        }
+    }
+
+    /// Forgets what the account's password earned or cost: its failed logins (from anywhere
+    /// and from each network) and the networks it logged in from. Called once its password
+    /// changed (a change by the owner, a reset) or the account is gone, so that neither a
+    /// block nor a "known network" outlives the password it was about. Best effort: the
+    /// password has changed whatever happens here, so a store error is logged, not answered.
+    pub(crate) async fn forget_account_throttling(&self, user: UserId, email: &EmailKey) {
+        for prefix in ThrottleKey::account_prefixes(email, &self.key_pepper) {
+            if let Err(error) = self.ports.throttle.forget_with_prefix(&prefix).await {
+                tracing::warn!(user_id = %user, %error, "failed logins and known networks of an account not forgotten");
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    AuthEvent, ClientNetwork, FamilyId, LoginFailure, MailTokenPurpose, Password,
+    AuthEvent, BudgetAction, ClientNetwork, FamilyId, LoginFailure, MailTokenPurpose, Password,
     PasswordChangeKind, PasswordError, SessionEndCause, User, UserId,
 };
 
@@ -43,7 +43,8 @@ pub enum AccountError {
         "the password was changed by another request meanwhile (your other sessions may have ended); try again with the new one"
     )]
     PasswordChangedMeanwhile,
-    /// Confirming passwords is guessing them too: the login backoff applies.
+    /// Confirming passwords is guessing them too, and hashing: the network's login budget and
+    /// the login backoff apply.
     #[error(transparent)]
     Throttled(#[from] Throttled),
     #[error(transparent)]
@@ -89,6 +90,8 @@ impl AuthService {
         // Also after a failed swap: its write may have landed though its answer was lost.
         self.end_sessions_started_meanwhile(user.id, keep).await;
         swapped?;
+        self.forget_account_throttling(user.id, &user.email.key())
+            .await;
         // A reset link mailed before must not undo the change.
         if let Err(error) = self
             .ports
@@ -175,6 +178,8 @@ impl AuthService {
         self.ports.users.delete(user.id).await?;
         // Gone for good from here: what follows only tidies up after it.
         self.record(AuthEvent::AccountDeleted { user: user.id });
+        self.forget_account_throttling(user.id, &user.email.key())
+            .await;
         self.ports.sessions.delete_all_of_user(user.id).await?;
         self.ports
             .refresh_tokens
@@ -197,14 +202,29 @@ impl AuthService {
             .ok_or(AccountError::AccountGone)
     }
 
-    /// Checks the account's password as a login would: counted against the same failure
-    /// budget first, so a stolen access token cannot guess the password faster than a login.
+    /// Checks the account's password as a login would: paid from the network's login budget
+    /// first (every check runs argon2, and a change hashes once more, so a few accounts must
+    /// not keep the hashing queue full), then counted against the same failure budget, so a
+    /// stolen access token cannot guess the password faster than a login. A right password
+    /// forgives the failures but marks no network as known: only a login does.
     async fn confirm_password(
         &self,
         user: &User,
         password: &Password,
         client: ClientNetwork,
     ) -> Result<(), AccountError> {
+        if let Err(error) = self
+            .spend::<AccountError>(BudgetAction::Login, client)
+            .await
+        {
+            if matches!(error, AccountError::Throttled(_)) {
+                self.record(AuthEvent::LoginThrottled {
+                    user: Some(user.id),
+                    client,
+                });
+            }
+            return Err(error);
+        }
         let now = self.ports.clock.now();
         let claim = match self
             .claim_login_attempt(&user.email.key(), client, now)
@@ -227,7 +247,7 @@ impl AuthService {
             });
             return Err(AccountError::WrongPassword);
         }
-        self.forgive_login_failures(claim, now).await;
+        self.forgive_login_failures(&claim).await;
         Ok(())
     }
 }
@@ -236,7 +256,10 @@ impl AuthService {
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use latchkey_domain::PasswordHash;
+    use latchkey_domain::{
+        ports::MockThrottleStore, BucketState, FailureRecord, KeyPepper, PasswordHash, ThrottleKey,
+    };
+    use mockall::Sequence;
 
     fn change(current: &str, new: &str) -> ChangePasswordCommand {
         ChangePasswordCommand {
@@ -471,6 +494,259 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, AccountError::WrongPassword));
+    }
+
+    fn network() -> ClientNetwork {
+        ClientNetwork::of("192.0.2.9".parse().unwrap())
+    }
+
+    /// A login budget of one request every 30 s.
+    fn small_login_budget(mocks: &mut Mocks) {
+        mocks.abuse.login = Some(crate::Budget {
+            burst: std::num::NonZeroU32::new(1).unwrap(),
+            replenish_every: std::time::Duration::from_secs(30),
+        });
+    }
+
+    /// No failed logins counted yet, and every count and clearing works.
+    fn no_failures_yet(throttle: &mut MockThrottleStore) {
+        throttle.expect_failures().returning(|_, _| Ok(None));
+        throttle.expect_record_failure().returning(|_, at, _| {
+            Ok(FailureRecord {
+                count: 1,
+                last_failure_at: at,
+            })
+        });
+        throttle.expect_clear_failures().returning(|_| Ok(()));
+    }
+
+    /// User 1's failed logins and known networks are forgotten, next in `order`; the store
+    /// fails to when `fails`.
+    fn forgets_user1(throttle: &mut MockThrottleStore, order: &mut Sequence, fails: bool) {
+        // The service's pepper in the tests.
+        let pepper = KeyPepper::new([3; 32]);
+        let prefixes = ThrottleKey::account_prefixes(&user(1).email.key(), &pepper);
+        for prefix in prefixes {
+            throttle
+                .expect_forget_with_prefix()
+                .withf(move |p| *p == prefix)
+                .times(1)
+                .in_sequence(order)
+                .returning(move |_| {
+                    if fails {
+                        Err(StoreError("down".into()))
+                    } else {
+                        Ok(())
+                    }
+                });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_change_spends_the_networks_login_budget_before_any_hash() {
+        let mut mocks = Mocks::new();
+        small_login_budget(&mut mocks);
+        let mut order = Sequence::new();
+        let mut throttle = MockThrottleStore::new();
+        throttle
+            .expect_bucket()
+            .withf(|key, _| key.as_str() == "budget:login:192.0.2.9")
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _| Ok(None));
+        throttle
+            .expect_replace_bucket()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _, _, _| Ok(true));
+        no_failures_yet(&mut throttle);
+        throttle.expect_forget_with_prefix().returning(|_| Ok(()));
+        mocks.throttle = Some(throttle);
+        finds_user1_by_id(&mut mocks);
+        mocks
+            .hasher
+            .expect_verify()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|p, _| Ok(p.expose() == "old password"));
+        mocks
+            .hasher
+            .expect_hash()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .returning(|_, _, _| Ok(true));
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Ok(0));
+        let command = ChangePasswordCommand {
+            client: network(),
+            ..change("old password", "a new passphrase")
+        };
+        mocks.service().change_password(command).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_spent_login_budget_refuses_a_change_or_a_deletion_before_any_hash() {
+        for deleting in [false, true] {
+            let mut mocks = Mocks::new();
+            small_login_budget(&mut mocks);
+            let mut throttle = MockThrottleStore::new();
+            // Paid for until 20 s from now.
+            let spent = BucketState(
+                (t0() + chrono::Duration::seconds(20))
+                    .timestamp_nanos_opt()
+                    .unwrap() as u64,
+            );
+            throttle
+                .expect_bucket()
+                .withf(|key, _| key.as_str() == "budget:login:192.0.2.9")
+                .returning(move |_, _| Ok(Some(spent)));
+            throttle.expect_replace_bucket().never();
+            throttle.expect_record_failure().never();
+            mocks.throttle = Some(throttle);
+            finds_user1_by_id(&mut mocks);
+            mocks.hasher.expect_verify().never();
+            mocks.hasher.expect_hash().never();
+            mocks.users.expect_delete().never();
+            mocks.users.expect_replace_password_hash().never();
+            let events = mocks.events.clone();
+            let service = mocks.service();
+            let outcome = if deleting {
+                let command = DeleteAccountCommand {
+                    client: network(),
+                    ..delete("my password")
+                };
+                service.delete_account(command).await
+            } else {
+                let command = ChangePasswordCommand {
+                    client: network(),
+                    ..change("old password", "a new passphrase")
+                };
+                service.change_password(command).await
+            };
+            let err = outcome.unwrap_err();
+            assert!(
+                matches!(err, AccountError::Throttled(Throttled::Budget { retry_after }) if retry_after == std::time::Duration::from_secs(20)),
+                "{err:?}"
+            );
+            assert_eq!(
+                events.taken(),
+                [AuthEvent::LoginThrottled {
+                    user: Some(user(1).id),
+                    client: network(),
+                }]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_weak_new_password_costs_no_budget() {
+        let mut mocks = Mocks::new();
+        small_login_budget(&mut mocks);
+        let mut throttle = MockThrottleStore::new();
+        throttle.expect_bucket().never();
+        mocks.throttle = Some(throttle);
+        finds_user1_by_id(&mut mocks);
+        let err = mocks
+            .service()
+            .change_password(change("old password", "password123"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::WeakPassword(_)));
+    }
+
+    /// A confirmation forgives failures like a login, but a network earns a mark only by a
+    /// login; once the password changed, the account's counts and marks are forgotten.
+    #[tokio::test]
+    async fn a_changed_password_forgets_the_accounts_failed_logins_and_known_networks() {
+        for store_fails in [false, true] {
+            let mut mocks = Mocks::new();
+            let mut order = Sequence::new();
+            finds_user1_by_id(&mut mocks);
+            password_is(&mut mocks, "old password");
+            mocks
+                .hasher
+                .expect_hash()
+                .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+            mocks
+                .sessions
+                .expect_revoke_all_of_user()
+                .returning(|_, _, _| Ok(0));
+            mocks
+                .users
+                .expect_replace_password_hash()
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(true));
+            let mut throttle = MockThrottleStore::new();
+            no_failures_yet(&mut throttle);
+            throttle.expect_remember().never();
+            forgets_user1(&mut throttle, &mut order, store_fails);
+            mocks.throttle = Some(throttle);
+            // Best effort: the password has changed whatever the store says.
+            mocks
+                .service()
+                .change_password(change("old password", "a new passphrase"))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_current_password_forgets_nothing() {
+        let mut mocks = Mocks::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "old password");
+        let mut throttle = MockThrottleStore::new();
+        no_failures_yet(&mut throttle);
+        throttle.expect_forget_with_prefix().never();
+        mocks.throttle = Some(throttle);
+        let err = mocks
+            .service()
+            .change_password(change("guess", "a new passphrase"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::WrongPassword));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_account_leaves_no_failed_logins_or_known_networks_behind() {
+        let mut mocks = Mocks::new();
+        let mut order = Sequence::new();
+        finds_user1_by_id(&mut mocks);
+        password_is(&mut mocks, "my password");
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Ok(1));
+        mocks
+            .users
+            .expect_delete()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(true));
+        mocks
+            .sessions
+            .expect_delete_all_of_user()
+            .returning(|_| Ok(()));
+        mocks
+            .refresh_tokens
+            .expect_delete_all_of_user()
+            .returning(|_| Ok(()));
+        let mut throttle = MockThrottleStore::new();
+        no_failures_yet(&mut throttle);
+        forgets_user1(&mut throttle, &mut order, false);
+        mocks.throttle = Some(throttle);
+        mocks
+            .service()
+            .delete_account(delete("my password"))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

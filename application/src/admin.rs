@@ -8,8 +8,18 @@ use latchkey_domain::{
     InvalidRole, Role, SessionEndCause, User, UserFilter, UserId,
 };
 
-/// The most accounts one page lists.
+/// The most entries one page of a listing holds (accounts, or one's own sessions).
 pub const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorGrantError {
+    #[error("no account has this email; register it first")]
+    NoSuchAccount,
+    #[error("the account has the most roles an account may have; remove one first")]
+    TooManyRoles,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -57,7 +67,8 @@ pub struct UserPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserDetail {
     pub user: User,
-    pub active_sessions: usize,
+    /// Live sessions, as the store counts them (none is read).
+    pub active_sessions: u64,
 }
 
 /// A page ends at an account's lower-cased email; the cursor is its bytes in hex, so that it
@@ -143,9 +154,8 @@ impl AuthService {
         let active_sessions = self
             .ports
             .sessions
-            .list_active(id, self.ports.clock.now())
-            .await?
-            .len();
+            .count_active(id, self.liveness(self.ports.clock.now()))
+            .await?;
         Ok(UserDetail {
             user,
             active_sessions,
@@ -269,16 +279,16 @@ impl AuthService {
         Ok(ended)
     }
 
-    /// Makes the verified accounts of `ADMIN_EMAILS` enabled administrators (at start): the
-    /// way back when no administrator is left, or every one was disabled. Returns how many
-    /// accounts changed.
+    /// Makes the accounts of `ADMIN_EMAILS` whose mailbox holder set the password in force
+    /// enabled administrators (at start): the way back when no administrator is left, or
+    /// every one was disabled. Returns how many accounts changed.
     pub async fn grant_configured_admins(&self) -> Result<usize, StoreError> {
         let mut changed = 0;
         for email in self.admin_emails.iter() {
             let Some(mut user) = self.ports.users.find_by_email(email).await? else {
                 continue;
             };
-            if user.email_verified_at.is_none() {
+            if !user.owned_by_mailbox_holder() {
                 continue;
             }
             let mut enabled = false;
@@ -296,11 +306,12 @@ impl AuthService {
         Ok(changed)
     }
 
-    /// `ADMIN_EMAILS` applies to an account once its address is verified: anyone can register
-    /// an address before its owner does, but only the owner opens the mails sent to it.
+    /// `ADMIN_EMAILS` applies to an account once the mailbox's holder has set its password
+    /// through a mailed link: anyone can register an address, and choose its password, before
+    /// its owner does; verifying the address alone would hand the role to that password.
     pub(crate) async fn grant_if_configured(&self, user: User) -> Result<bool, StoreError> {
         let configured = self.admin_emails.contains(&user.email.key());
-        if !configured || user.email_verified_at.is_none() || user.is_admin() {
+        if !configured || !user.owned_by_mailbox_holder() || user.is_admin() {
             return Ok(false);
         }
         let Ok(roles) = role_set(user.roles.iter().cloned().chain([Role::admin()])) else {
@@ -314,22 +325,42 @@ impl AuthService {
         Ok(granted)
     }
 
-    /// [`Self::grant_if_configured`] right after a mailed link verified `user`'s address; a
-    /// failure is logged (the next start grants it).
-    pub(crate) async fn grant_after_verification(&self, user: UserId, email: &str) {
-        let configured =
-            EmailKey::for_login(email).is_ok_and(|key| self.admin_emails.contains(&key));
-        if !configured {
-            return;
+    /// [`Self::grant_if_configured`] for the account as stored now (right after a reset).
+    pub(crate) async fn grant_if_configured_by_id(&self, user: UserId) -> Result<(), StoreError> {
+        if self.admin_emails.is_empty() {
+            return Ok(());
         }
-        let outcome = match self.ports.users.find_by_id(user).await {
-            Ok(Some(account)) => self.grant_if_configured(account).await.map(|_| ()),
-            Ok(None) => Ok(()),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(user_id = %user, %error, "ADMIN_EMAILS: admin not granted after verification; the next start grants it");
+        if let Some(account) = self.ports.users.find_by_id(user).await? {
+            self.grant_if_configured(account).await?;
         }
+        Ok(())
+    }
+
+    /// `latchkey admin grant EMAIL`: an operator, who runs the server and so needs no mail to
+    /// prove anything, makes the account with `email` an enabled administrator with a verified
+    /// address. Returns the account as it is now.
+    #[tracing::instrument(name = "admin_grant_by_operator", skip_all)]
+    pub async fn grant_admin_by_operator(&self, email: &str) -> Result<User, OperatorGrantError> {
+        let key = EmailKey::for_login(email).map_err(|_| OperatorGrantError::NoSuchAccount)?;
+        let users = &self.ports.users;
+        let user = users
+            .find_by_email(&key)
+            .await?
+            .ok_or(OperatorGrantError::NoSuchAccount)?;
+        users
+            .mark_email_verified(user.id, user.email.normalized(), self.ports.clock.now())
+            .await?;
+        if user.disabled_at.is_some() {
+            users.set_disabled(user.id, None).await?;
+        }
+        let roles = role_set(user.roles.iter().cloned().chain([Role::admin()]))
+            .map_err(|_| OperatorGrantError::TooManyRoles)?;
+        let user = users
+            .set_roles(user.id, &roles)
+            .await?
+            .ok_or(OperatorGrantError::NoSuchAccount)?;
+        self.record(AuthEvent::AdminGrantedByOperator { user: user.id });
+        Ok(user)
     }
 }
 
@@ -343,6 +374,7 @@ mod tests {
         User {
             roles: vec![Role::user(), Role::admin()],
             email_verified_at: Some(t0()),
+            password_set_by_mailbox_owner_at: Some(t0()),
             ..user(1)
         }
     }
@@ -657,6 +689,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_detail_counts_live_sessions_in_the_store_without_reading_them() {
+        let mut mocks = Mocks::sessions_strict();
+        caller_is(&mut mocks, Some(admin_user()));
+        mocks
+            .users
+            .expect_find_by_id()
+            .withf(|id| *id == user(2).id)
+            .returning(|_| Ok(Some(user(2))));
+        mocks
+            .sessions
+            .expect_count_active()
+            .withf(|id, live| {
+                *id == user(2).id
+                    && live.now == t0()
+                    && live.used_after == t0() - chrono::Duration::days(14)
+            })
+            .times(1)
+            .returning(|_, _| Ok(7));
+        mocks.sessions.expect_list_active().never();
+        let detail = mocks
+            .service()
+            .get_user(&admin_claims(), user(2).id)
+            .await
+            .unwrap();
+        assert_eq!(detail.active_sessions, 7);
+        assert_eq!(detail.user, user(2));
+    }
+
+    #[tokio::test]
     async fn an_unknown_account_is_not_found() {
         let mut mocks = Mocks::new();
         caller_is(&mut mocks, Some(admin_user()));
@@ -683,12 +744,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn configured_emails_make_existing_verified_accounts_administrators_once() {
+    async fn configured_emails_make_accounts_whose_mailbox_holder_set_the_password_administrators_once(
+    ) {
         let mut mocks = Mocks::new();
         mocks.admin_emails = [
             "user2@example.com",
             "user3@example.com",
             "user4@example.com",
+            "user5@example.com",
             "nobody@example.com",
         ]
         .iter()
@@ -698,15 +761,21 @@ mod tests {
             email_verified_at: Some(t0()),
             ..user(n)
         };
+        let reset_by_mail = move |n| User {
+            password_set_by_mailbox_owner_at: Some(t0()),
+            ..verified(n)
+        };
         mocks.users.expect_find_by_email().returning(move |email| {
             Ok(match email.as_str() {
-                "user2@example.com" => Some(verified(2)),
+                "user2@example.com" => Some(reset_by_mail(2)),
                 "user3@example.com" => Some(User {
                     roles: vec![Role::user(), Role::admin()],
-                    ..verified(3)
+                    ..reset_by_mail(3)
                 }),
                 // Registered by anyone, maybe not the address's owner: not yet.
                 "user4@example.com" => Some(user(4)),
+                // Verified, but the password may still be a squatter's (pre-hijacking).
+                "user5@example.com" => Some(verified(5)),
                 _ => None,
             })
         });
@@ -722,5 +791,66 @@ mod tests {
             events.taken(),
             [AuthEvent::AdminGrantedByConfiguration { user: user(2).id }]
         );
+    }
+
+    #[tokio::test]
+    async fn an_operator_grant_verifies_enables_and_makes_an_administrator() {
+        let mut mocks = Mocks::new();
+        let mut order = Sequence::new();
+        mocks
+            .users
+            .expect_find_by_email()
+            .withf(|key| key.as_str() == "user1@example.com")
+            .returning(|_| {
+                Ok(Some(User {
+                    disabled_at: Some(t0()),
+                    ..user(1)
+                }))
+            });
+        mocks
+            .users
+            .expect_mark_email_verified()
+            .withf(|id, email, _| *id == user(1).id && email == "user1@example.com")
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        mocks
+            .users
+            .expect_set_disabled()
+            .withf(|id, at| *id == user(1).id && at.is_none())
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _| Ok(Some(user(1))));
+        mocks
+            .users
+            .expect_set_roles()
+            .withf(|id, roles| *id == user(1).id && roles == [Role::user(), Role::admin()])
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _| Ok(Some(admin_user())));
+        let events = mocks.events.clone();
+        let granted = mocks
+            .service()
+            .grant_admin_by_operator(" USER1@example.com")
+            .await
+            .unwrap();
+        assert!(granted.is_admin());
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::AdminGrantedByOperator { user: user(1).id }]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operator_grant_for_an_unknown_address_changes_nothing() {
+        let mut mocks = Mocks::new();
+        mocks.users.expect_find_by_email().returning(|_| Ok(None));
+        mocks.users.expect_set_roles().never();
+        let err = mocks
+            .service()
+            .grant_admin_by_operator("nobody@example.com")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OperatorGrantError::NoSuchAccount));
     }
 }

@@ -17,16 +17,16 @@ mod tokens;
 
 pub use abuse::{AbusePolicy, Budget, Throttled};
 pub use account::{AccountError, ChangePasswordCommand, DeleteAccountCommand};
-pub use admin::{AdminError, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
+pub use admin::{AdminError, OperatorGrantError, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
 pub use authenticate::AuthenticateError;
 pub use current_user::CurrentUserError;
 pub use login::{LoginCommand, LoginError};
 pub use logout::LogoutCommand;
-pub use mail_links::{MailLinkError, MailPolicy, SendLinkError};
+pub use mail_links::{EmailVerified, MailLinkError, MailPolicy, SendLinkError, VerifyEmailCommand};
 pub use refresh::{RefreshCommand, RefreshError};
 pub use register::{RegisterCommand, RegisterError};
 pub use service::{AuthService, Policies, Ports, SessionPolicy};
-pub use sessions::{EndSessionError, SessionSummary};
+pub use sessions::{EndSessionError, ListSessionsError, SessionPage, SessionQuery, SessionSummary};
 pub use tokens::TokenPair;
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl AuthService {
             });
             return Err(LoginError::InvalidCredentials);
         };
-        self.forgive_login_failures(claim, now).await;
+        self.forgive_login_failures(&claim).await;
         // Said only to whoever knows the password, like `EmailNotVerified`.
         if user.disabled_at.is_some() {
             self.record(AuthEvent::LoginFailed {
@@ -132,6 +132,7 @@ impl AuthService {
             created_at: now,
             expires_at: now + self.policy.session_max_age,
             revoked_at: None,
+            last_used_at: now,
             origin: SessionOrigin::new(
                 command.user_agent.as_deref(),
                 (command.client != ClientNetwork::Unknown).then(|| command.client.to_string()),
@@ -154,11 +155,15 @@ impl AuthService {
                     ))
                 })
             })?;
+        // Only a login that hands out tokens marks its network as one the account uses.
+        self.remember_login_network(claim, now).await;
         self.record(AuthEvent::LoginSucceeded {
             user: user.id,
             session: session.id,
             client: command.client,
         });
+        // Past `MAX_SESSIONS_PER_USER`, the least recently used sessions end (never this one).
+        self.end_sessions_past_the_cap(&session).await;
         Ok(tokens)
     }
 
@@ -481,6 +486,66 @@ mod tests {
         assert!(matches!(err, LoginError::InvalidPassword(_)));
     }
 
+    #[tokio::test]
+    async fn a_completed_login_past_the_cap_ends_the_least_recently_used_session() {
+        let mut mocks = Mocks::sessions_strict();
+        right_password_of_user1(&mut mocks);
+        expect_session(&mut mocks);
+        mocks
+            .sessions
+            .expect_least_recently_used_beyond()
+            .withf(|u, live, keep, _| *u == user(1).id && live.now == t0() && *keep == 100)
+            .times(1)
+            .returning(|_, _, _, _| Ok(vec![family(5)]));
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|id, _| *id == family(5))
+            .times(1)
+            .returning(|_, _| Ok(true));
+        let events = mocks.events.clone();
+
+        mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            events.taken(),
+            [
+                AuthEvent::LoginSucceeded {
+                    user: user(1).id,
+                    session: family(42),
+                    client: ClientNetwork::Unknown,
+                },
+                AuthEvent::SessionsEnded {
+                    user: user(1).id,
+                    session: Some(family(5)),
+                    cause: latchkey_domain::SessionEndCause::SessionLimit,
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_stays_good_when_ending_sessions_past_the_cap_fails() {
+        let mut mocks = Mocks::sessions_strict();
+        right_password_of_user1(&mut mocks);
+        expect_session(&mut mocks);
+        mocks
+            .sessions
+            .expect_least_recently_used_beyond()
+            .times(1)
+            .returning(|_, _, _, _| Err(StoreError("timed out".into())));
+        let pair = mocks
+            .service()
+            .login(command("user1@example.com", "right password"))
+            .await
+            .unwrap();
+        assert_eq!(pair.access_token, "jwt");
+    }
+
     fn finds_user1(mocks: &mut Mocks) {
         mocks
             .users
@@ -672,6 +737,63 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    /// Only a login that hands out tokens marks its network as one the account uses: a right
+    /// password refused after all is forgiven as a guess, but earns no mark.
+    #[tokio::test]
+    async fn a_right_password_refused_after_all_does_not_mark_its_network_as_known() {
+        for refusal in ["disabled", "unverified", "disabled meanwhile"] {
+            let mut mocks = Mocks::new();
+            mocks.mail.require_verified_email = true;
+            let found = User {
+                disabled_at: (refusal == "disabled").then(t0),
+                email_verified_at: (refusal != "unverified").then(t0),
+                ..user(1)
+            };
+            mocks
+                .users
+                .expect_find_by_email()
+                .returning(move |_| Ok(Some(found.clone())));
+            mocks.hasher.expect_verify().returning(|_, _| Ok(true));
+            mocks.hasher.expect_needs_rehash().return_const(false);
+            if refusal == "disabled meanwhile" {
+                mocks.random.expect_uuid().return_const(fixed_uuid(42));
+                mocks.sessions.expect_insert().returning(|_| Ok(()));
+                mocks.users.expect_note_login().returning(|_, _| {
+                    Ok(Some(User {
+                        disabled_at: Some(t0()),
+                        email_verified_at: Some(t0()),
+                        ..user(1)
+                    }))
+                });
+                expects_its_own_session_ended(&mut mocks);
+            }
+            let mut throttle = MockThrottleStore::new();
+            throttle.expect_failures().returning(|_, _| Ok(None));
+            throttle
+                .expect_record_failure()
+                .times(2)
+                .returning(counted_as(1));
+            throttle
+                .expect_clear_failures()
+                .times(2)
+                .returning(|_| Ok(()));
+            throttle.expect_remember().never();
+            mocks.throttle = Some(throttle);
+            let err = mocks
+                .service()
+                .login(command("user1@example.com", "right password"))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LoginError::AccountDisabled | LoginError::EmailNotVerified
+                ),
+                "{refusal}: {err:?}"
+            );
+        }
     }
 
     /// Roles changed while the password was checked: the token carries the account as re-read

@@ -3,9 +3,9 @@
 use crate::{AuthService, Throttled};
 use latchkey_domain::{
     ports::{HashingError, StoreError},
-    AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, Mail, MailTokenPurpose,
-    MailTokenRecord, MailTokenSecret, Password, PasswordChangeKind, PasswordError, PasswordHash,
-    SessionEndCause, ThrottleKey, User, UserId,
+    AccessClaims, AuthEvent, BudgetAction, ClientNetwork, EmailError, EmailKey, Mail,
+    MailTokenPurpose, MailTokenRecord, MailTokenSecret, Password, PasswordChangeKind,
+    PasswordError, PasswordHash, SessionEndCause, ThrottleKey, User, UserId,
 };
 
 /// How mailed links behave.
@@ -15,6 +15,24 @@ pub struct MailPolicy {
     pub reset_link_ttl: chrono::Duration,
     /// Whether a login needs a verified address.
     pub require_verified_email: bool,
+}
+
+#[derive(Debug)]
+pub struct VerifyEmailCommand {
+    /// The token of the mailed link.
+    pub token: String,
+    /// The account the verifying browser is signed in to, if any.
+    pub signed_in_as: Option<AccessClaims>,
+}
+
+#[derive(Debug)]
+pub struct EmailVerified {
+    /// Every session of the account started before ended: the verifying browser was not
+    /// signed in to it.
+    pub sessions_ended: bool,
+    /// With `sessions_ended`: a reset link's token for the mailbox holder ("this was not me:
+    /// set a new password"), valid as long as a mailed reset link.
+    pub reset_token: Option<MailTokenSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +75,26 @@ impl AuthService {
         user: &User,
         purpose: MailTokenPurpose,
     ) -> Result<(), StoreError> {
+        let token = self
+            .issue_link(user.id, user.email.normalized(), purpose)
+            .await?;
+        let to = user.email.clone();
+        self.ports.outbox.enqueue(match purpose {
+            MailTokenPurpose::VerifyEmail => Mail::VerifyEmail { to, token },
+            MailTokenPurpose::ResetPassword => Mail::ResetPassword { to, token },
+        });
+        tracing::info!(user_id = %user.id, purpose = purpose.as_str(), "mail with a link queued");
+        Ok(())
+    }
+
+    /// Stores a new token of `purpose` for the account `user` with the (normalised) address
+    /// `email`; every earlier one of that purpose stops working.
+    async fn issue_link(
+        &self,
+        user: UserId,
+        email: &str,
+        purpose: MailTokenPurpose,
+    ) -> Result<MailTokenSecret, StoreError> {
         let token = MailTokenSecret::from_random_bytes(self.ports.random.secret_bytes());
         let now = self.ports.clock.now();
         let ttl = match purpose {
@@ -65,20 +103,14 @@ impl AuthService {
         };
         let record = MailTokenRecord {
             token_hash: token.hash(),
-            user_id: user.id,
+            user_id: user,
             purpose,
-            email: user.email.normalized().to_owned(),
+            email: email.to_owned(),
             issued_at: now,
             expires_at: now + ttl,
         };
         self.ports.mail_tokens.issue(&record).await?;
-        let to = user.email.clone();
-        self.ports.outbox.enqueue(match purpose {
-            MailTokenPurpose::VerifyEmail => Mail::VerifyEmail { to, token },
-            MailTokenPurpose::ResetPassword => Mail::ResetPassword { to, token },
-        });
-        tracing::info!(user_id = %user.id, purpose = purpose.as_str(), "mail with a link queued");
-        Ok(())
+        Ok(token)
     }
 
     /// Takes one mail from the budget of `recipient`, so that nobody can flood an inbox from
@@ -102,9 +134,18 @@ impl AuthService {
     }
 
     /// Marks the address of a verification link as verified. Single use.
+    ///
+    /// Proving a mailbox proves nothing about who chose the password: anyone may register an
+    /// address before its owner does (pre-hijacking). So unless the verifying browser is
+    /// signed in to this very account (one person holds the session and the mailbox), every
+    /// session started before ends, and the mailbox holder gets a reset token to take the
+    /// account over with a password of their own. Verification never grants a role.
     #[tracing::instrument(name = "verify_email", skip_all, fields(user_id = tracing::field::Empty))]
-    pub async fn verify_email(&self, token: String) -> Result<(), MailLinkError> {
-        let hash = MailTokenSecret::from_presented(token).hash();
+    pub async fn verify_email(
+        &self,
+        command: VerifyEmailCommand,
+    ) -> Result<EmailVerified, MailLinkError> {
+        let hash = MailTokenSecret::from_presented(command.token).hash();
         let now = self.ports.clock.now();
         let Some(record) = self
             .ports
@@ -131,9 +172,42 @@ impl AuthService {
         self.record(AuthEvent::EmailVerified {
             user: record.user_id,
         });
-        self.grant_after_verification(record.user_id, &record.email)
-            .await;
-        Ok(())
+        let signed_in_here = command
+            .signed_in_as
+            .is_some_and(|claims| claims.subject == record.user_id);
+        if signed_in_here {
+            return Ok(EmailVerified {
+                sessions_ended: false,
+                reset_token: None,
+            });
+        }
+        // The address is verified whatever happens next; a failure here is the store's, and
+        // the page says so (the link is used up: the holder asks for a reset by mail).
+        let ended = self
+            .ports
+            .sessions
+            .revoke_all_of_user(record.user_id, now, None)
+            .await?;
+        self.record(AuthEvent::SessionsEnded {
+            user: record.user_id,
+            session: None,
+            cause: SessionEndCause::VerifiedElsewhere,
+        });
+        tracing::info!(
+            sessions_ended = ended,
+            "address verified from elsewhere; sessions ended"
+        );
+        let reset_token = self
+            .issue_link(
+                record.user_id,
+                &record.email,
+                MailTokenPurpose::ResetPassword,
+            )
+            .await?;
+        Ok(EmailVerified {
+            sessions_ended: true,
+            reset_token: Some(reset_token),
+        })
     }
 
     /// Stores a used-up token again after the work it was used for failed (the store did not
@@ -218,17 +292,21 @@ impl AuthService {
         };
         let new = Password::new_for_account(new_password, &user.email, &self.passwords)
             .map_err(MailLinkError::WeakPassword)?;
-        let new_hash = self.ports.hasher.hash(&new).await?;
-        // Of concurrent resets with one link, exactly one gets past this point.
-        if self
-            .ports
-            .mail_tokens
-            .consume(&hash, purpose, now)
-            .await?
-            .is_none()
-        {
+        // Used up before hashing: of concurrent resets with one link, exactly one gets past
+        // this point, so a link costs one hash however many requests carry it. The link is
+        // its budget: no network budget is spent (links are mailed within the mail budgets).
+        let Some(record) = self.ports.mail_tokens.consume(&hash, purpose, now).await? else {
             return Err(MailLinkError::InvalidLink);
-        }
+        };
+        let new_hash = match self.ports.hasher.hash(&new).await {
+            Ok(new_hash) => new_hash,
+            Err(error) => {
+                // Nothing changed: the link works again for another try.
+                self.put_back(&record).await;
+                return Err(error.into());
+            }
+        };
+        let email = user.email.key();
         // Sessions end before the password changes, so that a failure in between leaves none
         // running; either failure gives the link back for another try.
         let set = async {
@@ -254,21 +332,9 @@ impl AuthService {
         };
         self.end_sessions_started_meanwhile(record.user_id, None)
             .await;
-        match self
-            .ports
-            .users
-            .mark_email_verified(record.user_id, &record.email, now)
-            .await
-        {
-            Ok(true) => {
-                self.grant_after_verification(record.user_id, &record.email)
-                    .await
-            }
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(user_id = %record.user_id, %error, "address not marked verified after a reset")
-            }
-        }
+        self.forget_account_throttling(record.user_id, &email).await;
+        self.note_password_set_by_mailbox_owner(&record, &new_hash, now)
+            .await;
         tracing::debug!(sessions_ended = ended, "sessions ended");
         self.record(AuthEvent::PasswordChanged {
             user: record.user_id,
@@ -280,6 +346,34 @@ impl AuthService {
             cause: SessionEndCause::PasswordReset,
         });
         Ok(())
+    }
+
+    /// After a reset: the link reached the address, so it counts as verified, and its holder
+    /// chose the password now in force, which is what `ADMIN_EMAILS` waits for. Best effort:
+    /// the password is set whatever happens here; a failure is logged (a later reset, or the
+    /// next start for `ADMIN_EMAILS`, catches up).
+    async fn note_password_set_by_mailbox_owner(
+        &self,
+        record: &MailTokenRecord,
+        new_hash: &PasswordHash,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let users = &self.ports.users;
+        let noted = async {
+            let owned = users
+                .mark_password_set_by_mailbox_owner(record.user_id, new_hash, now)
+                .await?;
+            let verified = users
+                .mark_email_verified(record.user_id, &record.email, now)
+                .await?;
+            if owned && verified {
+                self.grant_if_configured_by_id(record.user_id).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(error) = noted.await {
+            tracing::warn!(user_id = %record.user_id, %error, "address or password origin not noted after a reset");
+        }
     }
 
     /// Replaces the account's password hash whatever it is now; the link already proved the
@@ -322,8 +416,8 @@ enum SpendError {
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use latchkey_domain::ports::{MockMailTokenRepository, MockOutbox};
-    use latchkey_domain::MailTokenHash;
+    use latchkey_domain::ports::{MockMailTokenRepository, MockOutbox, MockThrottleStore};
+    use latchkey_domain::{KeyPepper, MailTokenHash};
 
     fn link_of(purpose: MailTokenPurpose) -> MailTokenRecord {
         MailTokenRecord {
@@ -358,6 +452,20 @@ mod tests {
             .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
     }
 
+    fn verification(signed_in_as: Option<&User>) -> VerifyEmailCommand {
+        VerifyEmailCommand {
+            token: "link".into(),
+            signed_in_as: signed_in_as.map(|user| latchkey_domain::AccessClaims {
+                subject: user.id,
+                roles: user.roles.clone(),
+                session: family(7),
+                token_id: fixed_uuid(9),
+                issued_at: t0(),
+                expires_at: t0() + chrono::Duration::hours(1),
+            }),
+        }
+    }
+
     #[tokio::test]
     async fn a_verification_link_is_used_up_and_marks_its_address_verified() {
         let mut mocks = Mocks::new();
@@ -374,52 +482,85 @@ mod tests {
             .withf(|id, email, at| *id == user(1).id && email == "user1@example.com" && *at == t0())
             .times(1)
             .returning(|_, _, _| Ok(true));
-        mocks.service().verify_email("link".into()).await.unwrap();
+        // Signed in to this very account: its sessions go on.
+        mocks.sessions.expect_revoke_all_of_user().never();
+        let verified = mocks
+            .service()
+            .verify_email(verification(Some(&user(1))))
+            .await
+            .unwrap();
+        assert!(!verified.sessions_ended && verified.reset_token.is_none());
     }
 
-    /// An address of `ADMIN_EMAILS` makes an administrator once verified, not before.
+    /// Pre-hijacking: whoever confirms from a browser not signed in to the account (or signed
+    /// in to another one) may not be whoever chose the password. Their sessions end, the
+    /// mailbox holder gets a reset token, and no role is granted, even for `ADMIN_EMAILS`.
     #[tokio::test]
-    async fn verifying_a_configured_admin_address_grants_the_admin_role() {
-        let mut mocks = Mocks::new();
-        mocks.admin_emails =
-            vec![latchkey_domain::EmailKey::for_login("USER1@example.com").unwrap()];
-        let mut tokens = MockMailTokenRepository::new();
-        tokens
-            .expect_consume()
-            .returning(|_, p, _| Ok(Some(link_of(p))));
-        mocks.mail_tokens = Some(tokens);
-        mocks
-            .users
-            .expect_mark_email_verified()
-            .returning(|_, _, _| Ok(true));
-        mocks.users.expect_find_by_id().returning(|_| {
-            Ok(Some(User {
-                email_verified_at: Some(t0()),
-                ..user(1)
-            }))
-        });
-        mocks
-            .users
-            .expect_set_roles()
-            .withf(|id, roles| {
-                *id == user(1).id
-                    && roles
-                        == [
-                            latchkey_domain::Role::user(),
-                            latchkey_domain::Role::admin(),
-                        ]
-            })
-            .times(1)
-            .returning(|_, _| Ok(Some(user(1))));
-        let events = mocks.events.clone();
-        mocks.service().verify_email("link".into()).await.unwrap();
-        assert_eq!(
-            events.taken(),
-            [
-                AuthEvent::EmailVerified { user: user(1).id },
-                AuthEvent::AdminGrantedByConfiguration { user: user(1).id }
-            ]
-        );
+    async fn a_verification_from_elsewhere_ends_every_session_grants_nothing_and_offers_a_reset() {
+        for signed_in_as in [None, Some(user(2))] {
+            let mut mocks = Mocks::new();
+            mocks.admin_emails =
+                vec![latchkey_domain::EmailKey::for_login("USER1@example.com").unwrap()];
+            let mut order = mockall::Sequence::new();
+            let mut tokens = MockMailTokenRepository::new();
+            tokens
+                .expect_consume()
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, p, _| Ok(Some(link_of(p))));
+            mocks
+                .users
+                .expect_mark_email_verified()
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(true));
+            mocks
+                .sessions
+                .expect_revoke_all_of_user()
+                .withf(|u, at, keep| *u == user(1).id && *at == t0() && keep.is_none())
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(2));
+            mocks.random.expect_secret_bytes().return_const([8u8; 32]);
+            tokens
+                .expect_issue()
+                .withf(|r| {
+                    r.purpose == MailTokenPurpose::ResetPassword
+                        && r.user_id == user(1).id
+                        && r.email == "user1@example.com"
+                        && r.expires_at == t0() + chrono::Duration::minutes(30)
+                })
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_| Ok(()));
+            mocks.mail_tokens = Some(tokens);
+            let mut outbox = MockOutbox::new();
+            outbox.expect_enqueue().never();
+            mocks.outbox = Some(outbox);
+            mocks.users.expect_set_roles().never();
+            let events = mocks.events.clone();
+            let verified = mocks
+                .service()
+                .verify_email(verification(signed_in_as.as_ref()))
+                .await
+                .unwrap();
+            assert!(verified.sessions_ended);
+            assert_eq!(
+                verified.reset_token.unwrap().hash(),
+                MailTokenSecret::from_random_bytes([8u8; 32]).hash()
+            );
+            assert_eq!(
+                events.taken(),
+                [
+                    AuthEvent::EmailVerified { user: user(1).id },
+                    AuthEvent::SessionsEnded {
+                        user: user(1).id,
+                        session: None,
+                        cause: SessionEndCause::VerifiedElsewhere
+                    }
+                ]
+            );
+        }
     }
 
     #[tokio::test]
@@ -431,7 +572,7 @@ mod tests {
         mocks.users.expect_mark_email_verified().never();
         let err = mocks
             .service()
-            .verify_email("link".into())
+            .verify_email(verification(None))
             .await
             .unwrap_err();
         assert!(matches!(err, MailLinkError::InvalidLink));
@@ -451,7 +592,7 @@ mod tests {
             .returning(|_, _, _| Ok(false));
         let err = mocks
             .service()
-            .verify_email("link".into())
+            .verify_email(verification(None))
             .await
             .unwrap_err();
         assert!(matches!(err, MailLinkError::InvalidLink));
@@ -506,8 +647,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_sets_the_password_uses_up_the_link_and_ends_every_session() {
-        // An address of `ADMIN_EMAILS` is proven by the reset link: its account becomes an
-        // administrator then.
+        // The reset link's holder chose the password now in force: an address of
+        // `ADMIN_EMAILS` becomes an administrator then.
         for configured in [false, true] {
             let mut mocks = Mocks::new();
             if configured {
@@ -531,9 +672,18 @@ mod tests {
             mocks.users.expect_find_by_id().returning(|_| {
                 Ok(Some(User {
                     email_verified_at: Some(t0()),
+                    password_set_by_mailbox_owner_at: Some(t0()),
                     ..user(1)
                 }))
             });
+            mocks
+                .users
+                .expect_mark_password_set_by_mailbox_owner()
+                .withf(|id, hash, at| {
+                    *id == user(1).id && hash.as_str() == "$argon2id$new" && *at == t0()
+                })
+                .times(1)
+                .returning(|_, _, _| Ok(true));
             mocks
                 .hasher
                 .expect_hash()
@@ -636,6 +786,121 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, MailLinkError::WeakPassword(_)));
+    }
+
+    #[tokio::test]
+    async fn a_reset_uses_up_its_link_before_hashing_and_gives_it_back_when_hashing_fails() {
+        let mut mocks = Mocks::new();
+        let mut order = mockall::Sequence::new();
+        let mut tokens = MockMailTokenRepository::new();
+        tokens
+            .expect_find()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        mocks
+            .users
+            .expect_find_by_id()
+            .returning(|_| Ok(Some(user(1))));
+        tokens
+            .expect_consume()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        mocks
+            .hasher
+            .expect_hash()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Err(HashingError::Overloaded));
+        tokens
+            .expect_restore()
+            .withf(|r| *r == link_of(MailTokenPurpose::ResetPassword))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+        mocks.mail_tokens = Some(tokens);
+        mocks.sessions.expect_revoke_all_of_user().never();
+        mocks.users.expect_replace_password_hash().never();
+        let err = mocks
+            .service()
+            .reset_password("link".into(), "a brand new passphrase".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, MailLinkError::Hashing(HashingError::Overloaded)),
+            "{err:?}"
+        );
+    }
+
+    /// Concurrent requests with one link all find it, but only the one that uses it up hashes.
+    #[tokio::test]
+    async fn a_request_whose_reset_link_another_used_up_costs_no_hash() {
+        let mut mocks = Mocks::new();
+        let mut tokens = MockMailTokenRepository::new();
+        tokens
+            .expect_find()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        tokens.expect_consume().returning(|_, _, _| Ok(None));
+        tokens.expect_restore().never();
+        mocks.mail_tokens = Some(tokens);
+        mocks
+            .users
+            .expect_find_by_id()
+            .returning(|_| Ok(Some(user(1))));
+        mocks.hasher.expect_hash().never();
+        let err = mocks
+            .service()
+            .reset_password("link".into(), "a brand new passphrase".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MailLinkError::InvalidLink), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reset_forgets_the_accounts_failed_logins_and_known_networks_once_set() {
+        let mut mocks = Mocks::new();
+        let mut order = mockall::Sequence::new();
+        let mut tokens = MockMailTokenRepository::new();
+        reset_link_found(&mut mocks, &mut tokens);
+        tokens
+            .expect_consume()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        mocks.mail_tokens = Some(tokens);
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Ok(0));
+        mocks
+            .users
+            .expect_replace_password_hash()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        // What else a reset notes, answered "not noted": not what this test is about.
+        mocks
+            .users
+            .expect_mark_password_set_by_mailbox_owner()
+            .returning(|_, _, _| Ok(false));
+        mocks
+            .users
+            .expect_mark_email_verified()
+            .returning(|_, _, _| Ok(false));
+        let mut throttle = MockThrottleStore::new();
+        // The service's pepper in the tests.
+        let pepper = KeyPepper::new([3; 32]);
+        for prefix in ThrottleKey::account_prefixes(&user(1).email.key(), &pepper) {
+            throttle
+                .expect_forget_with_prefix()
+                .withf(move |p| *p == prefix)
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_| Ok(()));
+        }
+        mocks.throttle = Some(throttle);
+        mocks
+            .service()
+            .reset_password("link".into(), "a brand new passphrase".into())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

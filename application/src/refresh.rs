@@ -17,7 +17,8 @@ pub enum RefreshError {
     /// lifetime), or it lost a rotation race with no grace window configured.
     #[error("refresh token is invalid, expired or already used; log in again")]
     InvalidToken,
-    /// A rotated token came back after the grace window: assume theft, end the session.
+    /// A rotated token came back after the grace window, or within it from another client
+    /// network than the one that rotated it: assume theft, end the session.
     #[error("refresh token was already used; the session has been revoked, log in again")]
     ReuseDetected,
     #[error(transparent)]
@@ -40,6 +41,11 @@ impl AuthService {
     /// token able to finish the job: either nothing was rotated yet, or it was rotated moments
     /// ago and the grace window hands out that same successor again. Racing tabs share one
     /// chain instead of each growing their own.
+    ///
+    /// The grace answer goes only to the client network that rotated the token (tabs and
+    /// retries of one client share it). The same token from another network within the window
+    /// is treated as reuse: the session ends, whoever presented first, so a thief who won the
+    /// race loses the session as soon as the owner's replay arrives.
     #[tracing::instrument(name = "refresh", skip_all, fields(session = tracing::field::Empty))]
     pub async fn refresh(&self, command: RefreshCommand) -> Result<TokenPair, RefreshError> {
         let client = command.client;
@@ -66,38 +72,57 @@ impl AuthService {
         if record.is_expired_at(now) {
             return Err(RefreshError::InvalidToken);
         }
+        let client = command.client;
         let session = self.live_session(&record, now).await?;
         if let Some(rotated_at) = record.rotated_at {
-            if !self.within_grace(rotated_at, now) {
-                return Err(self.revoke_on_reuse(&record, now, command.client).await);
+            let within_grace = self.within_grace(rotated_at, now);
+            if !within_grace || !record.rotated_from(client) {
+                return Err(self
+                    .revoke_on_reuse(&record, now, client, within_grace)
+                    .await);
             }
             let pair = self.issue_successor(&presented, &session).await?;
-            self.record_refresh(&record, true);
+            self.record_refresh(&record, client, true);
             return Ok(pair);
         }
         let pair = self.issue_successor(&presented, &session).await?;
         // Only one caller rotates the token; a loser raced a concurrent refresh of the same
-        // token a moment ago, which is what the grace window covers.
-        if self.ports.refresh_tokens.mark_rotated(&hash, now).await? {
-            self.record_refresh(&record, false);
+        // token a moment ago, which is what the grace window covers, for the winner's network.
+        if self
+            .ports
+            .refresh_tokens
+            .mark_rotated(&hash, now, client)
+            .await?
+        {
+            self.record_refresh(&record, client, false);
             return Ok(pair);
         }
-        match self.ports.refresh_tokens.find_by_hash(&hash).await? {
-            Some(RefreshTokenRecord {
-                rotated_at: Some(rotated_at),
-                ..
-            }) if self.within_grace(rotated_at, now) => {
-                self.record_refresh(&record, true);
-                Ok(pair)
-            }
-            _ => Err(RefreshError::InvalidToken),
+        // The winner's rotation decides, as it would for a replay arriving after it.
+        let Some(rotated) = self.ports.refresh_tokens.find_by_hash(&hash).await? else {
+            return Err(RefreshError::InvalidToken);
+        };
+        match rotated.rotated_at {
+            Some(rotated_at) if self.within_grace(rotated_at, now) => {}
+            _ => return Err(RefreshError::InvalidToken),
         }
+        if !rotated.rotated_from(client) {
+            // The pair minted above is dropped; the session it belongs to ends.
+            return Err(self.revoke_on_reuse(&rotated, now, client, true).await);
+        }
+        self.record_refresh(&record, client, true);
+        Ok(pair)
     }
 
-    fn record_refresh(&self, record: &RefreshTokenRecord, within_grace: bool) {
+    fn record_refresh(
+        &self,
+        record: &RefreshTokenRecord,
+        client: ClientNetwork,
+        within_grace: bool,
+    ) {
         self.record(AuthEvent::Refreshed {
             user: record.user_id,
             session: record.family_id,
+            client,
             within_grace,
         });
     }
@@ -122,11 +147,14 @@ impl AuthService {
         }
     }
 
+    /// Ends the session of `record`, a rotated token that came back after the grace window, or
+    /// within it (`within_grace`) from another network than the one that rotated it.
     async fn revoke_on_reuse(
         &self,
         record: &RefreshTokenRecord,
         now: DateTime<Utc>,
         client: ClientNetwork,
+        within_grace: bool,
     ) -> RefreshError {
         match self.ports.sessions.revoke(record.family_id, now).await {
             Ok(ended) => {
@@ -137,6 +165,8 @@ impl AuthService {
                         user: record.user_id,
                         session: record.family_id,
                         client,
+                        rotated_by: record.rotated_by,
+                        within_grace,
                     }
                 } else {
                     AuthEvent::RefreshRefused {
@@ -170,9 +200,18 @@ impl AuthService {
             return Err(RefreshError::InvalidToken);
         };
         let successor = self.ports.successors.successor(presented);
-        self.issue_tokens(&user, session, successor)
+        let pair = self
+            .issue_tokens(&user, session, successor)
             .await
-            .map_err(|e| e.into_error(|| RefreshError::InvalidToken))
+            .map_err(|e| e.into_error(|| RefreshError::InvalidToken))?;
+        // The session's last use: what keeps it live, and what ranks it when a login past
+        // `MAX_SESSIONS_PER_USER` ends the least recently used. Noted before the client hears
+        // of the pair; a failure fails the refresh, and a retry with the same token finishes.
+        self.ports
+            .sessions
+            .note_use(session.id, self.ports.clock.now())
+            .await?;
+        Ok(pair)
     }
 }
 
@@ -187,11 +226,32 @@ mod tests {
         RefreshTokenSecret::from_presented("presented-token".into())
     }
 
+    /// The network the owner's client refreshes from.
+    fn home() -> ClientNetwork {
+        ClientNetwork::of("192.0.2.1".parse().unwrap())
+    }
+
+    fn elsewhere() -> ClientNetwork {
+        ClientNetwork::of("198.51.100.7".parse().unwrap())
+    }
+
     fn command() -> RefreshCommand {
+        command_from(home())
+    }
+
+    fn command_from(client: ClientNetwork) -> RefreshCommand {
         RefreshCommand {
             refresh_token: "presented-token".into(),
-            client: ClientNetwork::Unknown,
+            client,
         }
+    }
+
+    /// The presented token, exchanged `ago` by a refresh from `by`.
+    fn rotated(ago: Duration, by: Option<ClientNetwork>) -> RefreshTokenRecord {
+        let mut record = active_record(&presented(), &user(1), 7);
+        record.rotated_at = Some(t0() - ago);
+        record.rotated_by = by;
+        record
     }
 
     /// The presented token is `record`, its session is `session`, and its owner exists.
@@ -262,16 +322,71 @@ mod tests {
         mocks
             .refresh_tokens
             .expect_mark_rotated()
-            .withf(|h, at| *h == presented().hash() && *at == t0())
+            .withf(|h, at, by| *h == presented().hash() && *at == t0() && *by == home())
             .times(1)
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _| Ok(true));
         mocks.sessions.expect_revoke().never();
+        let events = mocks.events.clone();
 
         let pair = mocks.service().refresh(command()).await.unwrap();
+
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::Refreshed {
+                user: user(1).id,
+                session: family(7),
+                client: home(),
+                within_grace: false
+            }]
+        );
 
         assert_eq!(pair.access_token, "new.jwt");
         assert_eq!(pair.refresh_token.hash(), successor().hash());
         assert_eq!(pair.refresh_expires_in_secs, 14 * 24 * 3600);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_notes_the_sessions_use_before_the_token_counts_as_exchanged() {
+        let mut mocks = Mocks::sessions_strict();
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(&mut mocks);
+        let mut order = mockall::Sequence::new();
+        mocks
+            .sessions
+            .expect_note_use()
+            .withf(|id, at| *id == family(7) && *at == t0())
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _| Ok(()));
+        mocks
+            .refresh_tokens
+            .expect_mark_rotated()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        assert!(mocks.service().refresh(command()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_use_that_cannot_be_noted_fails_the_refresh_and_leaves_the_token_unexchanged() {
+        let mut mocks = Mocks::sessions_strict();
+        given(
+            &mut mocks,
+            active_record(&presented(), &user(1), 7),
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(&mut mocks);
+        mocks
+            .sessions
+            .expect_note_use()
+            .returning(|_, _| Err(StoreError("timed out".into())));
+        mocks.refresh_tokens.expect_mark_rotated().never();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Store(_)));
     }
 
     #[tokio::test]
@@ -293,7 +408,7 @@ mod tests {
         mocks
             .refresh_tokens
             .expect_mark_rotated()
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _| Ok(true));
 
         let pair = mocks.service().refresh(command()).await.unwrap();
 
@@ -381,8 +496,7 @@ mod tests {
     #[tokio::test]
     async fn reuse_of_a_rotated_token_after_the_grace_window_revokes_its_session() {
         let mut mocks = Mocks::new();
-        let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(10));
+        let record = rotated(Duration::seconds(10), Some(home()));
         given(&mut mocks, record, active_session(&user(1), 7));
         mocks
             .sessions
@@ -395,8 +509,15 @@ mod tests {
         let events = mocks.events.clone();
         let err = mocks.service().refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::ReuseDetected));
-        assert!(
-            matches!(events.taken()[..], [AuthEvent::RefreshReuseDetected { session, .. }] if session == family(7))
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::RefreshReuseDetected {
+                user: user(1).id,
+                session: family(7),
+                client: home(),
+                rotated_by: Some(home()),
+                within_grace: false
+            }]
         );
     }
 
@@ -404,8 +525,7 @@ mod tests {
     async fn a_replay_that_finds_its_session_ended_by_another_replay_is_refused_not_detected_again()
     {
         let mut mocks = Mocks::new();
-        let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(10));
+        let record = rotated(Duration::seconds(10), Some(home()));
         given(&mut mocks, record, active_session(&user(1), 7));
         // A concurrent replay revoked it a moment ago.
         mocks.sessions.expect_revoke().returning(|_, _| Ok(false));
@@ -431,10 +551,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reuse_within_the_grace_window_issues_the_same_successor_in_the_same_session() {
+    async fn in_grace_reuse_from_the_rotating_network_gets_the_same_successor_in_the_session() {
         let mut mocks = Mocks::new();
-        let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(9));
+        let record = rotated(Duration::seconds(9), Some(home()));
         given(&mut mocks, record, active_session(&user(1), 7));
         expect_successor_stored(&mut mocks);
         mocks.sessions.expect_revoke().never();
@@ -446,6 +565,7 @@ mod tests {
             [AuthEvent::Refreshed {
                 user: user(1).id,
                 session: family(7),
+                client: home(),
                 within_grace: true
             }]
         );
@@ -453,13 +573,86 @@ mod tests {
         assert_eq!(pair.refresh_token.hash(), successor().hash());
     }
 
-    fn race_lost_to(mocks: &mut Mocks) {
+    /// Expects that nothing is minted and the session of the presented token ends once.
+    fn expect_no_pair_and_the_session_ended(mocks: &mut Mocks) {
+        mocks.access_tokens.checkpoint();
+        mocks.access_tokens.expect_encode().never();
+        mocks.refresh_tokens.expect_insert().never();
+        mocks.refresh_tokens.expect_mark_rotated().never();
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|f, at| *f == family(7) && *at == t0())
+            .times(1)
+            .returning(|_, _| Ok(true));
+    }
+
+    #[tokio::test]
+    async fn in_grace_reuse_from_another_network_gets_no_pair_and_ends_the_session() {
+        let mut mocks = Mocks::new();
+        let record = rotated(Duration::seconds(1), Some(home()));
+        given(&mut mocks, record, active_session(&user(1), 7));
+        expect_no_pair_and_the_session_ended(&mut mocks);
+        let events = mocks.events.clone();
+
+        let err = mocks
+            .service()
+            .refresh(command_from(elsewhere()))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(err, RefreshError::ReuseDetected));
+        // Both networks are named: where the token came back from, and who rotated it.
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::RefreshReuseDetected {
+                user: user(1).id,
+                session: family(7),
+                client: elsewhere(),
+                rotated_by: Some(home()),
+                within_grace: true
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn another_ipv6_address_in_the_rotating_64_is_the_same_network() {
+        let at_home = |ip: &str| ClientNetwork::of(ip.parse().unwrap());
+        let mut mocks = Mocks::new();
+        let record = rotated(Duration::seconds(1), Some(at_home("2001:db8:1:2::1")));
+        given(&mut mocks, record, active_session(&user(1), 7));
+        expect_successor_stored(&mut mocks);
+        mocks.sessions.expect_revoke().never();
+        let command = command_from(at_home("2001:db8:1:2:ffff::9"));
+        assert!(mocks.service().refresh(command).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_without_a_recorded_network_admits_in_grace_reuse_from_any_network() {
+        // Rotated by a release that did not record the network: grace as it was then.
+        let mut mocks = Mocks::new();
+        given(
+            &mut mocks,
+            rotated(Duration::seconds(1), None),
+            active_session(&user(1), 7),
+        );
+        expect_successor_stored(&mut mocks);
+        mocks.sessions.expect_revoke().never();
+        let pair = mocks
+            .service()
+            .refresh(command_from(elsewhere()))
+            .await
+            .unwrap();
+        assert_eq!(pair.refresh_token.hash(), successor().hash());
+    }
+
+    /// This refresh reads the token unrotated, but a concurrent one from `winner` rotates it
+    /// first.
+    fn race_lost_to(mocks: &mut Mocks, winner: ClientNetwork) {
         let record = active_record(&presented(), &user(1), 7);
-        let mut rotated_by_winner = record.clone();
-        rotated_by_winner.rotated_at = Some(t0());
         given_reads(
             mocks,
-            vec![record, rotated_by_winner],
+            vec![record, rotated(Duration::zero(), Some(winner))],
             active_session(&user(1), 7),
         );
         expect_successor_stored(mocks);
@@ -467,15 +660,40 @@ mod tests {
             .refresh_tokens
             .expect_mark_rotated()
             .times(1)
-            .returning(|_, _| Ok(false));
-        mocks.sessions.expect_revoke().never();
+            .returning(|_, _, _| Ok(false));
     }
 
     #[tokio::test]
     async fn losing_the_rotation_race_within_the_grace_window_still_gets_a_pair() {
         let mut mocks = Mocks::new();
-        race_lost_to(&mut mocks);
+        race_lost_to(&mut mocks, home());
+        mocks.sessions.expect_revoke().never();
         assert!(mocks.service().refresh(command()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn losing_the_rotation_race_to_another_network_in_grace_ends_the_session() {
+        let mut mocks = Mocks::new();
+        race_lost_to(&mut mocks, elsewhere());
+        mocks
+            .sessions
+            .expect_revoke()
+            .withf(|f, _| *f == family(7))
+            .times(1)
+            .returning(|_, _| Ok(true));
+        let events = mocks.events.clone();
+        let err = mocks.service().refresh(command()).await.unwrap_err();
+        assert!(matches!(err, RefreshError::ReuseDetected));
+        assert_eq!(
+            events.taken(),
+            [AuthEvent::RefreshReuseDetected {
+                user: user(1).id,
+                session: family(7),
+                client: home(),
+                rotated_by: Some(elsewhere()),
+                within_grace: true
+            }]
+        );
     }
 
     fn without_grace(mocks: Mocks) -> AuthService {
@@ -491,6 +709,7 @@ mod tests {
         let record = active_record(&presented(), &user(1), 7);
         let mut rotated_later = record.clone();
         rotated_later.rotated_at = Some(t0() + Duration::milliseconds(5));
+        rotated_later.rotated_by = Some(home());
         given_reads(
             &mut mocks,
             vec![record, rotated_later],
@@ -500,7 +719,7 @@ mod tests {
         mocks
             .refresh_tokens
             .expect_mark_rotated()
-            .returning(|_, _| Ok(false));
+            .returning(|_, _, _| Ok(false));
         let err = without_grace(mocks).refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
@@ -508,7 +727,8 @@ mod tests {
     #[tokio::test]
     async fn losing_the_rotation_race_without_a_grace_window_is_invalid() {
         let mut mocks = Mocks::new();
-        race_lost_to(&mut mocks);
+        race_lost_to(&mut mocks, home());
+        mocks.sessions.expect_revoke().never();
         let err = without_grace(mocks).refresh(command()).await.unwrap_err();
         assert!(matches!(err, RefreshError::InvalidToken));
     }
@@ -516,8 +736,7 @@ mod tests {
     #[tokio::test]
     async fn in_grace_reuse_never_hands_out_a_successor_that_was_exchanged_since() {
         let mut mocks = Mocks::new();
-        let mut record = active_record(&presented(), &user(1), 7);
-        record.rotated_at = Some(t0() - Duration::seconds(5));
+        let record = rotated(Duration::seconds(5), Some(home()));
         given(&mut mocks, record, active_session(&user(1), 7));
         let mut spent = active_record(&successor(), &user(1), 7);
         spent.rotated_at = Some(t0() - Duration::seconds(2));
@@ -549,7 +768,7 @@ mod tests {
         mocks
             .refresh_tokens
             .expect_mark_rotated()
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _| Ok(true));
         let pair = mocks.service().refresh(command()).await.unwrap();
         assert_eq!(pair.refresh_token.hash(), successor().hash());
         assert_eq!(pair.refresh_expires_in_secs, 3 * 24 * 3600);

@@ -50,6 +50,7 @@ impl AuthService {
             email_verified_at: None,
             disabled_at: None,
             last_login_at: None,
+            password_set_by_mailbox_owner_at: None,
         };
         // No look-up first: the store's unique index is the only race-free check.
         self.ports.users.insert(&user).await.map_err(|e| match e {

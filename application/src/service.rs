@@ -10,7 +10,7 @@ use latchkey_domain::{
 };
 use std::sync::Arc;
 
-/// Lifetimes that shape a session.
+/// Lifetimes that shape a session, and how many one account may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionPolicy {
     pub access_token_ttl: Duration,
@@ -22,6 +22,9 @@ pub struct SessionPolicy {
     pub reuse_grace: Duration,
     /// Absolute session lifetime: no refresh past it, however often the session rotated.
     pub session_max_age: Duration,
+    /// The most live sessions one account keeps (`MAX_SESSIONS_PER_USER`, at least 1): a
+    /// login past it ends the least recently used ones (never its own).
+    pub max_sessions_per_user: usize,
 }
 
 /// Every port the use cases need, chosen by the composition root.

@@ -12,7 +12,7 @@ use latchkey_domain::{
     },
     AuthEvent, Backoff, BucketState, EmailAddress, FailureRecord, FamilyId, Mail, MailTokenHash,
     MailTokenPurpose, MailTokenRecord, PasswordHash, PasswordPolicy, RefreshTokenRecord,
-    RefreshTokenSecret, Role, SessionRecord, ThrottleKey, User, UserId,
+    RefreshTokenSecret, Role, SessionRecord, ThrottleKey, ThrottlePrefix, User, UserId,
 };
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -35,6 +35,7 @@ pub fn user(n: u8) -> User {
         email_verified_at: None,
         disabled_at: None,
         last_login_at: None,
+        password_set_by_mailbox_owner_at: None,
     }
 }
 
@@ -46,6 +47,7 @@ pub fn active_record(secret: &RefreshTokenSecret, owner: &User, family: u8) -> R
         issued_at: t0() - chrono::Duration::minutes(5),
         expires_at: t0() + chrono::Duration::days(1),
         rotated_at: None,
+        rotated_by: None,
     }
 }
 
@@ -61,6 +63,7 @@ pub fn active_session(owner: &User, family_n: u8) -> SessionRecord {
         created_at: t0() - chrono::Duration::days(1),
         expires_at: t0() + chrono::Duration::days(29),
         revoked_at: None,
+        last_used_at: t0() - chrono::Duration::days(1),
         origin: Default::default(),
     }
 }
@@ -211,6 +214,9 @@ impl ThrottleStore for NeverThrottled {
     async fn clear_failures(&self, _: &ThrottleKey) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn forget_with_prefix(&self, _: &ThrottlePrefix) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn remember(
         &self,
         _: &ThrottleKey,
@@ -248,18 +254,27 @@ pub fn policy() -> SessionPolicy {
         refresh_token_ttl: chrono::Duration::days(14),
         reuse_grace: chrono::Duration::seconds(10),
         session_max_age: chrono::Duration::days(30),
+        max_sessions_per_user: 100,
     }
 }
 
 impl Mocks {
-    /// All mocks strict (an unexpected call fails the test), except the clock, frozen at `t0`.
+    /// All mocks strict (an unexpected call fails the test), except the clock, frozen at `t0`,
+    /// and the sessions' bookkeeping of logins and refreshes, for tests about something else:
+    /// noting a refresh's use succeeds, and no account is past its session cap. Tests of those
+    /// start from [`Mocks::sessions_strict`].
     pub fn new() -> Self {
         let mut clock = MockClock::new();
         clock.expect_now().return_const(t0());
+        let mut sessions = MockSessionRepository::new();
+        sessions.expect_note_use().returning(|_, _| Ok(()));
+        sessions
+            .expect_least_recently_used_beyond()
+            .returning(|_, _, _, _| Ok(Vec::new()));
         Self {
             users: MockUserRepository::new(),
             refresh_tokens: MockRefreshTokenRepository::new(),
-            sessions: MockSessionRepository::new(),
+            sessions,
             hasher: MockPasswordHasher::new(),
             access_tokens: MockAccessTokenCodec::new(),
             clock,
@@ -272,6 +287,14 @@ impl Mocks {
             mail: mail_policy(),
             events: RecordedEvents::default(),
             admin_emails: Vec::new(),
+        }
+    }
+
+    /// Like [`Mocks::new`], with no session call expected at all.
+    pub fn sessions_strict() -> Self {
+        Self {
+            sessions: MockSessionRepository::new(),
+            ..Self::new()
         }
     }
 

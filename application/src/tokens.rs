@@ -62,6 +62,7 @@ impl AuthService {
             issued_at: now,
             expires_at: refresh_expires_at,
             rotated_at: None,
+            rotated_by: None,
         };
         // A retry or a racing tab stores the same (derived) successor again: what counts is
         // the record stored first, including how long it lives.

@@ -12,14 +12,18 @@ use std::process::ExitCode;
 use tokio::net::TcpListener;
 
 const USAGE: &str =
-    "usage: latchkey [serve | healthcheck | openapi | keygen --algorithm EdDSA|RS256]
+    "usage: latchkey [serve | healthcheck | openapi | keygen --algorithm EdDSA|RS256 |
+                 admin grant EMAIL]
 
   serve        run the server (default); configured by environment variables or .env
   healthcheck  exit 0 if the server configured here answers its readiness probe with 200
                (for container HEALTHCHECKs: no curl needed)
   openapi      print the OpenAPI document to stdout
   keygen       print a new private key for signing access tokens (PKCS#8 PEM) to stdout,
-               for JWT_PRIVATE_KEY_FILE";
+               for JWT_PRIVATE_KEY_FILE
+  admin grant  make the account with EMAIL an administrator (its address counts as
+               verified), in the store configured here: the first administrator, with no
+               mail needed";
 
 /// A probe that takes longer than this failed.
 const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -35,6 +39,7 @@ pub async fn run() -> ExitCode {
             Ok(())
         }
         "keygen" => keygen(std::env::args().skip(2).collect()),
+        "admin" => admin(std::env::args().skip(2).collect()).await,
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -68,6 +73,39 @@ fn keygen(arguments: Vec<String>) -> anyhow::Result<()> {
         })?;
     let pem = SigningKey::generate_pem(algorithm)?;
     print!("{}", pem.expose_secret());
+    Ok(())
+}
+
+/// `admin grant EMAIL`, against the store the server's configuration names.
+async fn admin(arguments: Vec<String>) -> anyhow::Result<()> {
+    let [verb, email] = arguments.as_slice() else {
+        anyhow::bail!("admin needs `grant EMAIL`\n\n{USAGE}");
+    };
+    anyhow::ensure!(verb == "grant", "unknown admin command `{verb}`\n\n{USAGE}");
+    let config = load_config()?;
+    anyhow::ensure!(
+        config.store.backend != crate::config::StoreConfig::Memory,
+        "DB_URI names no database (the in-memory store lives only inside one server \
+         process): set DB_URI to the server's MongoDB"
+    );
+    crate::telemetry::init("warn", config.log_format, std::io::stderr);
+    let app = build(&config).await?;
+    let user = app
+        .service
+        .grant_admin_by_operator(email)
+        .await
+        .with_context(|| format!("could not make `{email}` an administrator"))?;
+    println!(
+        "{} ({}) is an administrator; roles: {}. It takes effect at the account's next login \
+         or refresh.",
+        user.email.as_str(),
+        user.id,
+        user.roles
+            .iter()
+            .map(|role| role.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
 

@@ -34,12 +34,14 @@ pub const VARIABLES: &[&str] = &[
     "HASH_WORKERS",
     "HASH_QUEUE",
     "SESSION_MAX_AGE",
+    "MAX_SESSIONS_PER_USER",
     "JWT_LEEWAY",
     "STORE_TIMEOUT",
     "HEADER_READ_TIMEOUT",
     "IDLE_TIMEOUT",
     "HSTS_MAX_AGE",
     "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
     "SITE_DIR",
     "SERVICE_NAME",
     "PASSWORD_MIN_LENGTH",
@@ -78,6 +80,10 @@ pub const VARIABLES: &[&str] = &[
 
 /// The log filter (`tracing`'s `EnvFilter` syntax), read by `main` rather than by `Config`.
 pub const LOG_FILTER_VARIABLE: &str = "RUST_LOG";
+
+/// Bounds of `MAX_HEADER_BYTES`: hyper's smallest read buffer, and 1 MiB.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -280,6 +286,8 @@ struct Raw {
     hash_queue: usize,
     #[serde(default = "defaults::session_max_age")]
     session_max_age: u64,
+    #[serde(default = "defaults::max_sessions_per_user")]
+    max_sessions_per_user: usize,
     #[serde(default = "defaults::jwt_leeway")]
     jwt_leeway: u64,
     #[serde(default = "defaults::store_timeout")]
@@ -291,6 +299,8 @@ struct Raw {
     hsts_max_age: Option<u64>,
     #[serde(default = "defaults::max_body_bytes")]
     max_body_bytes: usize,
+    #[serde(default = "defaults::max_header_bytes")]
+    max_header_bytes: usize,
     #[serde(default = "defaults::site_dir")]
     site_dir: PathBuf,
     #[serde(default = "defaults::service_name")]
@@ -407,6 +417,9 @@ mod defaults {
     pub fn session_max_age() -> u64 {
         30 * 24 * 3600
     }
+    pub fn max_sessions_per_user() -> usize {
+        100
+    }
     pub fn jwt_leeway() -> u64 {
         30
     }
@@ -428,6 +441,9 @@ mod defaults {
     }
     pub fn max_body_bytes() -> usize {
         64 * 1024
+    }
+    pub fn max_header_bytes() -> usize {
+        32 * 1024
     }
     pub fn site_dir() -> std::path::PathBuf {
         "web/dist/site".into()
@@ -540,6 +556,15 @@ impl Config {
                 ))
             }
         };
+        if raw.app_env == AppEnv::Production && backend == StoreConfig::Memory {
+            // Each instance would keep its own users, sessions and budgets, and lose them all
+            // at every restart.
+            return Err(bad(
+                "DB_URI",
+                "must point at MongoDB when APP_ENV=production (the in-memory store is one \
+                 process's own and is lost at restart)",
+            ));
+        }
         let (secret, secret_origin) = match raw.jwt_secret.clone() {
             Some(secret) => {
                 let len = secret.expose_secret().len();
@@ -612,6 +637,9 @@ impl Config {
         if access_token_ttl > session_max_age {
             return Err(bad("JWT_EXPIRY", "must not be longer than SESSION_MAX_AGE"));
         }
+        if raw.max_sessions_per_user == 0 {
+            return Err(bad("MAX_SESSIONS_PER_USER", "must be at least 1"));
+        }
         if raw.jwt_leeway > 300 {
             return Err(bad("JWT_LEEWAY", "must be at most 300 seconds"));
         }
@@ -672,6 +700,13 @@ impl Config {
         };
         if raw.max_body_bytes < 1024 {
             return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        // hyper's read buffer, which bounds the request head, cannot be smaller than 8 KiB.
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&raw.max_header_bytes) {
+            return Err(bad(
+                "MAX_HEADER_BYTES",
+                format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (1 MiB)"),
+            ));
         }
         for (variable, value) in [
             ("JWT_ISSUER", &raw.jwt_issuer),
@@ -782,6 +817,8 @@ impl Config {
                 address,
                 serve: ServeSettings {
                     header_read_timeout: Duration::from_secs(header_read_timeout),
+                    max_header_bytes: raw.max_header_bytes,
+                    edge: latchkey_http::EdgeSettings { hsts_max_age_secs },
                     idle_timeout: Duration::from_secs(idle_timeout),
                     shutdown_grace: Duration::from_secs(raw.shutdown_grace),
                     shutdown_delay: Duration::from_secs(raw.shutdown_delay),
@@ -796,6 +833,7 @@ impl Config {
                 refresh_token_ttl: seconds(refresh_token_ttl),
                 reuse_grace: seconds(raw.refresh_reuse_grace),
                 session_max_age: seconds(session_max_age),
+                max_sessions_per_user: raw.max_sessions_per_user,
             },
             jwt: JwtConfig {
                 codec: JwtSettings {
@@ -1106,6 +1144,7 @@ mod tests {
                     refresh_token_ttl: chrono::Duration::days(14),
                     reuse_grace: chrono::Duration::seconds(10),
                     session_max_age: chrono::Duration::days(30),
+                    max_sessions_per_user: 100,
                 }
             );
             assert_eq!(config.argon2.memory_kib, 19_456);
@@ -1121,6 +1160,8 @@ mod tests {
             assert_eq!(config.listen.serve.shutdown_grace, Duration::from_secs(10));
             assert_eq!(config.http.body_read_timeout, Duration::from_secs(10));
             assert_eq!(config.http.max_body_bytes, 64 * 1024);
+            assert_eq!(config.listen.serve.max_header_bytes, 32 * 1024);
+            assert_eq!(config.listen.serve.edge.hsts_max_age_secs, None);
             assert_eq!(config.http.hsts_max_age_secs, None);
             assert_eq!(config.store.operation_timeout, Duration::from_secs(5));
             assert_eq!(
@@ -1155,12 +1196,14 @@ mod tests {
                     ("HASH_WORKERS", "5"),
                     ("HASH_QUEUE", "7"),
                     ("SESSION_MAX_AGE", "600"),
+                    ("MAX_SESSIONS_PER_USER", "7"),
                     ("JWT_LEEWAY", "4"),
                     ("STORE_TIMEOUT", "2"),
                     ("HEADER_READ_TIMEOUT", "3"),
                     ("IDLE_TIMEOUT", "30"),
                     ("HSTS_MAX_AGE", "31536000"),
                     ("MAX_BODY_BYTES", "2048"),
+                    ("MAX_HEADER_BYTES", "16384"),
                     ("SITE_DIR", "/srv/site"),
                     ("APP_ENV", "production"),
                     ("SMTP_URL", "smtps://mailer:pw@smtp.example.com:465"),
@@ -1205,6 +1248,7 @@ mod tests {
                     refresh_token_ttl: chrono::Duration::seconds(120),
                     reuse_grace: chrono::Duration::seconds(3),
                     session_max_age: chrono::Duration::seconds(600),
+                    max_sessions_per_user: 7,
                 }
             );
             assert_eq!(
@@ -1233,6 +1277,8 @@ mod tests {
             assert_eq!(config.listen.serve.idle_timeout, Duration::from_secs(30));
             assert_eq!(config.http.hsts_max_age_secs, Some(31_536_000));
             assert_eq!(config.http.max_body_bytes, 2048);
+            assert_eq!(config.listen.serve.max_header_bytes, 16384);
+            assert_eq!(config.listen.serve.edge.hsts_max_age_secs, Some(31_536_000));
             assert_eq!(config.site.dir, PathBuf::from("/srv/site"));
             assert_eq!(config.app_env, AppEnv::Production);
             let smtp = config.mail.smtp.as_ref().unwrap();
@@ -1292,6 +1338,7 @@ mod tests {
         Jail::expect_with(|jail| {
             let production = [
                 ("APP_ENV", "production"),
+                ("DB_URI", "mongodb://db"),
                 ("JWT_SECRET", SECRET),
                 ("METRICS", "off"),
             ];
@@ -1334,6 +1381,7 @@ mod tests {
             assert_eq!(off.unwrap().metrics, MetricsSettings::Off);
             let production = [
                 ("APP_ENV", "production"),
+                ("DB_URI", "mongodb://db"),
                 ("JWT_SECRET", SECRET),
                 ("SMTP_URL", "smtps://smtp.example.com"),
                 ("PUBLIC_URL", "https://login.example.com"),
@@ -1401,6 +1449,36 @@ mod tests {
     }
 
     #[test]
+    fn a_header_limit_outside_8_kib_to_1_mib_is_refused() {
+        Jail::expect_with(|jail| {
+            for value in ["8191", "1048577", "0"] {
+                let err = load(jail, &[("MAX_HEADER_BYTES", value)]).err().unwrap();
+                assert!(
+                    err.to_string()
+                        .starts_with("MAX_HEADER_BYTES must be between 8192 and 1048576"),
+                    "{value}: {err}"
+                );
+            }
+            for value in ["8192", "1048576"] {
+                let config = load(jail, &[("MAX_HEADER_BYTES", value)]).unwrap();
+                assert_eq!(config.listen.serve.max_header_bytes.to_string(), value);
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_account_must_be_allowed_at_least_one_session() {
+        Jail::expect_with(|jail| {
+            let err = load(jail, &[("MAX_SESSIONS_PER_USER", "0")]).err().unwrap();
+            assert_eq!(err.to_string(), "MAX_SESSIONS_PER_USER must be at least 1");
+            let config = load(jail, &[("MAX_SESSIONS_PER_USER", "1")]).unwrap();
+            assert_eq!(config.session.max_sessions_per_user, 1);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_non_numeric_expiry_is_refused_naming_the_variable() {
         Jail::expect_with(|jail| {
             let err = load(jail, &[("JWT_EXPIRY", "one hour")]).err().unwrap();
@@ -1412,11 +1490,28 @@ mod tests {
     #[test]
     fn production_without_a_jwt_secret_is_refused() {
         Jail::expect_with(|jail| {
-            let err = load(jail, &[("APP_ENV", "production")]).err().unwrap();
+            let production = [("APP_ENV", "production"), ("DB_URI", "mongodb://db")];
+            let err = load(jail, &production).err().unwrap();
             assert_eq!(
                 err.to_string(),
                 "JWT_SECRET must be set when APP_ENV=production"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_the_in_memory_store() {
+        Jail::expect_with(|jail| {
+            for db_uri in [None, Some("memory"), Some("")] {
+                let mut vars = vec![("APP_ENV", "production"), ("JWT_SECRET", SECRET)];
+                vars.extend(db_uri.map(|uri| ("DB_URI", uri)));
+                let err = load(jail, &vars).err().unwrap();
+                assert!(
+                    err.to_string().starts_with("DB_URI must point at MongoDB"),
+                    "{err}"
+                );
+            }
             Ok(())
         });
     }
@@ -1641,6 +1736,7 @@ mod tests {
                 vec![
                     ("JWT_ALGORITHM", "EdDSA"),
                     ("APP_ENV", "production"),
+                    ("DB_URI", "mongodb://db"),
                     ("JWT_SECRET", SECRET),
                 ],
                 vec![

@@ -6,14 +6,25 @@
 //! shutdown stops accepting at once and lets in-flight requests finish within a grace period.
 //!
 //! HTTP/1.1 only: hyper's header-read timeout does not cover cleartext HTTP/2 (h2c), which a
-//! login service behind a TLS-terminating proxy has no use for. Slow request bodies are bounded
-//! by the HTTP layer's body-read timeout.
+//! login service behind a TLS-terminating proxy has no use for (so there is no HTTP/2 header
+//! limit to set either: a client's HTTP/2 preface is refused like any malformed request). Slow
+//! request bodies are bounded by the HTTP layer's body-read timeout.
+//!
+//! A request's head (request line and headers) may be at most `max_header_bytes` long: hyper's
+//! read buffer is capped there, and a head that does not fit is answered 431. The replies hyper
+//! writes itself (400, 431, 414) and the 408 for a head that timed out are hardened like every
+//! other response, by the I/O wrapper in `replies`.
 
+mod replies;
+
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
 };
+use latchkey_http::{EdgeSettings, LoopReplies};
 use poem::{endpoint::BoxEndpoint, web::LocalAddr, web::RemoteAddr, Endpoint, Response};
+use replies::{Exchange, Guarded};
 use std::{
     convert::Infallible,
     future::Future,
@@ -35,6 +46,11 @@ use tokio::{
 pub struct ServeSettings {
     /// A request's headers must arrive within this long of the server starting to read them.
     pub header_read_timeout: Duration,
+    /// The longest request head (request line and headers) accepted; longer ones get 431. At
+    /// least 8192 (hyper's smallest read buffer; smaller values are raised to it).
+    pub max_header_bytes: usize,
+    /// The headers of the replies the loop writes itself (HSTS), as the app's.
+    pub edge: EdgeSettings,
     /// A connection with no bytes in either direction for this long is closed.
     pub idle_timeout: Duration,
     /// After the shutdown signal, in-flight requests get this long to finish.
@@ -52,12 +68,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let endpoint = Arc::new(endpoint);
+    let replies = Arc::new(LoopReplies::new(settings.edge));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // HTTP/1 only: hyper's own builder, since hyper-util's `auto` cannot bound a head.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(settings.header_read_timeout)
+        // A head longer than this is answered 431, however it arrives; the read buffer may
+        // not be smaller (hyper panics below its minimum of 8192).
+        .max_header_size(settings.max_header_bytes)
+        .max_buf_size(settings.max_header_bytes.max(MIN_BUF_SIZE));
     let local = listener.local_addr()?;
     tokio::pin!(shutdown);
     loop {
@@ -76,10 +97,13 @@ pub async fn serve(
         let endpoint = endpoint.clone();
         let activity = Activity::new();
         let in_service = activity.clone();
+        let exchange = Exchange::default();
+        let taken = exchange.clone();
         let service =
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let endpoint = endpoint.clone();
                 let busy = in_service.request_started();
+                taken.request_taken(req.method());
                 async move {
                     let _busy = busy;
                     let req = poem::Request::from((
@@ -92,19 +116,30 @@ pub async fn serve(
                     Ok::<_, Infallible>(response)
                 }
             });
-        let io = TokioIo::new(Tracked {
-            inner: stream,
-            activity: activity.clone(),
-        });
-        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+        let io = TokioIo::new(Guarded::new(
+            Tracked {
+                inner: stream,
+                activity: activity.clone(),
+            },
+            exchange.clone(),
+            replies.clone(),
+        ));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         let idle_timeout = settings.idle_timeout;
         tokio::spawn(async move {
+            tokio::pin!(connection);
             tokio::select! {
-                _ = connection => {}
+                ended = &mut connection => {
+                    if ended.as_ref().err().is_some_and(hyper::Error::is_timeout) {
+                        exchange.head_timed_out();
+                    }
+                }
                 () = activity.idle_for(idle_timeout) => {
                     tracing::debug!(%peer, "closing an idle connection");
                 }
             }
+            // The connection, and with it the socket, is dropped only here: a head that timed
+            // out is answered 408 as it closes (see `replies`).
         });
     }
     drop(listener);
@@ -116,6 +151,9 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// hyper's smallest read buffer (`max_buf_size` panics below it).
+const MIN_BUF_SIZE: usize = 8192;
 
 /// When a connection last moved a byte, and how many of its requests are being handled,
 /// shared between its I/O, its service and its watchdog.

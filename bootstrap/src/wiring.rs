@@ -32,8 +32,14 @@ pub struct App {
     pub metrics: Option<BoxEndpoint<'static, Response>>,
 }
 
-/// How often the store is checked for the readiness probe.
-const READINESS_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the store is checked for the readiness probe. With [`READINESS_CHECK_TIMEOUT`],
+/// a store that dies or stops answering turns readiness 503 within 1.5 s.
+const READINESS_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// A background check whose ping takes longer than this counts as a store that does not
+/// answer: a ping is answered in milliseconds, and a store that has gone away (or hangs)
+/// would otherwise hold the check for `STORE_TIMEOUT`, or until the driver gives up on
+/// finding a server.
+const READINESS_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The repositories of one store.
 #[derive(Clone)]
@@ -170,12 +176,15 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
         );
     }
     let readiness = Readiness::new();
-    check_store(&service, &readiness, config.store.operation_timeout).await;
-    tokio::spawn(keep_checking_store(
-        service.clone(),
-        readiness.clone(),
-        config.store.operation_timeout,
-    ));
+    // The first check may have to dial the store: it gets the store's own timeout (a little
+    // past it, so a call that timed out there is counted as a store error before this gives up).
+    check_store(
+        &service,
+        &readiness,
+        config.store.operation_timeout + Duration::from_millis(250),
+    )
+    .await;
+    tokio::spawn(keep_checking_store(service.clone(), readiness.clone()));
     let metrics = match config.metrics {
         MetricsSettings::Off => None,
         MetricsSettings::OnMainListener | MetricsSettings::OwnListener(_) => {
@@ -204,27 +213,25 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
     })
 }
 
-/// One store check for the readiness probe; a check slower than the store's timeout failed.
-async fn check_store(service: &AuthService, readiness: &Readiness, timeout: Duration) -> bool {
-    // A little past the store's own timeout, so a call that timed out there is counted as
-    // a store error before this gives up on it.
+/// One store check for the readiness probe; a check slower than `limit` failed.
+async fn check_store(service: &AuthService, readiness: &Readiness, limit: Duration) -> bool {
     let answered = matches!(
-        tokio::time::timeout(timeout + Duration::from_millis(250), service.check_ready()).await,
+        tokio::time::timeout(limit, service.check_ready()).await,
         Ok(Ok(()))
     );
     readiness.store_checked(answered);
     answered
 }
 
-/// Checks the store every few seconds while the server runs, saying when readiness changes.
-async fn keep_checking_store(service: AuthService, readiness: Readiness, timeout: Duration) {
+/// Checks the store twice a second while the server runs, saying when readiness changes.
+async fn keep_checking_store(service: AuthService, readiness: Readiness) {
     let mut answered = readiness.state() == ReadinessState::Ready;
     loop {
         tokio::time::sleep(READINESS_CHECK_EVERY).await;
         if !readiness.is_shared() {
             return;
         }
-        let now = check_store(&service, &readiness, timeout).await;
+        let now = check_store(&service, &readiness, READINESS_CHECK_TIMEOUT).await;
         match (answered, now) {
             (true, false) => tracing::warn!("the data store does not answer: not ready (503)"),
             (false, true) => tracing::info!("the data store answers again: ready"),

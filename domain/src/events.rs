@@ -35,14 +35,22 @@ pub enum AuthEvent {
     Refreshed {
         user: UserId,
         session: FamilyId,
-        /// A token rotated moments ago came back (two tabs, a retry) and got the same successor.
+        client: ClientNetwork,
+        /// A token rotated moments ago came back (two tabs, a retry) from the network that
+        /// rotated it, and got the same successor.
         within_grace: bool,
     },
-    /// A rotated token came back after the grace window; its session was ended.
+    /// A rotated token came back after the grace window (`within_grace: false`), or within it
+    /// from another network than the one that rotated it; its session was ended.
     RefreshReuseDetected {
         user: UserId,
         session: FamilyId,
+        /// Where the token came back from.
         client: ClientNetwork,
+        /// Where it was rotated from; `None` when the rotation did not record it (an earlier
+        /// release).
+        rotated_by: Option<ClientNetwork>,
+        within_grace: bool,
     },
     /// `session` is `None` when every session of the user ended at once.
     SessionsEnded {
@@ -66,13 +74,17 @@ pub enum AuthEvent {
         user: UserId,
         action: AdminAction,
     },
-    /// `ADMIN_EMAILS` made an account an administrator (once its address was verified, or at
-    /// start).
+    /// `ADMIN_EMAILS` made an account an administrator (once a reset link set its password,
+    /// or at start).
     AdminGrantedByConfiguration {
         user: UserId,
     },
     /// `ADMIN_EMAILS` enabled a disabled administrator again at start.
     AdminEnabledByConfiguration {
+        user: UserId,
+    },
+    /// An operator made the account an administrator (`latchkey admin grant`).
+    AdminGrantedByOperator {
         user: UserId,
     },
 }
@@ -120,6 +132,13 @@ pub enum SessionEndCause {
     RefreshReuse,
     /// An administrator ended them, or disabled the account.
     Administrator,
+    /// The address was verified from a browser not signed in to the account: whoever holds
+    /// the mailbox may not be whoever chose the password (pre-hijacking), so the sessions
+    /// started before end.
+    VerifiedElsewhere,
+    /// A login took the account past `MAX_SESSIONS_PER_USER` live sessions: its least recently
+    /// used one ended.
+    SessionLimit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +167,7 @@ impl AuthEvent {
             Self::AdminAction { .. } => "admin_action",
             Self::AdminGrantedByConfiguration { .. } => "admin_granted_by_configuration",
             Self::AdminEnabledByConfiguration { .. } => "admin_enabled_by_configuration",
+            Self::AdminGrantedByOperator { .. } => "admin_granted_by_operator",
         }
     }
 
@@ -164,7 +184,8 @@ impl AuthEvent {
             | Self::AccountDeleted { user }
             | Self::AdminAction { user, .. }
             | Self::AdminGrantedByConfiguration { user }
-            | Self::AdminEnabledByConfiguration { user } => Some(user),
+            | Self::AdminEnabledByConfiguration { user }
+            | Self::AdminGrantedByOperator { user } => Some(user),
             Self::LoginFailed { user, .. } | Self::LoginThrottled { user, .. } => user,
             Self::RefreshRefused { .. } => None,
         }
@@ -194,6 +215,8 @@ impl SessionEndCause {
             Self::AccountDeleted => "account_deleted",
             Self::RefreshReuse => "refresh_reuse",
             Self::Administrator => "administrator",
+            Self::VerifiedElsewhere => "verified_elsewhere",
+            Self::SessionLimit => "session_limit",
         }
     }
 }

@@ -23,8 +23,10 @@ pub use secret::{
 };
 pub use throttle::{
     Backoff, BucketState, BudgetAction, ClientNetwork, FailureRecord, KeyPepper, ThrottleKey,
+    ThrottlePrefix,
 };
 pub use token::{
-    AccessClaims, FamilyId, RefreshTokenRecord, SessionOrigin, SessionRecord, TokenRejection,
+    AccessClaims, FamilyId, RefreshTokenRecord, SessionLiveness, SessionOrigin, SessionPosition,
+    SessionRecord, TokenRejection,
 };
 pub use user::{role_set, InvalidRole, Role, User, UserFilter, UserId};

@@ -73,19 +73,23 @@ impl fmt::Debug for PasswordPolicy {
 }
 
 impl Password {
-    /// A password chosen by the owner of `email`. Length counts characters after NFKC.
+    /// A password chosen by the owner of `email`. Its length counts characters (Unicode code
+    /// points) as sent, as JSON Schema's `minLength` and `maxLength` do and as a login counts
+    /// them, so the document states the rule exactly; the other rules look at the normalised
+    /// form, which is also what is hashed.
     pub fn new_for_account(
         raw: String,
         email: &EmailAddress,
         policy: &PasswordPolicy,
     ) -> Result<Self, PasswordError> {
+        let sent_chars = raw.chars().count();
         let password = Self::for_login(raw)?;
-        let normalized = password.expose();
-        if normalized.chars().count() < policy.min_chars {
+        if sent_chars < policy.min_chars {
             return Err(PasswordError::TooShort {
                 min: policy.min_chars,
             });
         }
+        let normalized = password.expose();
         let lowercase = normalized.to_lowercase();
         // Compared as the password is: normalised and lower-cased.
         let comparable = |word: &str| word.nfkc().collect::<String>().to_lowercase();
@@ -210,15 +214,22 @@ mod tests {
     }
 
     #[test]
-    fn the_length_rule_counts_the_normalised_password() {
-        // Four ligatures are eight letters once normalised.
+    fn the_length_rules_count_code_points_as_sent_not_after_normalisation() {
+        // Eight code points as sent (JSON Schema's count), seven once the accent composes.
+        let composed = new("e\u{301}xkcdqw").unwrap();
+        assert_eq!(composed.expose(), "\u{e9}xkcdqw");
+        assert!(new("e\u{301}e\u{301}abcd").is_ok());
+        // Four ligatures are eight letters once normalised, but four characters as sent.
         let ligatures = Password::for_login("ﬁﬁﬁﬁ".into()).unwrap();
         assert_eq!(ligatures.expose(), "fifififi");
-        assert!(new("ﬁﬁﬁﬁ").is_ok());
-        // Eight code points, seven characters once the accents compose.
+        assert_eq!(new("ﬁﬁﬁﬁ").unwrap_err(), PasswordError::TooShort { min: 8 });
+        // The cap too: 1024 code points as sent are accepted however long NFKC makes them,
+        // and 1026 are refused though they compose to 513.
+        assert!(new(&"ﷺ".repeat(PASSWORD_MAX_CHARS)).is_ok());
+        assert!(new(&"e\u{301}".repeat(PASSWORD_MAX_CHARS / 2)).is_ok());
         assert_eq!(
-            new("e\u{301}e\u{301}abcd").unwrap_err(),
-            PasswordError::TooShort { min: 8 }
+            new(&"e\u{301}".repeat(PASSWORD_MAX_CHARS / 2 + 1)).unwrap_err(),
+            PasswordError::TooLong { max: 1024 }
         );
     }
 

@@ -1,10 +1,10 @@
 //! What the core needs from the outside world. Adapters implement these traits.
 
 use crate::{
-    AccessClaims, AuthEvent, BucketState, EmailKey, FailureRecord, FamilyId, Mail, MailTokenHash,
-    MailTokenPurpose, MailTokenRecord, Password, PasswordHash, RefreshTokenHash,
-    RefreshTokenRecord, RefreshTokenSecret, Role, SessionRecord, ThrottleKey, TokenRejection, User,
-    UserFilter, UserId,
+    AccessClaims, AuthEvent, BucketState, ClientNetwork, EmailKey, FailureRecord, FamilyId, Mail,
+    MailTokenHash, MailTokenPurpose, MailTokenRecord, Password, PasswordHash, RefreshTokenHash,
+    RefreshTokenRecord, RefreshTokenSecret, Role, SessionLiveness, SessionPosition, SessionRecord,
+    ThrottleKey, ThrottlePrefix, TokenRejection, User, UserFilter, UserId,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,6 +48,14 @@ pub trait UserRepository: Send + Sync {
         email: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Notes that a mailed link set the password in force at `at`, if the account's hash is
+    /// still `hash` (a change after the reset wins). Returns whether it noted it.
+    async fn mark_password_set_by_mailbox_owner(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Removes the account for good; its email may register again. Returns whether it existed.
     async fn delete(&self, id: UserId) -> Result<bool, StoreError>;
     /// Notes a login at `at` (`last_login_at`) and returns the account as it is now, in one
@@ -89,12 +97,14 @@ pub trait RefreshTokenRepository: Send + Sync {
         &self,
         hash: &RefreshTokenHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
-    /// Compare-and-swap: marks the token rotated only if it was not rotated yet.
+    /// Compare-and-swap: marks the token rotated at `at` by the client network `by` (both kept
+    /// together, as `rotated_at` and `rotated_by`), only if it was not rotated yet.
     /// Returns `true` for exactly one of any number of concurrent callers.
     async fn mark_rotated(
         &self,
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
+        by: ClientNetwork,
     ) -> Result<bool, StoreError>;
     /// The user's tokens not exchanged yet: the newest link of each of their sessions' chains
     /// (a few more while a rotation is in flight). Their `issued_at` is when each session was
@@ -116,12 +126,31 @@ pub trait SessionRepository: Send + Sync {
     /// Sets `revoked_at` if it is not set yet (revocation is permanent and keeps its first
     /// time). Returns `true` for the call that revoked it.
     async fn revoke(&self, id: FamilyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// The user's sessions that are neither revoked nor past their end at `now`, newest first.
+    /// Moves the session's `last_used_at` to `at`, unless it is later already (a concurrent
+    /// refresh wrote first). Unknown sessions are left alone.
+    async fn note_use(&self, id: FamilyId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// How many of the user's sessions are live, counted by the store (nothing is read out).
+    async fn count_active(&self, user: UserId, live: SessionLiveness) -> Result<u64, StoreError>;
+    /// Up to `limit` of the user's live sessions, newest first (by `created_at`, then `id`,
+    /// both descending), starting after `after`. Paging by that key is stable while sessions
+    /// start and end: no session live throughout is skipped or listed twice.
     async fn list_active(
         &self,
         user: UserId,
-        now: DateTime<Utc>,
+        live: SessionLiveness,
+        after: Option<SessionPosition>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The ids of the user's live sessions past the `keep` most recently used ones (ranked by
+    /// `last_used_at`, then `created_at`, then `id`, all descending), in that order: the first
+    /// `limit` of them. Only ids are read.
+    async fn least_recently_used_beyond(
+        &self,
+        user: UserId,
+        live: SessionLiveness,
+        keep: usize,
+        limit: usize,
+    ) -> Result<Vec<FamilyId>, StoreError>;
     /// Revokes every session of the user not revoked yet, except `keep`, in one write.
     /// Returns how many it revoked.
     async fn revoke_all_of_user(
@@ -228,6 +257,9 @@ pub trait ThrottleStore: Send + Sync {
         forget_at: DateTime<Utc>,
     ) -> Result<FailureRecord, StoreError>;
     async fn clear_failures(&self, key: &ThrottleKey) -> Result<(), StoreError>;
+    /// Forgets every record whose key starts with `prefix`, whatever it holds (failures,
+    /// notes, buckets). Records under other keys are untouched.
+    async fn forget_with_prefix(&self, prefix: &ThrottlePrefix) -> Result<(), StoreError>;
     /// Notes `key` at `now` until `forget_at` (a later call moves it).
     async fn remember(
         &self,

@@ -30,6 +30,20 @@ impl ClientNetwork {
             },
         }
     }
+
+    /// Reads back what [`fmt::Display`] wrote (`192.0.2.7`, `2001:db8:1:2::/64`, `unknown`);
+    /// `None` for anything else, an IPv6 address with bits set past its /64 included.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text == "unknown" {
+            return Some(Self::Unknown);
+        }
+        if let Some(prefix) = text.strip_suffix("/64") {
+            let prefix: Ipv6Addr = prefix.parse().ok()?;
+            let host_bits = u128::from(prefix) & (u128::MAX >> 64);
+            return (host_bits == 0).then_some(Self::V6Prefix64(prefix));
+        }
+        text.parse::<Ipv4Addr>().ok().map(Self::V4)
+    }
 }
 
 impl fmt::Display for ClientNetwork {
@@ -115,8 +129,39 @@ impl ThrottleKey {
         Self(format!("budget:{}:{client}", action.as_str()))
     }
 
+    /// The starts of every key that records what the account's password earned or cost: its
+    /// failed logins (from anywhere and from each network) and the networks it logged in
+    /// from. Forgotten when the password changes or the account goes, so that neither a block
+    /// nor a "known network" outlives the password it was about. The mail budget of the
+    /// address is not among them: it bounds mails to a mailbox, whoever holds the account.
+    pub fn account_prefixes(email: &EmailKey, pepper: &KeyPepper) -> [ThrottlePrefix; 2] {
+        let digest = digest(email, pepper);
+        // The digest has a fixed length (64 hex digits), so `login:{digest}` starts the
+        // account's own keys (`login:{digest}` and `login:{digest}:{network}`) and no other.
+        [
+            ThrottlePrefix(format!("login:{digest}")),
+            ThrottlePrefix(format!("known:{digest}:")),
+        ]
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The start shared by a set of keys, to forget them at once (see
+/// [`ThrottleKey::account_prefixes`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ThrottlePrefix(String);
+
+impl ThrottlePrefix {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `key` starts with this prefix.
+    pub fn covers(&self, key: &ThrottleKey) -> bool {
+        key.as_str().starts_with(&self.0)
     }
 }
 
@@ -232,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn a_network_reads_back_from_its_text_and_nothing_else_does() {
+        for network in [
+            ClientNetwork::of("192.0.2.7".parse().unwrap()),
+            ClientNetwork::of("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            ClientNetwork::Unknown,
+        ] {
+            assert_eq!(ClientNetwork::parse(&network.to_string()), Some(network));
+        }
+        for text in [
+            "",
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::1/64",
+            "192.0.2.7/64",
+            "192.0.2",
+            "Unknown",
+        ] {
+            assert_eq!(ClientNetwork::parse(text), None, "{text}");
+        }
+    }
+
+    #[test]
     fn keys_hold_no_email_address_and_differ_per_network_and_action() {
         let email = EmailKey::for_login("Ann@Example.com").unwrap();
         let here = ClientNetwork::of("192.0.2.1".parse().unwrap());
@@ -253,5 +319,28 @@ mod tests {
             ThrottleKey::budget(BudgetAction::Login, here),
             ThrottleKey::budget(BudgetAction::Refresh, here)
         );
+    }
+
+    #[test]
+    fn an_accounts_prefixes_cover_its_login_counts_and_known_networks_and_nothing_else() {
+        let pepper = KeyPepper::new([7; 32]);
+        let ann = EmailKey::for_login("ann@example.com").unwrap();
+        let bob = EmailKey::for_login("bob@example.com").unwrap();
+        let here = ClientNetwork::of("192.0.2.1".parse().unwrap());
+        let prefixes = ThrottleKey::account_prefixes(&ann, &pepper);
+        let covered = |key: &ThrottleKey| prefixes.iter().any(|p| p.covers(key));
+        assert!(covered(&ThrottleKey::login_account(&ann, &pepper)));
+        assert!(covered(&ThrottleKey::login_from(&ann, here, &pepper)));
+        assert!(covered(&ThrottleKey::login_succeeded_from(
+            &ann, here, &pepper
+        )));
+        // Not the mailbox's mail budget, no network's budget, no other account's keys.
+        assert!(!covered(&ThrottleKey::mail_to(&ann, &pepper)));
+        assert!(!covered(&ThrottleKey::budget(BudgetAction::Login, here)));
+        assert!(!covered(&ThrottleKey::login_account(&bob, &pepper)));
+        assert!(!covered(&ThrottleKey::login_from(&bob, here, &pepper)));
+        assert!(!covered(&ThrottleKey::login_succeeded_from(
+            &bob, here, &pepper
+        )));
     }
 }

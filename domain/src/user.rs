@@ -114,11 +114,21 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
     /// The last time a login accepted the password.
     pub last_login_at: Option<DateTime<Utc>>,
+    /// When a mailed link (a reset) last set the password in force, so the mailbox's owner
+    /// chose it; kept through changes made with that password, cleared by nothing else. An
+    /// account registered by someone else in the owner's name (pre-hijacking) has none until
+    /// the owner resets it, so `ADMIN_EMAILS` waits for this, never for verification alone.
+    pub password_set_by_mailbox_owner_at: Option<DateTime<Utc>>,
 }
 
 impl User {
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(Role::is_admin)
+    }
+
+    /// Whoever holds the mailbox both proved it and chose the password in force.
+    pub fn owned_by_mailbox_holder(&self) -> bool {
+        self.email_verified_at.is_some() && self.password_set_by_mailbox_owner_at.is_some()
     }
 }
 

@@ -40,6 +40,15 @@ struct Server {
     stopped: JoinHandle<std::io::Result<()>>,
 }
 
+impl TestApp {
+    /// The MongoDB URI and database name its own store is in, for another process to open.
+    pub fn database(&self) -> Option<(&str, &str)> {
+        self._database
+            .as_ref()
+            .map(|database| (database.uri(), database.name()))
+    }
+}
+
 impl Drop for TestApp {
     /// Stops accepting at once; connections still open end with the test's runtime.
     fn drop(&mut self) {

@@ -191,12 +191,13 @@ impl RefreshTokenRepository for Interleaved {
         &self,
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
+        by: latchkey_domain::ClientNetwork,
     ) -> Result<bool, StoreError> {
         self.pass(Step::BeforeMarkRotated).await;
         if Self::take(&self.failures.instead, Step::BeforeMarkRotated) {
             return Err(Self::failure("rotation refused"));
         }
-        let won = self.inner.mark_rotated(hash, at).await?;
+        let won = self.inner.mark_rotated(hash, at, by).await?;
         self.pass(Step::AfterMarkRotated).await;
         if Self::take(&self.failures.after, Step::AfterMarkRotated) {
             return Err(Self::failure("rotation response lost"));

@@ -6,6 +6,7 @@ pub mod http;
 pub mod interleave;
 pub mod mongo;
 pub mod process;
+pub mod secantus;
 pub mod smtp;
 
 use std::{

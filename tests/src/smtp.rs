@@ -42,15 +42,38 @@ impl CaughtMail {
     }
 }
 
+/// An aiosmtpd server that refuses every recipient, quoting the address in its reply as many
+/// servers do, and notes each refused address in the file named by its second argument.
+const REFUSING_SERVER: &str = r#"
+import sys, threading
+from aiosmtpd.controller import Controller
+
+class RefuseEveryRecipient:
+    def __init__(self, record):
+        self.record = record
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with open(self.record, "a") as refused:
+            refused.write(address + "\n")
+        return "550 5.1.1 <%s>: Recipient address rejected" % address
+
+Controller(RefuseEveryRecipient(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1])).start()
+threading.Event().wait()
+"#;
+
+fn aiosmtpd_python() -> String {
+    std::env::var("AIOSMTPD_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "the mail suites need aiosmtpd: run them through scripts/test.sh, or install it \
+             (python3 -m venv .tmp/aiosmtpd-venv && .tmp/aiosmtpd-venv/bin/pip install \
+             aiosmtpd) and set AIOSMTPD_PYTHON=$PWD/.tmp/aiosmtpd-venv/bin/python"
+        )
+    })
+}
+
 impl MailCatcher {
     pub fn start() -> Self {
-        let python = std::env::var("AIOSMTPD_PYTHON").unwrap_or_else(|_| {
-            panic!(
-                "the mail suites need aiosmtpd: run them through scripts/test.sh, or install it \
-                 (python3 -m venv .tmp/aiosmtpd-venv && .tmp/aiosmtpd-venv/bin/pip install \
-                 aiosmtpd) and set AIOSMTPD_PYTHON=$PWD/.tmp/aiosmtpd-venv/bin/python"
-            )
-        });
+        let python = aiosmtpd_python();
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("latchkey-mail-{}", uuid::Uuid::new_v4()));
         let child = Command::new(&python)
@@ -62,6 +85,39 @@ impl MailCatcher {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("could not start aiosmtpd with {python}: {e}"));
+        Self::listening(child, dir, port)
+    }
+
+    /// A server that catches nothing: it answers every `RCPT` with
+    /// `550 5.1.1 <address>: Recipient address rejected`, quoting the recipient as many servers
+    /// do. [`refused`](Self::refused) lists the addresses it refused so.
+    pub fn refusing_recipients() -> Self {
+        let python = aiosmtpd_python();
+        let port = crate::free_port();
+        let dir = std::env::temp_dir().join(format!("latchkey-mail-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let child = Command::new(&python)
+            .args(["-c", REFUSING_SERVER])
+            .arg(port.to_string())
+            .arg(dir.join("refused"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start aiosmtpd with {python}: {e}"));
+        Self::listening(child, dir, port)
+    }
+
+    /// The recipients a [`refusing_recipients`](Self::refusing_recipients) server refused so far.
+    pub fn refused(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("refused"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits up to 20 s for the server started as `child` to listen on `port`.
+    fn listening(child: Child, dir: PathBuf, port: u16) -> Self {
         let catcher = Self {
             child,
             dir,

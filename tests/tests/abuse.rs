@@ -7,7 +7,7 @@ use latchkey_bootstrap::{Config, Stores};
 use latchkey_domain::EmailKey;
 use latchkey_tests::{
     for_each_backend,
-    http::{app, Reply, TestApp},
+    http::{app, send_from, Reply, TestApp},
     Backend,
 };
 use poem::http::StatusCode;
@@ -220,6 +220,63 @@ async fn login_and_refresh_have_budgets_of_their_own(backend: Backend) {
     );
 }
 
+/// `DELETE /api/users/me` over a socket from the loopback address `source`.
+async fn delete_account_from(app: &TestApp, source: &str, bearer: &str, password: &str) -> Reply {
+    let address = app.address.expect("spawned with `listening()`");
+    let body = json!({ "password": password }).to_string();
+    let request = format!(
+        "DELETE /api/users/me HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Authorization: {bearer}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    send_from(source.parse().expect("an IP address"), address, &request).await
+}
+
+/// Checking a password runs argon2, so a password change and an account deletion spend the
+/// network's login budget before they hash: a few accounts on one address cannot keep the
+/// hashing queue full.
+async fn password_changes_and_deletions_spend_the_networks_login_budget(backend: Backend) {
+    let app = listening(backend, |config| config.abuse.login = hourly(3)).await;
+    app.register("changer@example.com", PASSWORD).await;
+    let here = "127.0.0.21";
+    let login = app.login_from(here, "changer@example.com", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let bearer = format!("Bearer {}", login.str("access_token"));
+    let change = |source: &'static str, current: &'static str, new: &'static str| {
+        let (app, bearer) = (&app, bearer.clone());
+        async move {
+            app.post_from(
+                source,
+                "/api/auth/password/change",
+                json!({ "current_password": current, "new_password": new }),
+                &[("Authorization", bearer.as_str())],
+            )
+            .await
+        }
+    };
+    const OTHER: &str = "another horse battery";
+    // The login took one request of three; two changes take the rest.
+    for (current, new) in [(PASSWORD, OTHER), (OTHER, PASSWORD)] {
+        let changed = change(here, current, new).await;
+        assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
+    }
+    let spent = change(here, PASSWORD, OTHER).await;
+    let retry_after = assert_throttled(&spent, "rate_limited");
+    assert!((3_590..=3_600).contains(&retry_after), "{retry_after}");
+    assert_throttled(
+        &delete_account_from(&app, here, &bearer, PASSWORD).await,
+        "rate_limited",
+    );
+    // The refused requests changed nothing, and another network has a budget of its own.
+    let elsewhere = change("127.0.0.22", PASSWORD, OTHER).await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        elsewhere.body
+    );
+}
+
 async fn forwarded_addresses_count_only_behind_a_trusted_proxy(backend: Backend) {
     let app = listening(backend, |config| {
         config.abuse.register = hourly(1);
@@ -384,6 +441,7 @@ for_each_backend!(
     a_success_resets_the_count,
     a_network_that_spent_its_registration_budget_waits_while_others_do_not,
     login_and_refresh_have_budgets_of_their_own,
+    password_changes_and_deletions_spend_the_networks_login_budget,
     forwarded_addresses_count_only_behind_a_trusted_proxy,
     a_weak_password_is_refused_naming_the_rule,
     a_ligature_and_its_letters_are_one_password,

@@ -105,6 +105,114 @@ async fn the_list_shows_each_device_and_marks_the_callers(backend: Backend) {
         .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
 }
 
+/// Logs ann in, a few milliseconds after the last login (stores keep milliseconds).
+async fn next_login(app: &TestApp) -> Reply {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let login = app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    login
+}
+
+/// The id of the session `login` started.
+async fn session_of(app: &TestApp, login: &Reply) -> String {
+    session_id(&app.session(&access(login)).await)
+}
+
+/// One page of the sessions `token` sees, and its `next_cursor`, which is always there.
+async fn sessions_page(app: &TestApp, token: &str, query: &str) -> (Vec<String>, Option<String>) {
+    let listed = app
+        .get(&format!("/api/auth/sessions?{query}"), Some(token))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let next = listed
+        .body
+        .as_object()
+        .and_then(|page| page.get("next_cursor"))
+        .unwrap_or_else(|| panic!("`next_cursor` is always sent: {}", listed.body));
+    let ids = listed.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|session| session["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, next.as_str().map(str::to_owned))
+}
+
+async fn past_the_cap_a_login_ends_the_least_recently_used_session(backend: Backend) {
+    let app = spawn_app(backend, |config| config.session.max_sessions_per_user = 3).await;
+    let registered = app.register("ann@example.com", PASSWORD).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let first = next_login(&app).await;
+    let second = next_login(&app).await;
+    let third = next_login(&app).await;
+    // A refresh is a use: the first login's session is now used more recently than the second.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let first = app.refresh(&first.str("refresh_token")).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+
+    let fourth = next_login(&app).await;
+
+    // The second login's session, the least recently used, has ended; the others go on.
+    app.refresh(&second.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    app.me(&access(&second))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    for login in [&first, &third, &fourth] {
+        assert!(still_works(&app, login).await);
+    }
+    let first_id = session_of(&app, &first).await;
+    let third_id = session_of(&app, &third).await;
+    let fourth_id = session_of(&app, &fourth).await;
+
+    // Paged: newest login first, two at a time.
+    let (page, next) = sessions_page(&app, &access(&fourth), "limit=2").await;
+    assert_eq!(page, [fourth_id.clone(), third_id.clone()]);
+    let next = next.expect("a third session: a next page");
+    let (page, last) =
+        sessions_page(&app, &access(&fourth), &format!("limit=2&cursor={next}")).await;
+    assert_eq!(page, [first_id]);
+    assert_eq!(last, None, "`next_cursor` is null on the last page");
+
+    // More logins than the cap: the cap remains, the newest ones.
+    let fifth = next_login(&app).await;
+    let sixth = next_login(&app).await;
+    let (all, next) = sessions_page(&app, &access(&sixth), "").await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(next, None);
+    assert_eq!(all[0], session_of(&app, &sixth).await);
+    assert_eq!(all[1], session_of(&app, &fifth).await);
+    assert_eq!(all[2], fourth_id);
+    app.refresh(&third.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+}
+
+async fn a_listing_refuses_cursors_it_did_not_hand_out_and_limits_out_of_range(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    let ann = app.signed_in("ann@example.com").await;
+    for query in ["cursor=not-a-cursor", "cursor=1.2.3"] {
+        app.get(&format!("/api/auth/sessions?{query}"), Some(&access(&ann)))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_cursor");
+    }
+    let too_long = format!("cursor={}", "1".repeat(65));
+    for query in ["limit=0", "limit=101", too_long.as_str()] {
+        app.get(&format!("/api/auth/sessions?{query}"), Some(&access(&ann)))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (page, next) = sessions_page(&app, &access(&ann), "limit=100").await;
+    assert_eq!(page.len(), 1);
+    assert_eq!(next, None);
+}
+
 async fn ending_another_session_stops_its_tokens_at_once(backend: Backend) {
     let TwoDevices { app, laptop, phone } = two_devices(backend).await;
     let phone_session = session_id(&app.session(&access(&phone)).await);
@@ -310,6 +418,8 @@ async fn deleting_the_account_ends_everything_and_frees_the_email(backend: Backe
 
 for_each_backend!(
     the_list_shows_each_device_and_marks_the_callers,
+    past_the_cap_a_login_ends_the_least_recently_used_session,
+    a_listing_refuses_cursors_it_did_not_hand_out_and_limits_out_of_range,
     ending_another_session_stops_its_tokens_at_once,
     sessions_of_others_and_unknown_ids_are_not_found,
     signing_out_everywhere_ends_every_session,

@@ -25,12 +25,18 @@ struct Office {
     ann_id: String,
 }
 
-async fn verify_email(app: &TestApp, email: &str) {
+/// What a reset by mail leaves in the store: the address verified, and its password chosen
+/// by whoever holds the mailbox (the suites in mail.rs go through the mails themselves).
+async fn reset_by_mailbox_owner(app: &TestApp, email: &str) {
     let users = app.users.as_ref().expect("the app's own store");
     let key = EmailAddress::parse(email).unwrap().key();
     let user = users.find_by_email(&key).await.unwrap().unwrap();
     assert!(users
         .mark_email_verified(user.id, key.as_str(), Utc::now())
+        .await
+        .unwrap());
+    assert!(users
+        .mark_password_set_by_mailbox_owner(user.id, &user.password_hash, Utc::now())
         .await
         .unwrap());
 }
@@ -43,9 +49,9 @@ async fn office(backend: Backend) -> Office {
         .spawn()
         .await;
     let boss = app.register(ADMIN, PASSWORD).await;
-    // Anyone could have registered the address: it counts once its owner verified it.
+    // Anyone could have registered the address: it counts once its owner set the password.
     assert_eq!(boss.body["roles"], json!(["user"]));
-    verify_email(&app, ADMIN).await;
+    reset_by_mailbox_owner(&app, ADMIN).await;
     assert_eq!(app.service.grant_configured_admins().await, Ok(1));
     let boss_id = boss.str("id");
     let boss = app.login(ADMIN, PASSWORD).await.str("access_token");
@@ -339,7 +345,7 @@ async fn roles_change_at_once_for_the_admin_api_and_at_refresh_for_tokens(office
         .call("GET", listed, Some(&unverified), None)
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    verify_email(&office.app, "ann@example.com").await;
+    reset_by_mailbox_owner(&office.app, "ann@example.com").await;
     let refreshed = office.app.refresh(&refreshed.str("refresh_token")).await;
     let token = refreshed.str("access_token");
     assert_eq!(
@@ -434,7 +440,7 @@ async fn admin_emails_make_an_existing_account_an_administrator_at_start() {
     let token = registered.str("access_token");
     assert_eq!(before.me(&token).await.body["roles"], json!(["user"]));
     before.signed_in("dave@example.com").await;
-    verify_email(&before, "carol@example.com").await;
+    reset_by_mailbox_owner(&before, "carol@example.com").await;
 
     let after = app(Backend::Mongo)
         .config(|config| {
@@ -461,4 +467,48 @@ async fn admin_emails_make_an_existing_account_an_administrator_at_start() {
         after.me(&dave.str("access_token")).await.body["roles"],
         json!(["user"])
     );
+}
+
+/// `latchkey admin grant EMAIL`: the first administrator, made by an operator where the
+/// server's configuration is, with no mail at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_grants_the_first_administrator_from_the_command_line() {
+    let app = app(Backend::Mongo).spawn().await;
+    let ops = app.signed_in("ops@example.com").await;
+    let (uri, database) = app.database().expect("a MongoDB app");
+    let grant = |email: &str, db_uri: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_latchkey-server"))
+            .args(["admin", "grant", email])
+            .env_clear()
+            .env("DB_URI", db_uri)
+            .env("DB_NAME", database)
+            .env("JWT_SECRET", "an operator's secret of at least 32 bytes")
+            .output()
+            .expect("the binary runs")
+    };
+
+    let granted = grant("OPS@example.com", uri);
+    let stdout = String::from_utf8_lossy(&granted.stdout);
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    assert!(
+        stdout.contains("ops@example.com") && stdout.contains("admin"),
+        "{stdout}"
+    );
+    let refreshed = app.refresh(&ops.str("refresh_token")).await;
+    let token = refreshed.str("access_token");
+    assert_eq!(app.me(&token).await.body["roles"], json!(["user", "admin"]));
+    assert_eq!(app.me(&token).await.body["email_verified"], json!(true));
+    let listed = app.get("/api/admin/users", Some(&token)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+
+    let unknown = grant("nobody@example.com", uri);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no account"));
+    let in_memory = grant("ops@example.com", "memory");
+    assert!(!in_memory.status.success());
+    assert!(String::from_utf8_lossy(&in_memory.stderr).contains("DB_URI"));
 }

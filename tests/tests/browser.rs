@@ -56,10 +56,11 @@ impl Site {
         &self,
         refresh_token: String,
     ) -> Result<latchkey_application::TokenPair, latchkey_application::RefreshError> {
+        // From the browser's own network (loopback): in-grace reuse is honoured only there.
         self.service
             .refresh(RefreshCommand {
                 refresh_token,
-                client: ClientNetwork::Unknown,
+                client: ClientNetwork::of(std::net::Ipv4Addr::LOCALHOST.into()),
             })
             .await
     }
@@ -846,7 +847,12 @@ async fn an_administrator_disables_a_user_whose_open_tab_lands_on_login() {
         .mark_email_verified(account.id, key.as_str(), chrono::Utc::now())
         .await
         .unwrap();
-    // What a start does with `ADMIN_EMAILS` (the verification link does it too).
+    // What a reset by mail does too: the mailbox's holder chose the password in force.
+    users
+        .mark_password_set_by_mailbox_owner(account.id, &account.password_hash, chrono::Utc::now())
+        .await
+        .unwrap();
+    // What a start does with `ADMIN_EMAILS` (a reset link does it too).
     assert_eq!(site.service.grant_configured_admins().await, Ok(1));
     boss.client.goto(&site.url("/login")).await.unwrap();
     boss.submit_credentials(boss_email, PASSWORD).await;
@@ -887,4 +893,57 @@ async fn an_administrator_disables_a_user_whose_open_tab_lands_on_login() {
 
     boss.close().await;
     ann.close().await;
+}
+
+/// The Swagger UI page under its own script policy (only its inline code, by hash): it renders
+/// the operations, styled, and the browser reports no violation of the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_docs_render_under_their_content_security_policy() {
+    // The API alone: the docs page needs no built site.
+    let server = app(Backend::Memory).listening().spawn().await;
+    let browser = start_browser().await;
+    browser.client.goto(&server.url("/api/docs")).await.unwrap();
+
+    // Swagger UI ran: the operations are listed.
+    let login = browser
+        .text_of(".opblock-summary-path[data-path=\"/auth/login\"]")
+        .await;
+    assert!(login.contains("/auth/login"), "{login}");
+    // Its stylesheet applies.
+    let min_width = browser
+        .client
+        .execute(
+            "return getComputedStyle(document.querySelector('.opblock-summary-method')).minWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(min_width, json!("80px"));
+    // Nothing was blocked (violations before the observer are buffered for it).
+    let violations = browser
+        .client
+        .execute_async(
+            r#"
+            const done = arguments[arguments.length - 1];
+            const seen = [];
+            const note = (reports) => {
+                for (const report of reports) {
+                    seen.push(`${report.body.effectiveDirective} ${report.body.blockedURL}`);
+                }
+            };
+            const observer = new ReportingObserver(note, { types: ["csp-violation"], buffered: true });
+            observer.observe();
+            setTimeout(() => {
+                note(observer.takeRecords());
+                observer.disconnect();
+                done(seen);
+            }, 500);
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(violations, json!([]));
+    browser.screenshot("api-docs.png").await;
+    browser.close().await;
 }

@@ -1,5 +1,6 @@
-//! The documentation stays true: links resolve, and the settings the code reads are exactly the
-//! settings `docs/configuration.md` documents.
+//! The documentation stays true: links resolve, the settings the code reads are exactly the
+//! settings `docs/configuration.md` documents, and no file of the repository names a package
+//! registry's host or a Debian mirror's.
 
 use latchkey_bootstrap::config::{LOG_FILTER_VARIABLE, VARIABLES};
 use std::{
@@ -92,5 +93,102 @@ fn every_setting_the_code_reads_is_documented_and_nothing_else() {
     assert!(
         undocumented.is_empty() && unread.is_empty(),
         "read but not documented: {undocumented:?}; documented but not read: {unread:?}"
+    );
+}
+
+/// Host names of the package registries (Rust crates, PyPI, npm) and of Debian's package
+/// pages, archive and mirrors, built from pieces so that this file names none of them either.
+fn registry_hosts() -> Vec<String> {
+    [
+        "crates io",
+        "pypi org",
+        "pypi python org",
+        "pythonhosted org",
+        "npmjs com",
+        "npmjs org",
+        "yarnpkg com",
+        "debian org",
+        "debian net",
+    ]
+    .iter()
+    .map(|pieces| pieces.replace(' ', "."))
+    .collect()
+}
+
+/// The repository's files: what git tracks or would add, or, outside a git checkout, every
+/// file but build output, tools and the VCS's own.
+fn repository_files() -> Vec<PathBuf> {
+    let root = repository();
+    let listed = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output();
+    match listed {
+        Ok(output) if output.status.success() => output
+            .stdout
+            .split(|byte| *byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| root.join(String::from_utf8_lossy(name).into_owned()))
+            .collect(),
+        _ => {
+            let mut files = Vec::new();
+            walk(&root, &mut files);
+            files
+        }
+    }
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("a readable directory")
+        .flatten()
+    {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        if kind.is_dir() {
+            let skipped = [".git", "target", ".tmp", "dist", "node_modules"];
+            if !skipped.iter().any(|s| name == *s) {
+                walk(&entry.path(), files);
+            }
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+}
+
+#[test]
+fn no_file_names_a_package_registry_or_a_debian_mirror() {
+    let hosts = registry_hosts();
+    let files = repository_files();
+    assert!(files.len() > 50, "only {} files found", files.len());
+    let mut named = Vec::new();
+    for file in files {
+        // Cargo writes its registry's index into lock files itself.
+        if file.file_name().is_some_and(|n| n == "Cargo.lock") {
+            continue;
+        }
+        // Gone from the work tree, or not text (compressed data): nothing written there.
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let text = text.to_ascii_lowercase();
+        for host in &hosts {
+            if text.contains(host.as_str()) {
+                named.push(format!("{}: {host}", file.display()));
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "link a tool's own home page or repository, and take mirrors from the machine's \
+         configuration: {named:#?}"
     );
 }

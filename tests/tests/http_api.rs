@@ -711,7 +711,48 @@ async fn health_probes_answer(backend: Backend) {
     );
 }
 
+/// A new password's length counts the code points sent, as the document's `minLength` and
+/// `maxLength` do, not the characters NFKC makes of them; normalisation is for hashing only.
+async fn a_passwords_length_counts_the_code_points_sent(backend: Backend) {
+    let app = app(backend).await;
+    // Eight code points sent (an accent apart from its letter), seven once normalised.
+    let decomposed = "e\u{301}xkcdqw";
+    let registered = app.register("accent@example.com", decomposed).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    // Normalised, it is the same password as the precomposed one.
+    for password in [decomposed, "\u{e9}xkcdqw"] {
+        let login = app.login("accent@example.com", password).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    }
+    // Seven ligatures are seven characters as sent, though fourteen letters once normalised.
+    let short = app
+        .register("ligature@example.com", "\u{fb01}".repeat(7).as_str())
+        .await;
+    short.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    assert_eq!(short.body["rule"], "min_length", "{}", short.body);
+    // The cap counts what is sent too, at registration and at login: 1024 code points are
+    // taken, 1026 are not, though they compose to 513 characters.
+    let at_cap = "e\u{301}".repeat(512);
+    let long = app.register("long@example.com", &at_cap).await;
+    assert_eq!(long.status, StatusCode::CREATED, "{}", long.body);
+    let login = app.login("long@example.com", &at_cap).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let over_cap = "e\u{301}".repeat(513);
+    let longer = app.register("longer@example.com", &over_cap).await;
+    longer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    assert_eq!(longer.body["rule"], "max_length", "{}", longer.body);
+    app.login("long@example.com", &over_cap)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_password");
+}
+
 for_each_backend!(
+    a_passwords_length_counts_the_code_points_sent,
     a_user_registers_logs_in_refreshes_and_logs_out,
     reusing_a_rotated_refresh_token_revokes_the_whole_session,
     user_data_and_tokens_are_never_cached,

@@ -33,9 +33,22 @@ async fn app_mailing_to(
     .await
 }
 
+/// Verifies from a browser signed in with `access_token`, or from one signed in to nothing.
+async fn verify_as(
+    app: &TestApp,
+    token: &str,
+    access_token: Option<&str>,
+) -> latchkey_tests::http::Reply {
+    app.post(
+        "/api/auth/email/verify",
+        access_token,
+        json!({ "token": token }),
+    )
+    .await
+}
+
 async fn verify(app: &TestApp, token: &str) -> latchkey_tests::http::Reply {
-    app.post("/api/auth/email/verify", None, json!({ "token": token }))
-        .await
+    verify_as(app, token, None).await
 }
 
 async fn email_verified(app: &TestApp, access_token: &str) -> bool {
@@ -59,8 +72,13 @@ async fn registration_mails_a_link_that_verifies_the_email_once(backend: Backend
     let token = mail.token_for("verify-email");
     assert_eq!(token.len(), 43, "256 bits, base64url");
 
-    let verified = verify(&app, &token).await;
-    assert_eq!(verified.status, StatusCode::NO_CONTENT, "{}", verified.body);
+    // From the signed-in browser: one person holds the session and the mailbox.
+    let verified = verify_as(&app, &token, Some(&access)).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert_eq!(
+        verified.body,
+        json!({ "sessions_ended": false, "reset_token": null })
+    );
     assert!(email_verified(&app, &access).await);
     verify(&app, &token)
         .await
@@ -96,7 +114,10 @@ async fn a_new_verification_link_replaces_the_last(backend: Backend) {
     verify(&app, &first)
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_link");
-    assert_eq!(verify(&app, &second).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        verify_as(&app, &second, Some(&access)).await.status,
+        StatusCode::OK
+    );
     // Verified: asking again sends nothing.
     let again = app
         .post("/api/auth/email/verify/resend", Some(&access), json!(null))
@@ -235,9 +256,145 @@ async fn with_verification_required_only_verified_emails_log_in(backend: Backend
         .wait_for("ann@example.com")
         .await
         .token_for("verify-email");
-    assert_eq!(verify(&app, &token).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(verify(&app, &token).await.status, StatusCode::OK);
     let login = app.login("ann@example.com", PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+}
+
+/// Account pre-hijacking (Sudhodanan and Paverd, USENIX Security 2022): a squatter registers
+/// the address `ADMIN_EMAILS` names, with a password of their own, before its owner does.
+/// The owner confirming the address must hand the squatter neither the role nor the account.
+async fn a_squatter_of_an_admin_address_gets_no_admin_and_loses_the_account(backend: Backend) {
+    const OWNER_ADDRESS: &str = "ops@corp.example";
+    const SQUATTERS: &str = "the squatter's own phrase";
+    const OWNERS: &str = "the owner's real passphrase";
+    let catcher = MailCatcher::start();
+    let app = app_mailing_to(backend, &catcher, |config| {
+        config.admin_emails = vec![latchkey_domain::EmailAddress::parse(OWNER_ADDRESS)
+            .unwrap()
+            .key()];
+    })
+    .await;
+    let registered = app.register(OWNER_ADDRESS, SQUATTERS).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let squatter = app.login(OWNER_ADDRESS, SQUATTERS).await;
+    assert_eq!(squatter.status, StatusCode::OK, "{}", squatter.body);
+    catcher.wait_for(OWNER_ADDRESS).await; // the registration's verification mail
+    let resent = app
+        .post(
+            "/api/auth/email/verify/resend",
+            Some(&squatter.str("access_token")),
+            json!(null),
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::ACCEPTED, "{}", resent.body);
+
+    // The owner opens the mail and confirms, in a browser signed in to nothing.
+    let link = catcher
+        .wait_for(OWNER_ADDRESS)
+        .await
+        .token_for("verify-email");
+    let verified = verify(&app, &link).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert_eq!(verified.body["sessions_ended"], json!(true));
+    assert!(verified.body["reset_token"].is_string());
+
+    // The squatter's session is over, and a fresh login carries no admin.
+    app.refresh(&squatter.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    let again = app.login(OWNER_ADDRESS, SQUATTERS).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    let squatters_access = again.str("access_token");
+    assert_eq!(
+        app.me(&squatters_access).await.body["roles"],
+        json!(["user"])
+    );
+    app.get("/api/admin/users", Some(&squatters_access))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // The owner resets the password by mail: the account and the role are theirs.
+    assert_eq!(
+        forgot(&app, OWNER_ADDRESS).await.status,
+        StatusCode::ACCEPTED
+    );
+    let reset_link = catcher
+        .wait_for(OWNER_ADDRESS)
+        .await
+        .token_for("reset-password");
+    assert_eq!(
+        reset(&app, &reset_link, OWNERS).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.login(OWNER_ADDRESS, SQUATTERS)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.refresh(&again.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    let owner = app.login(OWNER_ADDRESS, OWNERS).await;
+    let owners_access = owner.str("access_token");
+    assert_eq!(
+        app.me(&owners_access).await.body["roles"],
+        json!(["user", "admin"])
+    );
+    let listed = app.get("/api/admin/users", Some(&owners_access)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+}
+
+/// "This was not me": the reset token a verification from elsewhere hands out sets the
+/// password, and ends the sessions started since.
+async fn the_reset_token_of_a_verification_from_elsewhere_takes_the_account_over(backend: Backend) {
+    let catcher = MailCatcher::start();
+    let app = app_mailing_to(backend, &catcher, |_| {}).await;
+    let squatter = app.signed_in("ann@example.com").await;
+    let link = catcher
+        .wait_for("ann@example.com")
+        .await
+        .token_for("verify-email");
+    // Someone else's session does not count as the account's own.
+    let bob = app.signed_in("bob@example.com").await.str("access_token");
+    let verified = verify_as(&app, &link, Some(&bob)).await;
+    assert_eq!(
+        verified.body["sessions_ended"],
+        json!(true),
+        "{}",
+        verified.body
+    );
+    app.me(&squatter.str("access_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let later = app.login("ann@example.com", PASSWORD).await;
+    let taken_over = reset(
+        &app,
+        verified.body["reset_token"].as_str().unwrap(),
+        "a passphrase of her own",
+    )
+    .await;
+    assert_eq!(
+        taken_over.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        taken_over.body
+    );
+    app.refresh(&later.str("refresh_token"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    app.login("ann@example.com", PASSWORD)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(
+        app.login("ann@example.com", "a passphrase of her own")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 async fn mail_requests_spend_budgets_per_network_and_per_address(backend: Backend) {
@@ -307,6 +464,8 @@ for_each_backend!(
     a_forgotten_password_is_reset_by_the_mailed_link_and_every_session_ends,
     a_reset_link_stops_working_when_the_password_changes_or_a_newer_one_is_sent,
     with_verification_required_only_verified_emails_log_in,
+    a_squatter_of_an_admin_address_gets_no_admin_and_loses_the_account,
+    the_reset_token_of_a_verification_from_elsewhere_takes_the_account_over,
     mail_requests_spend_budgets_per_network_and_per_address,
     a_mail_server_that_is_down_delays_no_request,
 );

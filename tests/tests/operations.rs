@@ -1,7 +1,8 @@
 //! What an operator relies on, tested on real server processes: the metrics a login moves, one
 //! JSON log line per request and an audit line per decision (with the request id the client
-//! saw), readiness that answers at once, SIGTERM that finishes what is in flight, and two
-//! instances on one MongoDB behaving as one service.
+//! saw), readiness that answers at once and sees a dead store within 2 s, mail failures logged
+//! without the recipient, SIGTERM that finishes what is in flight, and two instances on one
+//! MongoDB behaving as one service.
 
 use latchkey_bootstrap::Stores;
 use latchkey_mongo::MongoStore;
@@ -9,6 +10,8 @@ use latchkey_tests::{
     http::{app, spawn_app},
     mongo::TestDatabase,
     process::{sample, try_http, RawReply, ServerProcess},
+    secantus::StoreProcess,
+    smtp::MailCatcher,
     Backend,
 };
 use poem::http::StatusCode;
@@ -406,6 +409,117 @@ async fn readiness_answers_within_a_second_while_the_store_is_unreachable() {
         reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
         assert_eq!(reply.headers.get("retry-after").unwrap(), "2");
     }
+}
+
+/// Waits up to `limit` for the readiness probe on `address` to answer 200.
+async fn readiness_200(address: std::net::SocketAddr, limit: Duration) {
+    latchkey_tests::eventually("readiness 200", limit, || async {
+        let reply = try_http(address, "GET", "/api/health/ready", &[], None).await?;
+        match reply.status {
+            200 => Ok(()),
+            other => Err(std::io::Error::other(format!("still {other}"))),
+        }
+    })
+    .await
+}
+
+/// How long after `since` the readiness probe on `address`, asked every 100 ms, first answered
+/// 503 `service_unavailable`; fails once `limit` has passed without one.
+async fn not_ready_after(
+    address: std::net::SocketAddr,
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    loop {
+        let reply = try_http(address, "GET", "/api/health/ready", &[], None)
+            .await
+            .expect("the server answers while its store is away");
+        let after = since.elapsed();
+        if reply.status == 503 {
+            let body = reply.json();
+            assert_eq!(body["error"], "service_unavailable", "{body}");
+            return after;
+        }
+        assert!(
+            after < limit,
+            "readiness still answered {} {after:?} after the store went away",
+            reply.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A server process on a SecantusDB process of its own, once it is ready.
+async fn ready_on_a_store_of_its_own() -> (StoreProcess, ServerProcess) {
+    let store = StoreProcess::start();
+    let uri = store.uri();
+    let server = ServerProcess::start(SERVER, &[("DB_URI", uri.as_str())]);
+    readiness_200(server.address, Duration::from_secs(10)).await;
+    (store, server)
+}
+
+#[tokio::test]
+async fn readiness_turns_503_within_2_s_of_the_store_being_killed() {
+    let (mut store, server) = ready_on_a_store_of_its_own().await;
+    let killed = Instant::now();
+    store.kill();
+    let after = not_ready_after(server.address, killed, Duration::from_secs(2)).await;
+    eprintln!("readiness 503 {after:?} after the store was killed");
+}
+
+#[tokio::test]
+async fn readiness_turns_503_within_2_s_of_the_store_hanging() {
+    // Its connections stay open and nothing answers, as when the store's host or network hangs:
+    // a store call waits for `STORE_TIMEOUT` (5 s here), the readiness check does not.
+    let (store, server) = ready_on_a_store_of_its_own().await;
+    let frozen = Instant::now();
+    store.freeze();
+    let after = not_ready_after(server.address, frozen, Duration::from_secs(2)).await;
+    eprintln!("readiness 503 {after:?} after the store froze");
+}
+
+#[tokio::test]
+async fn a_recipient_the_mail_server_refuses_is_logged_by_reply_code_and_class_not_by_address() {
+    const EMAIL: &str = "Quoted.Recipient@example.com";
+    let refusing = MailCatcher::refusing_recipients();
+    let url = refusing.url();
+    let server = ServerProcess::start(SERVER, &[("SMTP_URL", url.as_str())]);
+    register(&server, EMAIL).await;
+
+    let log = latchkey_tests::eventually("the refusal in the log", Duration::from_secs(20), || {
+        let log = server.log();
+        async move {
+            if log.iter().any(|line| line["smtp_code"] == 550) {
+                Ok(log)
+            } else {
+                Err("no line with smtp_code 550 yet")
+            }
+        }
+    })
+    .await;
+    let refusal = log
+        .iter()
+        .find(|line| line["smtp_code"] == 550)
+        .expect("the refusal");
+    assert_eq!(refusal["class"], "permanent", "{refusal}");
+    assert_eq!(refusal["level"], "ERROR", "{refusal}");
+    // The server's reply did quote the address...
+    assert!(
+        refusing
+            .refused()
+            .iter()
+            .any(|address| address.eq_ignore_ascii_case(EMAIL)),
+        "{:?}",
+        refusing.refused()
+    );
+    // ...and no line of the log repeats it.
+    let everything = serde_json::to_string(&server.log())
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        !everything.contains("quoted.recipient"),
+        "the recipient's address was logged"
+    );
 }
 
 /// Two processes on one database, as two instances behind a load balancer.

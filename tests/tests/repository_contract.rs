@@ -8,8 +8,8 @@ use latchkey_domain::{
         ThrottleStore, UserRepository,
     },
     BucketState, EmailAddress, FamilyId, MailTokenPurpose, MailTokenRecord, MailTokenSecret,
-    PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, SessionOrigin, SessionRecord,
-    ThrottleKey, User, UserFilter, UserId,
+    PasswordHash, RefreshTokenRecord, RefreshTokenSecret, Role, SessionLiveness, SessionOrigin,
+    SessionPosition, SessionRecord, ThrottleKey, User, UserFilter, UserId,
 };
 use latchkey_tests::{for_each_backend, mongo::TestDatabase, Backend};
 use std::sync::Arc;
@@ -65,6 +65,7 @@ fn new_user(email: &str) -> User {
         email_verified_at: None,
         disabled_at: None,
         last_login_at: None,
+        password_set_by_mailbox_owner_at: None,
     }
 }
 
@@ -80,6 +81,7 @@ fn new_token(owner: &User, family: FamilyId) -> (RefreshTokenSecret, RefreshToke
         issued_at: now(),
         expires_at: now() + Duration::days(1),
         rotated_at: None,
+        rotated_by: None,
     };
     (secret, record)
 }
@@ -91,7 +93,25 @@ fn new_session(owner: &User) -> SessionRecord {
         created_at: now(),
         expires_at: now() + Duration::days(30),
         revoked_at: None,
+        last_used_at: now(),
         origin: SessionOrigin::new(Some("Mozilla/5.0 (X11)"), Some("203.0.113.7".into())),
+    }
+}
+
+/// Live at `at`: neither ended nor past their end, and used within the last 14 days.
+fn live_at(at: DateTime<Utc>) -> SessionLiveness {
+    SessionLiveness {
+        now: at,
+        used_after: at - Duration::days(14),
+    }
+}
+
+/// A session of `owner` that started `minutes` ago and was last used `used_minutes` ago.
+fn session_started(owner: &User, minutes: i64, used_minutes: i64) -> SessionRecord {
+    SessionRecord {
+        created_at: now() - Duration::minutes(minutes),
+        last_used_at: now() - Duration::minutes(used_minutes),
+        ..new_session(owner)
     }
 }
 
@@ -107,6 +127,11 @@ async fn stored(stores: &Stores, secret: &RefreshTokenSecret) -> RefreshTokenRec
 
 fn new_family() -> FamilyId {
     FamilyId::from_uuid(Uuid::new_v4())
+}
+
+/// A client network as rotations record it: an IPv6 client's /64 (stored as its text).
+fn network(address: &str) -> latchkey_domain::ClientNetwork {
+    latchkey_domain::ClientNetwork::of(address.parse().unwrap())
 }
 
 async fn a_user_is_found_by_id_and_by_email_in_any_case(stores: Stores) {
@@ -198,9 +223,10 @@ async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
     let (secret, record) = new_token(&owner, new_family());
     assert_eq!(stores.tokens.insert(&record).await.unwrap(), None);
     let at = now();
+    let by = network("192.0.2.1");
     stores
         .tokens
-        .mark_rotated(&secret.hash(), at)
+        .mark_rotated(&secret.hash(), at, by)
         .await
         .unwrap();
 
@@ -211,6 +237,7 @@ async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
         existing,
         Some(RefreshTokenRecord {
             rotated_at: Some(at),
+            rotated_by: Some(by),
             ..record.clone()
         }),
         "the stored record is reported, as stored"
@@ -225,25 +252,36 @@ async fn storing_a_token_again_keeps_the_first_record(stores: Stores) {
     );
 }
 
-async fn rotation_succeeds_once_and_records_when(stores: Stores) {
+async fn rotation_succeeds_once_and_records_when_and_from_which_network(stores: Stores) {
     let owner = new_user("ann@example.com");
     let (secret, record) = new_token(&owner, new_family());
     stores.tokens.insert(&record).await.unwrap();
+    assert_eq!(stored(&stores, &secret).await.rotated_by, None);
     let at = now();
+    let here = network("2001:db8:1:2::7");
 
     assert!(stores
         .tokens
-        .mark_rotated(&secret.hash(), at)
+        .mark_rotated(&secret.hash(), at, here)
         .await
         .unwrap());
     assert!(!stores
         .tokens
-        .mark_rotated(&secret.hash(), at)
+        .mark_rotated(
+            &secret.hash(),
+            at + Duration::seconds(1),
+            network("192.0.2.2")
+        )
         .await
         .unwrap());
 
     let stored = stored(&stores, &secret).await;
     assert_eq!(stored.rotated_at, Some(at));
+    assert_eq!(
+        stored.rotated_by,
+        Some(network("2001:db8:1:2:ffff::1")),
+        "the winner's network, as its /64, and no loser's"
+    );
 }
 
 /// Runs `attempts` calls released together on the multi-threaded runtime, so they really run at
@@ -278,7 +316,12 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner(stores: Store
     let tokens = stores.tokens.clone();
     let winners = winners_of_simultaneous(16, move || {
         let tokens = tokens.clone();
-        async move { tokens.mark_rotated(&hash, now()).await.unwrap() }
+        async move {
+            tokens
+                .mark_rotated(&hash, now(), network("192.0.2.1"))
+                .await
+                .unwrap()
+        }
     })
     .await;
 
@@ -290,7 +333,7 @@ async fn unknown_tokens_cannot_be_rotated(stores: Stores) {
     let (unknown, _) = new_token(&owner, new_family());
     assert!(!stores
         .tokens
-        .mark_rotated(&unknown.hash(), now())
+        .mark_rotated(&unknown.hash(), now(), network("192.0.2.1"))
         .await
         .unwrap());
 }
@@ -349,26 +392,236 @@ async fn concurrent_revocations_of_one_session_have_exactly_one_winner(stores: S
 
 async fn a_users_live_sessions_are_listed_newest_first_without_others(stores: Stores) {
     let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
-    let mut older = new_session(&ann);
-    older.created_at = now() - Duration::hours(2);
+    let older = session_started(&ann, 120, 60);
     let newer = new_session(&ann);
     let mut revoked = new_session(&ann);
     revoked.revoked_at = Some(now());
-    let mut ended = new_session(&ann);
-    ended.created_at = now() - Duration::days(31);
+    let mut ended = session_started(&ann, 31 * 24 * 60, 10);
     ended.expires_at = now() - Duration::seconds(1);
+    // Its refresh token expired unused a day ago.
+    let idle = session_started(&ann, 20 * 24 * 60, 15 * 24 * 60);
     let bobs = new_session(&bob);
-    for session in [&older, &newer, &revoked, &ended, &bobs] {
+    for session in [&older, &newer, &revoked, &ended, &idle, &bobs] {
         stores.sessions.insert(session).await.unwrap();
     }
+    let at = now();
 
-    let listed = stores.sessions.list_active(ann.id, now()).await.unwrap();
+    let listed = stores
+        .sessions
+        .list_active(ann.id, live_at(at), None, 10)
+        .await
+        .unwrap();
 
-    assert_eq!(listed, vec![newer, older], "origins kept, newest first");
     assert_eq!(
-        stores.sessions.list_active(bob.id, now()).await.unwrap(),
+        listed,
+        vec![newer.clone(), older],
+        "origins and last use kept, newest first"
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .list_active(bob.id, live_at(at), None, 10)
+            .await
+            .unwrap(),
         vec![bobs]
     );
+    assert_eq!(
+        stores
+            .sessions
+            .list_active(ann.id, live_at(at), None, 1)
+            .await
+            .unwrap(),
+        vec![newer],
+        "at most `limit`"
+    );
+    assert!(stores
+        .sessions
+        .list_active(ann.id, live_at(at), None, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_page_of_sessions_starts_after_its_cursor_with_ties_ordered_by_id(stores: Stores) {
+    let ann = new_user("ann@example.com");
+    let started = now() - Duration::minutes(5);
+    // Three sessions started in the same millisecond, and one before them.
+    let mut same: Vec<SessionRecord> = (0..3)
+        .map(|_| SessionRecord {
+            created_at: started,
+            ..new_session(&ann)
+        })
+        .collect();
+    same.sort_by_key(|s| std::cmp::Reverse(s.id));
+    let earlier = session_started(&ann, 10, 1);
+    for session in same.iter().chain([&earlier]) {
+        stores.sessions.insert(session).await.unwrap();
+    }
+    let at = now();
+    let page = |after: Option<SessionPosition>| {
+        let sessions = stores.sessions.clone();
+        async move {
+            sessions
+                .list_active(ann.id, live_at(at), after, 2)
+                .await
+                .unwrap()
+        }
+    };
+
+    let first = page(None).await;
+    assert_eq!(
+        first,
+        same[..2].to_vec(),
+        "ids descending among equal starts"
+    );
+    let second = page(Some(SessionPosition::of(&first[1]))).await;
+    assert_eq!(second, vec![same[2].clone(), earlier.clone()]);
+    assert!(page(Some(SessionPosition::of(&earlier))).await.is_empty());
+}
+
+async fn paging_sessions_is_stable_while_sessions_start_and_end(stores: Stores) {
+    let ann = new_user("ann@example.com");
+    let present: Vec<SessionRecord> = (0..7).map(|n| session_started(&ann, 100 - n, 1)).collect();
+    for session in &present {
+        stores.sessions.insert(session).await.unwrap();
+    }
+    let at = now();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = stores
+            .sessions
+            .list_active(ann.id, live_at(at), after, 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(SessionPosition::of(last));
+        seen.extend(page.iter().map(|session| session.id));
+        // Between pages: a login (newer than every page), and one already listed ends.
+        stores.sessions.insert(&new_session(&ann)).await.unwrap();
+        stores.sessions.revoke(page[0].id, at).await.unwrap();
+    }
+    let expected: Vec<FamilyId> = present.iter().rev().map(|session| session.id).collect();
+    assert_eq!(seen, expected, "each once, newest first");
+}
+
+async fn a_sessions_use_is_noted_and_never_moved_back(stores: Stores) {
+    let ann = new_user("ann@example.com");
+    let session = session_started(&ann, 60, 60);
+    stores.sessions.insert(&session).await.unwrap();
+    let used = now();
+
+    stores.sessions.note_use(session.id, used).await.unwrap();
+    stores
+        .sessions
+        .note_use(session.id, used - Duration::minutes(1))
+        .await
+        .unwrap();
+    stores.sessions.note_use(new_family(), used).await.unwrap();
+
+    let stored = stores.sessions.find(session.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, used);
+    assert_eq!(
+        stored,
+        SessionRecord {
+            last_used_at: used,
+            ..session
+        },
+        "nothing else changed"
+    );
+}
+
+async fn live_sessions_are_counted_without_others(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    let mut revoked = new_session(&ann);
+    revoked.revoked_at = Some(now());
+    let idle = session_started(&ann, 20 * 24 * 60, 15 * 24 * 60);
+    for session in [
+        &new_session(&ann),
+        &session_started(&ann, 30, 30),
+        &revoked,
+        &idle,
+        &new_session(&bob),
+    ] {
+        stores.sessions.insert(session).await.unwrap();
+    }
+    let at = now();
+    assert_eq!(
+        stores
+            .sessions
+            .count_active(ann.id, live_at(at))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .count_active(bob.id, live_at(at))
+            .await
+            .unwrap(),
+        1
+    );
+    let nobody = new_user("nobody@example.com");
+    assert_eq!(
+        stores
+            .sessions
+            .count_active(nobody.id, live_at(at))
+            .await
+            .unwrap(),
+        0
+    );
+    // Used again, the idle one is live again.
+    stores.sessions.note_use(idle.id, at).await.unwrap();
+    assert_eq!(
+        stores
+            .sessions
+            .count_active(ann.id, live_at(at))
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+async fn sessions_past_the_most_recently_used_are_named_least_recent_last(stores: Stores) {
+    let (ann, bob) = (new_user("ann@example.com"), new_user("bob@example.com"));
+    // Started long ago but used a minute ago: the most recently used.
+    let busy = session_started(&ann, 600, 1);
+    let fresh = session_started(&ann, 5, 5);
+    let quiet = session_started(&ann, 300, 200);
+    let stale = session_started(&ann, 900, 800);
+    let mut revoked = session_started(&ann, 1000, 900);
+    revoked.revoked_at = Some(now());
+    let idle = session_started(&ann, 20 * 24 * 60, 15 * 24 * 60);
+    let bobs = session_started(&bob, 2000, 2000);
+    for session in [&busy, &fresh, &quiet, &stale, &revoked, &idle, &bobs] {
+        stores.sessions.insert(session).await.unwrap();
+    }
+    let at = now();
+    let beyond = |keep: usize, limit: usize| {
+        let sessions = stores.sessions.clone();
+        async move {
+            sessions
+                .least_recently_used_beyond(ann.id, live_at(at), keep, limit)
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(beyond(2, 10).await, vec![quiet.id, stale.id]);
+    assert_eq!(beyond(1, 10).await, vec![fresh.id, quiet.id, stale.id]);
+    assert_eq!(
+        beyond(1, 2).await,
+        vec![fresh.id, quiet.id],
+        "at most `limit`"
+    );
+    assert!(beyond(4, 10).await.is_empty(), "under the cap: none");
+    assert!(beyond(2, 0).await.is_empty());
+    // A refresh moves a session up.
+    stores.sessions.note_use(stale.id, at).await.unwrap();
+    assert_eq!(beyond(2, 10).await, vec![fresh.id, quiet.id]);
 }
 
 async fn revoking_all_of_a_users_sessions_keeps_the_one_asked_and_touches_no_other_user(
@@ -425,7 +678,7 @@ async fn a_users_unexchanged_tokens_are_the_heads_of_their_chains(stores: Stores
     }
     stores
         .tokens
-        .mark_rotated(&rotated_secret.hash(), now())
+        .mark_rotated(&rotated_secret.hash(), now(), network("192.0.2.1"))
         .await
         .unwrap();
 
@@ -734,6 +987,39 @@ async fn an_address_is_verified_once_and_only_while_the_account_has_it(stores: S
         .unwrap());
 }
 
+async fn a_password_set_by_mail_is_noted_only_while_it_is_in_force(stores: Stores) {
+    let user = new_user("owner@example.com");
+    stores.users.insert(&user).await.unwrap();
+    let at = now();
+    let stale = PasswordHash::new("$argon2id$stale".into());
+    let noted_at = |users: Arc<dyn UserRepository>| async move {
+        users
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_set_by_mailbox_owner_at
+    };
+
+    assert!(!stores
+        .users
+        .mark_password_set_by_mailbox_owner(user.id, &stale, at)
+        .await
+        .unwrap());
+    assert_eq!(noted_at(stores.users.clone()).await, None);
+    assert!(stores
+        .users
+        .mark_password_set_by_mailbox_owner(user.id, &user.password_hash, at)
+        .await
+        .unwrap());
+    assert_eq!(noted_at(stores.users.clone()).await, Some(at));
+    assert!(!stores
+        .users
+        .mark_password_set_by_mailbox_owner(UserId::from_uuid(Uuid::new_v4()), &stale, at)
+        .await
+        .unwrap());
+}
+
 async fn a_password_hash_is_replaced_only_while_it_is_the_expected_one(stores: Stores) {
     let user = new_user("rehash@example.com");
     stores.users.insert(&user).await.unwrap();
@@ -849,6 +1135,75 @@ async fn a_noted_key_is_remembered_until_its_time(stores: Stores) {
         .await
         .unwrap();
     assert!(throttle.remembers(&k, later).await.unwrap());
+}
+
+/// An account's failure counts, from anywhere and from `network`.
+fn counts_of(
+    email: &latchkey_domain::EmailKey,
+    network: latchkey_domain::ClientNetwork,
+    pepper: &latchkey_domain::KeyPepper,
+) -> [ThrottleKey; 2] {
+    [
+        ThrottleKey::login_account(email, pepper),
+        ThrottleKey::login_from(email, network, pepper),
+    ]
+}
+
+async fn forgetting_an_accounts_prefixes_forgets_its_counts_and_known_networks_only(
+    stores: Stores,
+) {
+    let throttle = &stores.throttle;
+    let pepper = latchkey_domain::KeyPepper::new([1; 32]);
+    let ann = latchkey_domain::EmailKey::for_login("forgotten@example.com").unwrap();
+    let bob = latchkey_domain::EmailKey::for_login("kept@example.com").unwrap();
+    let here = latchkey_domain::ClientNetwork::of("192.0.2.3".parse().unwrap());
+    let t = now();
+    let forget = t + Duration::minutes(10);
+    for email in [&ann, &bob] {
+        for k in counts_of(email, here, &pepper) {
+            throttle.record_failure(&k, t, forget).await.unwrap();
+        }
+        let known = ThrottleKey::login_succeeded_from(email, here, &pepper);
+        throttle.remember(&known, t, forget).await.unwrap();
+    }
+    let mails = ThrottleKey::mail_to(&ann, &pepper);
+    assert!(throttle
+        .replace_bucket(&mails, None, BucketState(5), t, forget)
+        .await
+        .unwrap());
+
+    for prefix in ThrottleKey::account_prefixes(&ann, &pepper) {
+        throttle.forget_with_prefix(&prefix).await.unwrap();
+    }
+    for k in counts_of(&ann, here, &pepper) {
+        assert_eq!(
+            throttle.failures(&k, t).await.unwrap(),
+            None,
+            "{}",
+            k.as_str()
+        );
+    }
+    assert!(!throttle
+        .remembers(&ThrottleKey::login_succeeded_from(&ann, here, &pepper), t)
+        .await
+        .unwrap());
+    // Another account's records, and the address's mail budget, are kept.
+    for k in counts_of(&bob, here, &pepper) {
+        let kept = throttle.failures(&k, t).await.unwrap();
+        assert_eq!(kept.map(|r| r.count), Some(1), "{}", k.as_str());
+    }
+    assert!(throttle
+        .remembers(&ThrottleKey::login_succeeded_from(&bob, here, &pepper), t)
+        .await
+        .unwrap());
+    assert_eq!(
+        throttle.bucket(&mails, t).await.unwrap(),
+        Some(BucketState(5))
+    );
+    // Nothing left to forget is no error.
+    for prefix in ThrottleKey::account_prefixes(&ann, &pepper) {
+        throttle.forget_with_prefix(&prefix).await.unwrap();
+    }
 }
 
 async fn a_bucket_is_swapped_only_from_the_state_it_was_read_in(stores: Stores) {
@@ -1137,13 +1492,18 @@ for_each_backend!(
     the_store_answers_a_ping,
     a_refresh_token_round_trips_by_hash,
     storing_a_token_again_keeps_the_first_record,
-    rotation_succeeds_once_and_records_when,
+    rotation_succeeds_once_and_records_when_and_from_which_network,
     concurrent_rotations_of_one_token_have_exactly_one_winner,
     unknown_tokens_cannot_be_rotated,
     a_session_round_trips_by_id,
     revoking_a_session_succeeds_once_keeps_its_first_time_and_touches_no_other,
     concurrent_revocations_of_one_session_have_exactly_one_winner,
     a_users_live_sessions_are_listed_newest_first_without_others,
+    a_page_of_sessions_starts_after_its_cursor_with_ties_ordered_by_id,
+    paging_sessions_is_stable_while_sessions_start_and_end,
+    a_sessions_use_is_noted_and_never_moved_back,
+    live_sessions_are_counted_without_others,
+    sessions_past_the_most_recently_used_are_named_least_recent_last,
     revoking_all_of_a_users_sessions_keeps_the_one_asked_and_touches_no_other_user,
     a_users_unexchanged_tokens_are_the_heads_of_their_chains,
     deleting_a_user_forgets_the_account_its_sessions_and_tokens_only,
@@ -1154,10 +1514,12 @@ for_each_backend!(
     concurrent_uses_of_one_mail_token_have_exactly_one_winner,
     discarding_a_users_mail_token_of_one_purpose_leaves_the_rest,
     an_address_is_verified_once_and_only_while_the_account_has_it,
+    a_password_set_by_mail_is_noted_only_while_it_is_in_force,
     a_password_hash_is_replaced_only_while_it_is_the_expected_one,
     failures_count_up_and_are_forgotten_when_cleared_or_expired,
     concurrent_failures_all_count,
     a_noted_key_is_remembered_until_its_time,
+    forgetting_an_accounts_prefixes_forgets_its_counts_and_known_networks_only,
     a_bucket_is_swapped_only_from_the_state_it_was_read_in,
     concurrent_swaps_from_one_state_have_exactly_one_winner,
 );

@@ -375,8 +375,18 @@ pub struct VerifyFailure {
     pub link_still_good: bool,
 }
 
-pub async fn verify_email(token: String) -> Result<(), VerifyFailure> {
-    client(None)
+/// What a verification did: from a browser not signed in to the account, every session of it
+/// ended, and `reset_token` lets the mailbox's holder set a password of their own.
+pub struct Verified {
+    pub sessions_ended: bool,
+    pub reset_token: Option<String>,
+}
+
+/// Confirms the address, signed in when this browser holds a session: the server keeps the
+/// sessions of an account confirmed from its own session only.
+pub async fn verify_email(token: String) -> Result<Verified, VerifyFailure> {
+    let access_token = live_access_token().await;
+    let verified = client(access_token.as_deref())
         .verify_email(&types::EmailVerification { token })
         .await
         .map_err(|error| {
@@ -386,8 +396,32 @@ pub async fn verify_email(token: String) -> Result<(), VerifyFailure> {
                 message: describe(error),
                 link_still_good: !link_dead,
             }
-        })?;
-    Ok(())
+        })?
+        .into_inner();
+    Ok(Verified {
+        sessions_ended: verified.sessions_ended,
+        reset_token: verified.reset_token,
+    })
+}
+
+/// This browser's access token, refreshed first if it expired; `None` when signed out. An
+/// expired token would count as signed in to nothing. Never leaves the page.
+async fn live_access_token() -> Option<String> {
+    if !session().is_signed_in() {
+        return None;
+    }
+    session()
+        .call(|token| async move {
+            let api = client(Some(&token));
+            let answer = api.get_session().await;
+            match answer {
+                Ok(_) => Attempt::Done(token),
+                Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
+                Err(_) => Attempt::Failed(()),
+            }
+        })
+        .await
+        .ok()
 }
 
 pub async fn resend_verification() -> Result<(), String> {
@@ -395,9 +429,30 @@ pub async fn resend_verification() -> Result<(), String> {
     Ok(())
 }
 
-pub async fn list_sessions() -> Result<Vec<types::SessionSummaryView>, String> {
-    let list = authenticated(|api| async move { api.list_sessions().await }).await?;
-    Ok(list.sessions)
+/// The most pages of sessions the account page reads, 100 sessions each (the server's default
+/// page): with the default `MAX_SESSIONS_PER_USER` (100), one page holds them all.
+const MAX_SESSION_PAGES: usize = 5;
+
+/// The account's live sessions, newest first, following each page's `next`; `true` when more
+/// than [`MAX_SESSION_PAGES`] pages' worth were left unread.
+pub async fn list_sessions() -> Result<(Vec<types::SessionSummaryView>, bool), String> {
+    let mut sessions = Vec::new();
+    let mut cursor: Option<types::ListSessionsCursor> = None;
+    for _ in 0..MAX_SESSION_PAGES {
+        let page = authenticated(|api| {
+            let cursor = cursor.clone();
+            async move { api.list_sessions(cursor.as_ref(), None).await }
+        })
+        .await?;
+        sessions.extend(page.sessions);
+        let Some(next) = page.next_cursor else {
+            return Ok((sessions, false));
+        };
+        cursor = Some(next.parse().map_err(|_| {
+            "The list of sessions cannot be continued; reload the page.".to_owned()
+        })?);
+    }
+    Ok((sessions, true))
 }
 
 pub async fn end_session(id: uuid::Uuid) -> Result<(), String> {

@@ -52,7 +52,8 @@ impl From<User> for AdminUserView {
 pub struct AdminUserDetailView {
     #[oai(flatten)]
     pub user: AdminUserView,
-    /// Sessions neither ended nor past their end.
+    /// Live sessions: neither ended nor past their end, and used (logged in or refreshed)
+    /// within `REFRESH_TOKEN_EXPIRY`. Counted by the store.
     pub active_sessions: u64,
 }
 
@@ -60,7 +61,7 @@ impl From<UserDetail> for AdminUserDetailView {
     fn from(detail: UserDetail) -> Self {
         Self {
             user: detail.user.into(),
-            active_sessions: u64::try_from(detail.active_sessions).unwrap_or(u64::MAX),
+            active_sessions: detail.active_sessions,
         }
     }
 }

@@ -4,20 +4,25 @@ use crate::{
     contract::{add_allow, AllowTable},
     error::{framework_error_to_json, narrow, Status},
     observe::Observer,
+    security::MaybeBearerAuth,
     views::{
-        AcceptedView, Credentials, EmailVerification, HealthView, NewAccount, PasswordChange,
-        PasswordConfirmation, PasswordForgotten, PasswordReset, RefreshRequest, SessionListView,
-        SessionView, TokenPairView, UserView,
+        AcceptedView, Credentials, EmailVerification, EmailVerifiedView, HealthView, NewAccount,
+        PasswordChange, PasswordConfirmation, PasswordForgotten, PasswordReset, RefreshRequest,
+        SessionListView, SessionView, TokenPairView, UserView,
     },
     ApiError, BearerAuth, ErrorBody, ErrorCode, Readiness, ReadinessState,
 };
 use latchkey_application::{
     AuthService, ChangePasswordCommand, DeleteAccountCommand, LoginCommand, LogoutCommand,
-    RefreshCommand, RegisterCommand,
+    RefreshCommand, RegisterCommand, SessionQuery, VerifyEmailCommand, MAX_PAGE_SIZE,
 };
 use latchkey_domain::{ClientNetwork, FamilyId};
 use poem::{web::Data, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
-use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi, OpenApiService, Tags};
+use poem_openapi::{
+    param::{Path, Query},
+    payload::Json,
+    ApiResponse, OpenApi, OpenApiService, Tags,
+};
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
@@ -138,7 +143,8 @@ enum LoginResponse {
     /// `invalid_email` (empty or too long), `invalid_password` (too long).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// `rate_limited`: too many logins from this network; `too_many_failed_logins`: too many
+    /// `rate_limited`: too many logins (and password confirmations, which share the budget)
+    /// from this network; `too_many_failed_logins`: too many
     /// failed attempts for this account from this network, or from anywhere (not applied on
     /// networks the account logged in from lately), or more at the same moment than its free
     /// ones. Unknown emails are counted like registered ones. Retry after `Retry-After`
@@ -179,8 +185,9 @@ enum RefreshResponse {
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// `invalid_refresh_token`: unknown, expired, already exchanged, or its session has ended;
-    /// `refresh_token_reused`: a spent token came back after the grace period, so the session
-    /// was ended. Either way: log in again.
+    /// `refresh_token_reused`: a spent token came back after the grace period, or within it
+    /// from another client network than the one that exchanged it, so the session was ended.
+    /// Either way: log in again.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// `request_timeout`.
@@ -200,8 +207,8 @@ enum RefreshResponse {
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// `service_unavailable`: the data store does not answer. Retry with the same token at
-    /// once: after `REFRESH_REUSE_GRACE` a retry of an exchange that did complete counts as
-    /// reuse.
+    /// once, from the same network: after `REFRESH_REUSE_GRACE`, or from another network, a
+    /// retry of an exchange that did complete counts as reuse.
     #[oai(status = 503)]
     Unavailable(
         Json<ErrorBody>,
@@ -310,9 +317,35 @@ bearer_read_response!(SessionResponse {
     Current(SessionView)
 });
 
-bearer_read_response!(SessionListResponse {
-    /// The user's live sessions, newest first, the caller's own marked `current`.
-    Listed(SessionListView)
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "SessionListResponse::from_framework")]
+enum SessionListResponse {
+    /// One page of the user's live sessions, newest first, the caller's own marked `current`.
+    #[oai(status = 200)]
+    Listed(Json<SessionListView>),
+    /// `bad_request`: `limit` is not 1 to 100, or `cursor` is longer than a cursor;
+    /// `invalid_cursor`: the cursor is not one a listing handed out.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `missing_token`: no `Authorization: Bearer` header; `invalid_token`: the access token
+    /// is malformed, expired, or its session or account has ended. Refresh, or log in again.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `internal_error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `service_unavailable`: the data store does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        #[oai(header = "Retry-After")] Option<String>,
+    ),
+}
+narrow!(SessionListResponse {
+    BadRequest,
+    Unauthorized,
+    Internal,
+    Unavailable
 });
 
 /// What a bearer-protected action without a body answers.
@@ -439,8 +472,9 @@ macro_rules! confirmed_change_response {
             $(#[$unprocessable_doc])*
             #[oai(status = 422)]
             Unprocessable(Json<ErrorBody>),
-            /// `too_many_failed_logins`: too many wrong passwords for this account, here or at
-            /// login; retry after `Retry-After` seconds.
+            /// `rate_limited`: too many logins and password confirmations from this network
+            /// (they share one budget); `too_many_failed_logins`: too many wrong passwords for
+            /// this account, here or at login. Retry after `Retry-After` seconds.
             #[oai(status = 429)]
             TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] String),
             /// `internal_error`.
@@ -474,7 +508,7 @@ macro_rules! confirmed_change_response {
 macro_rules! mail_link_response {
     (
         $(#[$doc:meta])* $name:ident {
-            $(#[$ok_doc:meta])* $ok:ident,
+            $(#[$ok_doc:meta])* $ok:ident = $ok_status:literal $(($ok_body:ty))?,
             $($(#[$extra_doc:meta])* $extra:ident = $status:literal,)*
         }
     ) => {
@@ -483,8 +517,8 @@ macro_rules! mail_link_response {
         #[oai(bad_request_handler = "Self::from_framework")]
         enum $name {
             $(#[$ok_doc])*
-            #[oai(status = 204)]
-            $ok,
+            #[oai(status = $ok_status)]
+            $ok $(($ok_body))?,
             /// `bad_request`; `invalid_link`: the token is unknown, used, expired or replaced by
             /// a newer link. Ask for a new one.
             #[oai(status = 400)]
@@ -524,13 +558,15 @@ macro_rules! mail_link_response {
 }
 
 mail_link_response!(VerifyEmailResponse {
-    /// The email is verified.
-    Verified,
+    /// The email is verified. Unless the request was signed in to this very account, every
+    /// session of the account has ended (`sessions_ended`), and `reset_token` lets whoever
+    /// holds the mailbox set a new password (`POST /api/auth/password/reset`).
+    Verified = 200 (Json<EmailVerifiedView>),
 });
 
 mail_link_response!(ResetPasswordResponse {
     /// The password is set. Every session of the account has ended; log in with the new one.
-    Reset,
+    Reset = 204,
     /// `weak_password`: the new password breaks the rule named in `rule`; the link still works.
     Unprocessable = 422,
 });
@@ -789,13 +825,30 @@ impl AuthApi {
         })
     }
 
-    /// The signed-in user's live sessions: where and when each logged in and was last used.
+    /// The signed-in user's live sessions, a page at a time, newest first: where and when
+    /// each logged in and was last used. An account keeps at most `MAX_SESSIONS_PER_USER`
+    /// (default 100) live sessions; a login past it ends the least recently used.
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
-    async fn sessions(&self, service: Data<&AuthService>, auth: BearerAuth) -> SessionListResponse {
-        respond(service.list_sessions(&auth.0).await, |sessions| {
-            SessionListResponse::Listed(Json(SessionListView {
-                sessions: sessions.into_iter().map(Into::into).collect(),
-            }))
+    async fn sessions(
+        &self,
+        service: Data<&AuthService>,
+        auth: BearerAuth,
+        /// The `next` of the previous page; absent for the first.
+        #[oai(validator(max_length = 64))]
+        cursor: Query<Option<String>>,
+        /// Sessions per page, 1 to 100 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+    ) -> SessionListResponse {
+        let query = SessionQuery {
+            cursor: cursor.0,
+            limit: limit
+                .0
+                .map_or(MAX_PAGE_SIZE, |limit| limit as usize)
+                .min(MAX_PAGE_SIZE),
+        };
+        respond(service.list_sessions(&auth.0, query).await, |page| {
+            SessionListResponse::Listed(Json(page.into()))
         })
     }
 
@@ -815,15 +868,23 @@ impl AuthApi {
         })
     }
 
-    /// Verify the email with the token of the link in the verification mail.
+    /// Verify the email with the token of the link in the verification mail. Send the
+    /// access token too when the browser is signed in: a verification from the account's own
+    /// session keeps its sessions, one from anywhere else ends them (someone else may have
+    /// registered the address and chosen its password).
     #[oai(path = "/email/verify", method = "post", operation_id = "verifyEmail")]
     async fn verify_email(
         &self,
         service: Data<&AuthService>,
+        auth: MaybeBearerAuth,
         body: Json<EmailVerification>,
     ) -> VerifyEmailResponse {
-        respond(service.verify_email(body.0.token.0).await, |()| {
-            VerifyEmailResponse::Verified
+        let command = VerifyEmailCommand {
+            token: body.0.token.0,
+            signed_in_as: auth.claims(),
+        };
+        respond(service.verify_email(command).await, |verified| {
+            VerifyEmailResponse::Verified(Json(verified.into()))
         })
     }
 
@@ -1046,6 +1107,10 @@ pub fn routes(
     let document = crate::contract::refine(&generated);
     // The browsable UI shows the served document, not poem-openapi's unrefined one.
     let docs_html = api.swagger_ui_html().replacen(&generated, &document, 1);
+    // Computed from the page as served, so it follows poem-openapi's Swagger UI when it changes.
+    let docs_policy =
+        poem::http::HeaderValue::from_str(&crate::site::docs_content_security_policy(&docs_html))
+            .expect("a policy of keywords and base64 hashes is a valid header value");
     let mut allow = AllowTable::from_document(&document, API_PREFIX)
         .with_get_only("/api/openapi.json")
         .with_get_only("/api/docs");
@@ -1071,7 +1136,13 @@ pub fn routes(
             Route::new().at(
                 "/",
                 poem::get(poem::endpoint::make_sync(move |_| {
-                    poem::web::Html(docs_html.clone())
+                    Response::builder()
+                        .content_type("text/html; charset=utf-8")
+                        .header(
+                            poem::http::header::CONTENT_SECURITY_POLICY,
+                            docs_policy.clone(),
+                        )
+                        .body(docs_html.clone())
                 })),
             ),
         )

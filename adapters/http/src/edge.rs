@@ -1,11 +1,14 @@
 //! What every response gets, whatever produced it: security headers, `Cache-Control: no-store`
-//! on the API, and a JSON 500 instead of a dropped connection when a handler panics.
+//! on the API, and a JSON 500 instead of a dropped connection when a handler panics; and the
+//! same for the replies the server loop writes itself ([`LoopReplies`]).
 
+use crate::{ErrorBody, ErrorCode};
 use poem::{
-    http::{header, HeaderMap, HeaderValue},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::CatchPanic,
     Endpoint, EndpointExt, IntoResponse, Request, Response, Result,
 };
+use poem_openapi::types::ToJSON;
 use std::any::Any;
 
 /// Settings of the hardening layer.
@@ -17,10 +20,9 @@ pub struct EdgeSettings {
 }
 
 /// The policy for API responses (JSON, nothing to run or embed), and for error responses that
-/// did not set their own.
+/// did not set their own. The Swagger UI page (`/api/docs`) sets its own, allowing exactly its
+/// inline scripts and styles (see `site::docs_content_security_policy`).
 pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
-/// The Swagger UI page inlines its scripts and styles: only framing is forbidden there.
-const DOCS_CONTENT_SECURITY_POLICY: &str = "frame-ancestors 'none'";
 /// Nothing the site or the API does needs the `Referer`: the API authenticates with bearer
 /// tokens (no CSRF check reads it), and the site links nowhere else. Sending none keeps page
 /// paths out of other sites' logs.
@@ -34,21 +36,113 @@ pub(crate) const NO_STORE: &str = "no-store";
 ///   `X-Frame-Options: DENY`, and `Strict-Transport-Security` when configured;
 /// - `/api/*` but the OpenAPI document and `/api/docs*`: `Cache-Control: no-store` unless the
 ///   handler set one (responses carry user data and tokens);
-/// - `/api/*` but `/api/docs*`: `Content-Security-Policy: default-src 'none'; frame-ancestors
-///   'none'` unless set; `/api/docs*`: `frame-ancestors 'none'` only;
+/// - `/api/*`: `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'` unless
+///   set (the Swagger UI page sets its own, by the hashes of its inline code);
 /// - everything else (the site): the site sets its own policy; a response without one (a 404,
 ///   or no site at all) gets the API's strict policy.
 pub fn harden<E: Endpoint + 'static>(
     ep: E,
     settings: EdgeSettings,
 ) -> impl Endpoint<Output = Response> {
-    let hsts = settings.hsts_max_age_secs.map(|secs| {
-        HeaderValue::from_str(&format!("max-age={secs}; includeSubDomains"))
-            .expect("digits make a valid header value")
-    });
     Hardened {
         inner: ep.with(CatchPanic::new().with_handler(panic_response)),
-        hsts,
+        hsts: hsts_header(settings),
+    }
+}
+
+fn hsts_header(settings: EdgeSettings) -> Option<HeaderValue> {
+    settings.hsts_max_age_secs.map(|secs| {
+        HeaderValue::from_str(&format!("max-age={secs}; includeSubDomains"))
+            .expect("digits make a valid header value")
+    })
+}
+
+/// The replies the server loop writes itself, for requests that never reach an endpoint: one
+/// that is not valid HTTP/1.1 (400), one whose request line and headers are larger than the
+/// server accepts (431, or 414 when the target alone is too long) and one whose head did not
+/// arrive in time (408). Each carries what [`harden`] gives an API error (security headers,
+/// `Cache-Control: no-store`, the strict policy), an `X-Request-Id` and the JSON error body,
+/// and closes the connection.
+#[derive(Clone, Debug)]
+pub struct LoopReplies {
+    headers: HeaderMap,
+}
+
+impl LoopReplies {
+    pub fn new(settings: EdgeSettings) -> Self {
+        let mut headers = HeaderMap::new();
+        let hardened = Hardened {
+            inner: (),
+            hsts: hsts_header(settings),
+        };
+        hardened.add_headers(Area::Api, &mut headers);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Self { headers }
+    }
+
+    /// The whole HTTP/1.1 reply for `status`, under a request id of its own, logged with the
+    /// status as the request's line (target `latchkey::request`) so that the id finds it.
+    pub fn render(&self, status: StatusCode) -> Vec<u8> {
+        let (code, message) = match status.as_u16() {
+            400 => (
+                ErrorCode::BadRequest,
+                "the request is not valid HTTP/1.1 (its request line or a header is malformed)",
+            ),
+            408 => (
+                ErrorCode::RequestTimeout,
+                "the request's headers did not arrive in time",
+            ),
+            414 => (
+                ErrorCode::HeadersTooLarge,
+                "the request target is longer than the server accepts",
+            ),
+            431 => (
+                ErrorCode::HeadersTooLarge,
+                "the request line and headers are larger than the server accepts",
+            ),
+            500..=599 => (ErrorCode::InternalError, "an unexpected error occurred"),
+            _ => (
+                ErrorCode::BadRequest,
+                "the server could not read the request",
+            ),
+        };
+        let request_id = crate::observe::generated_id();
+        tracing::info!(
+            target: "latchkey::request",
+            request_id = %request_id,
+            status = status.as_u16(),
+            refused = code.as_str(),
+            "request"
+        );
+        let mut body = ErrorBody::new(code, message);
+        body.request_id = Some(request_id.clone());
+        let body = body.to_json_string();
+        let mut reply = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("Error")
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            reply.extend_from_slice(name.as_str().as_bytes());
+            reply.extend_from_slice(b": ");
+            reply.extend_from_slice(value.as_bytes());
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(
+            format!(
+                "x-request-id: {request_id}\r\ndate: {}\r\ncontent-length: {}\r\n\r\n",
+                chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+                body.len()
+            )
+            .as_bytes(),
+        );
+        reply.extend_from_slice(body.as_bytes());
+        reply
     }
 }
 
@@ -89,13 +183,9 @@ impl<E> Hardened<E> {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
         }
         if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-            let policy = match area {
-                Area::Docs => DOCS_CONTENT_SECURITY_POLICY,
-                Area::Api | Area::ApiDocument | Area::Site => API_CONTENT_SECURITY_POLICY,
-            };
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(policy),
+                HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
             );
         }
     }
@@ -154,5 +244,56 @@ mod tests {
         assert_eq!(Area::of("/"), Area::Site);
         assert_eq!(Area::of("/apix"), Area::Site);
         assert_eq!(Area::of("/login"), Area::Site);
+    }
+
+    #[test]
+    fn a_loop_reply_is_hardened_and_carries_the_json_error_body() {
+        let replies = LoopReplies::new(EdgeSettings {
+            hsts_max_age_secs: Some(60),
+        });
+        let reply = String::from_utf8(replies.render(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+            .expect("ASCII");
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
+        let mut lines = head.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some("HTTP/1.1 431 Request Header Fields Too Large")
+        );
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("a header line");
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(header("x-frame-options"), Some("DENY"));
+        assert_eq!(header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(header("cache-control"), Some("no-store"));
+        assert_eq!(
+            header("content-security-policy"),
+            Some(API_CONTENT_SECURITY_POLICY)
+        );
+        assert_eq!(
+            header("strict-transport-security"),
+            Some("max-age=60; includeSubDomains")
+        );
+        assert_eq!(header("connection"), Some("close"));
+        assert_eq!(
+            header("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(json["error"], "headers_too_large");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let id = json["request_id"].as_str().expect("a request id");
+        assert_eq!(header("x-request-id"), Some(id));
+        // Each reply has an id of its own.
+        assert!(!String::from_utf8_lossy(&replies.render(StatusCode::BAD_REQUEST)).contains(id));
     }
 }

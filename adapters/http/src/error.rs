@@ -5,8 +5,9 @@
 //! that operation documents, with [`narrow!`].
 
 use latchkey_application::{
-    AccountError, AdminError, AuthenticateError, CurrentUserError, EndSessionError, LoginError,
-    MailLinkError, RefreshError, RegisterError, SendLinkError, Throttled,
+    AccountError, AdminError, AuthenticateError, CurrentUserError, EndSessionError,
+    ListSessionsError, LoginError, MailLinkError, RefreshError, RegisterError, SendLinkError,
+    Throttled,
 };
 use latchkey_domain::{
     ports::{HashingError, StoreError},
@@ -23,6 +24,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     PayloadTooLarge,
     RequestTimeout,
+    HeadersTooLarge,
     MissingToken,
     InvalidToken,
     InvalidCredentials,
@@ -57,11 +59,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     #[cfg(test)]
-    const ALL: [ErrorCode; 34] = [
+    const ALL: [ErrorCode; 35] = [
         Self::BadRequest,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
         Self::RequestTimeout,
+        Self::HeadersTooLarge,
         Self::MissingToken,
         Self::InvalidToken,
         Self::InvalidCredentials,
@@ -100,6 +103,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RequestTimeout => "request_timeout",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
@@ -140,10 +144,11 @@ pub struct ErrorBody {
     /// What went wrong, for programs: a stable code (more may be added; treat unknown ones by
     /// the status alone). Each operation's responses name the codes it answers:
     /// - `bad_request`: the body is not JSON, has a wrong type, misses a field or has an
-    ///   unknown one;
+    ///   unknown one; or the request itself is not valid HTTP/1.1;
     /// - `unsupported_media_type`: the body is not sent as `application/json`;
     /// - `payload_too_large`: the body is larger than the server accepts;
-    /// - `request_timeout`: the body did not arrive in time;
+    /// - `request_timeout`: the request's headers or body did not arrive in time;
+    /// - `headers_too_large`: the request line and headers are larger than the server accepts;
     /// - `missing_token`: no `Authorization: Bearer` header;
     /// - `invalid_token`: the access token is malformed or expired, or its session or account
     ///   has ended;
@@ -601,6 +606,17 @@ impl From<EndSessionError> for ApiError {
         match e {
             EndSessionError::NotFound => Self::new(Status::NotFound, ErrorCode::SessionNotFound, e),
             EndSessionError::Store(e) => Self::unavailable(&e),
+        }
+    }
+}
+
+impl From<ListSessionsError> for ApiError {
+    fn from(e: ListSessionsError) -> Self {
+        match e {
+            ListSessionsError::InvalidCursor => {
+                Self::new(Status::BadRequest, ErrorCode::InvalidCursor, e)
+            }
+            ListSessionsError::Store(e) => Self::unavailable(&e),
         }
     }
 }

@@ -17,7 +17,7 @@ mod views;
 pub(crate) use api::ApiTags;
 pub use api::{openapi_json, routes, HttpSettings, Mounts, JWKS_PATH, METRICS_PATH};
 pub use client::ForwardedHeader;
-pub use edge::{harden, EdgeSettings, API_CONTENT_SECURITY_POLICY};
+pub use edge::{harden, EdgeSettings, LoopReplies, API_CONTENT_SECURITY_POLICY};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use readiness::{Readiness, ReadinessState};
 pub use security::BearerAuth;

@@ -126,7 +126,7 @@ impl Observer {
 
 /// 128 random bits from the thread's generator (no system call per request, unlike a v4
 /// UUID from the OS), so ids tell nothing about how many requests or instances there are.
-fn generated_id() -> String {
+pub(crate) fn generated_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 

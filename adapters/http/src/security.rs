@@ -15,6 +15,24 @@ use poem_openapi::{auth::Bearer, SecurityScheme};
 )]
 pub struct BearerAuth(pub AccessClaims);
 
+/// The bearer token when one is sent and valid, else nobody: for operations that anyone may
+/// call but that act differently for the account's own session.
+#[derive(SecurityScheme)]
+pub enum MaybeBearerAuth {
+    Bearer(BearerAuth),
+    #[oai(fallback)]
+    Anonymous,
+}
+
+impl MaybeBearerAuth {
+    pub fn claims(self) -> Option<AccessClaims> {
+        match self {
+            Self::Bearer(BearerAuth(claims)) => Some(claims),
+            Self::Anonymous => None,
+        }
+    }
+}
+
 async fn verify_access_token(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
     let service = req.data::<AuthService>().ok_or_else(|| {
         poem::Error::from_string(

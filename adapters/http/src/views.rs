@@ -1,9 +1,9 @@
 //! Request and response bodies as they appear on the wire and in the OpenAPI document.
 
 use chrono::{DateTime, Utc};
-use latchkey_application::{SessionSummary, TokenPair};
+use latchkey_application::{EmailVerified, SessionPage, SessionSummary, TokenPair};
 use latchkey_domain::{AccessClaims, Role, User};
-use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS};
+use latchkey_domain::{EmailAddress, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
     types::{Example, ParseError, ParseResult},
@@ -91,14 +91,16 @@ documented_string!(
 );
 
 documented_string!(
-    /// A password being chosen. It is Unicode NFKC-normalised (so the `ﬁ` ligature and `fi`
-    /// are one password), and then must have at least `PASSWORD_MIN_LENGTH` characters (8 by
-    /// default; normalisation can change the count, so the schema states no minimum), must not
-    /// be among the 100,000 most common leaked passwords, and must not contain the part of the
-    /// email before the `@` (when it has 3 or more characters) or the service's name, in any
-    /// letter case. A refusal is a 422 `weak_password` naming the `rule`.
+    /// A password being chosen. It must have at least `PASSWORD_MIN_LENGTH` characters (8 by
+    /// default, never fewer, so the schema states 8) and at most 1024, counted as Unicode code
+    /// points as sent, as JSON Schema counts them. It is then Unicode NFKC-normalised (so the
+    /// `ﬁ` ligature and `fi` are one password) and must not be among the 100,000 most common
+    /// leaked passwords, nor contain the part of the email before the `@` (when it has 3 or
+    /// more characters) or the service's name, in any letter case. A refusal is a 422
+    /// `weak_password` naming the `rule`.
     NewPasswordInput {
         format: Some("password"),
+        min_length: Some(PASSWORD_MIN_CHARS),
         max_length: Some(PASSWORD_MAX_CHARS),
     }
 );
@@ -230,7 +232,7 @@ impl From<User> for UserView {
     }
 }
 
-/// How to present the access token (RFC 6750).
+/// How to present the access token (RFC 6750): always `Bearer`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
     Bearer,
@@ -241,7 +243,10 @@ pub enum TokenType {
 pub struct TokenPairView {
     /// A JWT; send it as `Authorization: Bearer <access_token>`.
     pub access_token: String,
-    /// Always `Bearer`.
+    // No doc comment (nor any `#[oai(...)]`) on a field whose type has a schema of its own:
+    // poem-openapi would wrap the `$ref` in an `allOf` to carry it, which client generators
+    // refuse (openapi-python-client then drops the login and refresh responses). The enum's
+    // own description says what the field holds.
     pub token_type: TokenType,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -301,6 +306,26 @@ impl Example for EmailVerification {
     fn example() -> Self {
         Self {
             token: MailTokenInput("Qm9vdHN0cmFwIGV4YW1wbGUgdG9rZW4gZm9yIGRvY3M".into()),
+        }
+    }
+}
+
+/// What a verification did to the account's sessions.
+#[derive(Object, Debug)]
+pub struct EmailVerifiedView {
+    /// Every session of the account started before ended, because the request was not signed
+    /// in to it: if someone else registered this address, they are signed out.
+    pub sessions_ended: bool,
+    /// With `sessions_ended`: the token of a password reset for whoever holds the mailbox
+    /// ("this was not me: set a new password"), valid as long as a mailed reset link.
+    pub reset_token: Option<String>,
+}
+
+impl From<EmailVerified> for EmailVerifiedView {
+    fn from(verified: EmailVerified) -> Self {
+        Self {
+            sessions_ended: verified.sessions_ended,
+            reset_token: verified.reset_token.map(|token| token.expose().to_owned()),
         }
     }
 }
@@ -417,10 +442,24 @@ impl From<SessionSummary> for SessionSummaryView {
     }
 }
 
-/// The user's live sessions, newest first.
+/// One page of the user's live sessions, newest first.
 #[derive(Object, Debug)]
 pub struct SessionListView {
+    /// At most `limit` sessions.
     pub sessions: Vec<SessionSummaryView>,
+    /// Pass as `cursor` for the next page; `null` on the last page. Pages stay consistent
+    /// while sessions start and end: no session live throughout is skipped or listed twice.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+impl From<SessionPage> for SessionListView {
+    fn from(page: SessionPage) -> Self {
+        Self {
+            sessions: page.sessions.into_iter().map(Into::into).collect(),
+            next_cursor: page.next,
+        }
+    }
 }
 
 /// The answer of a health probe.

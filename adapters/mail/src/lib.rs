@@ -143,17 +143,42 @@ impl Delivery {
                 }
                 // The server refused this mail for good (a bad address, say): retrying cannot help.
                 Err(error) if error.is_permanent() => {
-                    tracing::error!(purpose, attempt, %error, "mail refused by the SMTP server; not sent");
+                    let failure = SmtpFailure::of(&error);
+                    tracing::error!(
+                        purpose,
+                        attempt,
+                        smtp_code = failure.code,
+                        class = failure.class,
+                        io_error = failure.io_error,
+                        "mail refused by the SMTP server; not sent"
+                    );
                     mail_failed();
                     return;
                 }
                 Err(error) if attempt < self.attempts => {
-                    tracing::warn!(purpose, attempt, %error, retry_in_ms = pause.as_millis() as u64, "mail not sent yet; will retry");
+                    let failure = SmtpFailure::of(&error);
+                    tracing::warn!(
+                        purpose,
+                        attempt,
+                        smtp_code = failure.code,
+                        class = failure.class,
+                        io_error = failure.io_error,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "mail not sent yet; will retry"
+                    );
                     tokio::time::sleep(pause).await;
                     pause *= 4;
                 }
                 Err(error) => {
-                    tracing::error!(purpose, attempt, %error, "mail not sent; giving up");
+                    let failure = SmtpFailure::of(&error);
+                    tracing::error!(
+                        purpose,
+                        attempt,
+                        smtp_code = failure.code,
+                        class = failure.class,
+                        io_error = failure.io_error,
+                        "mail not sent; giving up"
+                    );
                     mail_failed();
                 }
             }
@@ -175,6 +200,74 @@ impl Delivery {
                 rendered.html,
             ))
     }
+}
+
+/// What a failed SMTP attempt is logged as: the reply's code and class, or the kind of failure.
+/// Never the error's text: lettre quotes the server's reply in it, and replies often name the
+/// recipient (`550 5.1.1 <bob@example.com>: Recipient address rejected`).
+struct SmtpFailure {
+    /// The server's reply code (`550`), when it answered with a refusal.
+    code: Option<u16>,
+    /// `permanent` (a 5xx reply), `transient` (4xx), `timeout`, `tls`, `unreadable_reply`,
+    /// `client` (lettre's own), `shut_down`, or `connection` (the server could not be reached,
+    /// or the connection broke).
+    class: &'static str,
+    /// The operating system's error kind behind a failed connection (`ConnectionRefused`): a
+    /// fixed name, never a message.
+    io_error: Option<&'static str>,
+}
+
+impl SmtpFailure {
+    fn of(error: &lettre::transport::smtp::Error) -> Self {
+        let class = if error.is_permanent() {
+            "permanent"
+        } else if error.is_transient() {
+            "transient"
+        } else if error.is_timeout() {
+            "timeout"
+        } else if error.is_tls() {
+            "tls"
+        } else if error.is_response() {
+            "unreadable_reply"
+        } else if error.is_client() {
+            "client"
+        } else if error.is_transport_shutdown() {
+            "shut_down"
+        } else {
+            "connection"
+        };
+        Self {
+            code: error.status().map(u16::from),
+            class,
+            io_error: io_error_kind(error),
+        }
+    }
+}
+
+/// The kind of the first I/O error among `error`'s causes, by a fixed name.
+fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                ErrorKind::ConnectionRefused => "ConnectionRefused",
+                ErrorKind::ConnectionReset => "ConnectionReset",
+                ErrorKind::ConnectionAborted => "ConnectionAborted",
+                ErrorKind::NotConnected => "NotConnected",
+                ErrorKind::AddrNotAvailable => "AddrNotAvailable",
+                ErrorKind::BrokenPipe => "BrokenPipe",
+                ErrorKind::TimedOut => "TimedOut",
+                ErrorKind::UnexpectedEof => "UnexpectedEof",
+                ErrorKind::NotFound => "NotFound",
+                ErrorKind::PermissionDenied => "PermissionDenied",
+                ErrorKind::InvalidData => "InvalidData",
+                _ => "Other",
+            });
+        }
+        cause = std::error::Error::source(current);
+    }
+    None
 }
 
 /// Writes each mail to the log instead of sending it: development without a mail server.
@@ -199,5 +292,36 @@ impl Outbox for LogOutbox {
             "mail not sent (no SMTP_URL); its text follows:\n{}",
             rendered.text
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Failed(std::io::Error);
+
+    impl std::fmt::Display for Failed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Failed {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_io_cause_is_named_by_its_kind_never_by_its_message() {
+        let error = Failed(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "bob@example.com",
+        ));
+        assert_eq!(io_error_kind(&error), Some("ConnectionRefused"));
+        let no_io = Failed(std::io::Error::other("x"));
+        assert_eq!(io_error_kind(&no_io), Some("Other"));
     }
 }

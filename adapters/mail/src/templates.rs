@@ -86,10 +86,10 @@ pub fn render(mail: &Mail, settings: &MailSettings) -> RenderedMail {
                 "The link works once, for {}.",
                 lifetime(settings.verify_link_lifetime)
             ),
-            // Someone else may have registered the address: confirming would hand them an
-            // account that proves it (and, for an address of `ADMIN_EMAILS`, administration).
-            closing: "If you did not create this account, do not confirm it: ignore this mail, \
-                      or use \"Forgot password\" to take the account over.",
+            // Someone else may have registered the address. Confirming from elsewhere signs
+            // them out and offers a reset, but the plainest advice is the reset itself.
+            closing: "If you did not create this account, someone else chose its password: \
+                      use \"Forgot password\" to take the account over, or ignore this mail.",
         },
         Mail::ResetPassword { token, .. } => Parts {
             subject: format!("Reset your {service} password"),

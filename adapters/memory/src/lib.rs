@@ -11,8 +11,8 @@ use latchkey_domain::{
         StoreError, ThrottleStore, UserRepository,
     },
     BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
-    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionRecord,
-    ThrottleKey, User, UserFilter, UserId,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionLiveness,
+    SessionPosition, SessionRecord, ThrottleKey, ThrottlePrefix, User, UserFilter, UserId,
 };
 use std::{
     collections::HashMap,
@@ -112,6 +112,21 @@ impl UserRepository for InMemoryUsers {
         match self.lock().get_mut(&id) {
             Some(user) if user.email.normalized() == email => {
                 user.email_verified_at.get_or_insert(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn mark_password_set_by_mailbox_owner(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        match self.lock().get_mut(&id) {
+            Some(user) if user.password_hash == *hash => {
+                user.password_set_by_mailbox_owner_at = Some(at);
                 Ok(true)
             }
             _ => Ok(false),
@@ -224,11 +239,13 @@ impl RefreshTokenRepository for InMemoryRefreshTokens {
         &self,
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
+        by: latchkey_domain::ClientNetwork,
     ) -> Result<bool, StoreError> {
         let mut tokens = self.lock();
         match tokens.get_mut(hash) {
             Some(t) if t.rotated_at.is_none() => {
                 t.rotated_at = Some(at);
+                t.rotated_by = Some(by);
                 Ok(true)
             }
             _ => Ok(false),
@@ -293,19 +310,61 @@ impl SessionRepository for InMemorySessions {
         }
     }
 
+    async fn note_use(&self, id: FamilyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(session) = self.lock().get_mut(&id) {
+            session.last_used_at = session.last_used_at.max(at);
+        }
+        Ok(())
+    }
+
+    async fn count_active(&self, user: UserId, live: SessionLiveness) -> Result<u64, StoreError> {
+        let count = self
+            .lock()
+            .values()
+            .filter(|s| s.user_id == user && s.is_live(live))
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
     async fn list_active(
         &self,
         user: UserId,
-        now: DateTime<Utc>,
+        live: SessionLiveness,
+        after: Option<SessionPosition>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut active: Vec<_> = self
             .lock()
             .values()
-            .filter(|s| s.user_id == user && s.is_active_at(now))
+            .filter(|s| s.user_id == user && s.is_live(live))
+            .filter(|s| after.is_none_or(|position| position.is_before(s)))
             .cloned()
             .collect();
-        active.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        active.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+        active.truncate(limit);
         Ok(active)
+    }
+
+    async fn least_recently_used_beyond(
+        &self,
+        user: UserId,
+        live: SessionLiveness,
+        keep: usize,
+        limit: usize,
+    ) -> Result<Vec<FamilyId>, StoreError> {
+        let mut active: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.user_id == user && s.is_live(live))
+            .map(|s| (s.last_used_at, s.created_at, s.id))
+            .collect();
+        active.sort_by(|a, b| b.cmp(a));
+        Ok(active
+            .into_iter()
+            .skip(keep)
+            .take(limit)
+            .map(|(_, _, id)| id)
+            .collect())
     }
 
     async fn revoke_all_of_user(
@@ -534,6 +593,16 @@ impl ThrottleStore for InMemoryThrottle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key);
+        Ok(())
+    }
+
+    /// One scan of the map: called once per password change or deletion, which spend a
+    /// network's budget first.
+    async fn forget_with_prefix(&self, prefix: &ThrottlePrefix) -> Result<(), StoreError> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|key, _| !prefix.covers(key));
         Ok(())
     }
 

@@ -28,6 +28,9 @@ pub struct UserDocument {
     disabled_at: Option<BsonDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_login_at: Option<BsonDateTime>,
+    /// Absent until a reset link set the password (and in accounts stored before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_set_by_mailbox_owner_at: Option<BsonDateTime>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +97,10 @@ pub struct RefreshTokenDocument {
     /// A TTL index on this field removes the document once the token has expired.
     expires_at: BsonDateTime,
     rotated_at: Option<BsonDateTime>,
+    /// The client network that rotated it, as `ClientNetwork` displays it (an IPv4 address, an
+    /// IPv6 /64, `unknown`). Absent until rotated, and in tokens rotated before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_by: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +113,10 @@ pub struct SessionDocument {
     /// The absolute end; a TTL index removes the document afterwards.
     expires_at: BsonDateTime,
     revoked_at: Option<BsonDateTime>,
+    /// Absent in sessions stored before it was recorded, until their next refresh: they count
+    /// as last used at their login, and are the first to end past the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used_at: Option<BsonDateTime>,
     /// Absent in sessions stored before origins were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_agent: Option<String>,
@@ -133,6 +144,9 @@ impl From<&User> for UserDocument {
             email_verified_at: user.email_verified_at.map(BsonDateTime::from_chrono),
             disabled_at: user.disabled_at.map(BsonDateTime::from_chrono),
             last_login_at: user.last_login_at.map(BsonDateTime::from_chrono),
+            password_set_by_mailbox_owner_at: user
+                .password_set_by_mailbox_owner_at
+                .map(BsonDateTime::from_chrono),
         }
     }
 }
@@ -155,6 +169,9 @@ impl TryFrom<UserDocument> for User {
             email_verified_at: doc.email_verified_at.map(BsonDateTime::to_chrono),
             disabled_at: doc.disabled_at.map(BsonDateTime::to_chrono),
             last_login_at: doc.last_login_at.map(BsonDateTime::to_chrono),
+            password_set_by_mailbox_owner_at: doc
+                .password_set_by_mailbox_owner_at
+                .map(BsonDateTime::to_chrono),
         })
     }
 }
@@ -168,6 +185,7 @@ impl From<&RefreshTokenRecord> for RefreshTokenDocument {
             issued_at: BsonDateTime::from_chrono(record.issued_at),
             expires_at: BsonDateTime::from_chrono(record.expires_at),
             rotated_at: record.rotated_at.map(BsonDateTime::from_chrono),
+            rotated_by: record.rotated_by.map(|by| by.to_string()),
         }
     }
 }
@@ -185,6 +203,14 @@ impl TryFrom<RefreshTokenDocument> for RefreshTokenRecord {
             issued_at: doc.issued_at.to_chrono(),
             expires_at: doc.expires_at.to_chrono(),
             rotated_at: doc.rotated_at.map(BsonDateTime::to_chrono),
+            rotated_by: doc
+                .rotated_by
+                .as_deref()
+                .map(|by| {
+                    latchkey_domain::ClientNetwork::parse(by)
+                        .ok_or_else(|| corrupt("refresh token", id))
+                })
+                .transpose()?,
         })
     }
 }
@@ -197,6 +223,7 @@ impl From<&SessionRecord> for SessionDocument {
             created_at: BsonDateTime::from_chrono(session.created_at),
             expires_at: BsonDateTime::from_chrono(session.expires_at),
             revoked_at: session.revoked_at.map(BsonDateTime::from_chrono),
+            last_used_at: Some(BsonDateTime::from_chrono(session.last_used_at)),
             user_agent: session.origin.user_agent.clone(),
             address: session.origin.address.clone(),
         }
@@ -213,10 +240,94 @@ impl TryFrom<SessionDocument> for SessionRecord {
             created_at: doc.created_at.to_chrono(),
             expires_at: doc.expires_at.to_chrono(),
             revoked_at: doc.revoked_at.map(BsonDateTime::to_chrono),
+            last_used_at: doc.last_used_at.unwrap_or(doc.created_at).to_chrono(),
             origin: SessionOrigin {
                 user_agent: doc.user_agent,
                 address: doc.address,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+    use latchkey_domain::ClientNetwork;
+
+    fn a_token(rotated_by: Option<&str>) -> bson::Document {
+        let mut document = doc! {
+            "_id": "ab".repeat(32),
+            "user_id": Uuid::nil().to_string(),
+            "family_id": Uuid::nil().to_string(),
+            "issued_at": BsonDateTime::from_millis(0),
+            "expires_at": BsonDateTime::from_millis(60_000),
+            "rotated_at": BsonDateTime::from_millis(1_000),
+        };
+        if let Some(by) = rotated_by {
+            document.insert("rotated_by", by);
+        }
+        document
+    }
+
+    fn read(document: bson::Document) -> Result<RefreshTokenRecord, StoreError> {
+        let stored: RefreshTokenDocument = bson::from_document(document).unwrap();
+        RefreshTokenRecord::try_from(stored)
+    }
+
+    #[test]
+    fn a_token_rotated_before_networks_were_recorded_reads_as_rotated_by_none() {
+        let record = read(a_token(None)).unwrap();
+        assert!(record.rotated_at.is_some());
+        assert_eq!(record.rotated_by, None);
+    }
+
+    #[test]
+    fn the_rotating_network_is_stored_as_its_text_and_read_back() {
+        let network = ClientNetwork::of("2001:db8:1:2::9".parse().unwrap());
+        let record = read(a_token(Some(&network.to_string()))).unwrap();
+        assert_eq!(record.rotated_by, Some(network));
+        let written = bson::to_document(&RefreshTokenDocument::from(&record)).unwrap();
+        assert_eq!(written.get_str("rotated_by").unwrap(), "2001:db8:1:2::/64");
+
+        let unrotated = RefreshTokenRecord {
+            rotated_at: None,
+            rotated_by: None,
+            ..record
+        };
+        let written = bson::to_document(&RefreshTokenDocument::from(&unrotated)).unwrap();
+        assert!(!written.contains_key("rotated_by"));
+    }
+
+    #[test]
+    fn a_rotating_network_that_is_not_one_is_corrupt() {
+        // A whole IPv6 address is never stored: only its /64.
+        for text in ["2001:db8:1:2::9", "somewhere"] {
+            assert!(read(a_token(Some(text))).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_session_stored_before_last_use_was_recorded_counts_as_used_at_its_login() {
+        let stored = doc! {
+            "_id": Uuid::nil().to_string(),
+            "user_id": Uuid::nil().to_string(),
+            "created_at": BsonDateTime::from_millis(5_000),
+            "expires_at": BsonDateTime::from_millis(60_000),
+            "revoked_at": null,
+        };
+        let document: SessionDocument = bson::from_document(stored).unwrap();
+        let session = SessionRecord::try_from(document).unwrap();
+        assert_eq!(session.last_used_at, session.created_at);
+
+        let used = SessionRecord {
+            last_used_at: session.created_at + chrono::Duration::seconds(7),
+            ..session
+        };
+        let written = bson::to_document(&SessionDocument::from(&used)).unwrap();
+        assert_eq!(
+            written.get_datetime("last_used_at").unwrap(),
+            &BsonDateTime::from_millis(12_000)
+        );
     }
 }

@@ -22,8 +22,8 @@ use latchkey_domain::{
         StoreError, ThrottleStore, UserRepository,
     },
     BucketState, EmailKey, FailureRecord, FamilyId, MailTokenHash, MailTokenPurpose,
-    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionRecord,
-    ThrottleKey, User, UserFilter, UserId,
+    MailTokenRecord, PasswordHash, RefreshTokenHash, RefreshTokenRecord, Role, SessionLiveness,
+    SessionPosition, SessionRecord, ThrottleKey, ThrottlePrefix, User, UserFilter, UserId,
 };
 use mongodb::{
     error::{ErrorKind, WriteFailure},
@@ -125,8 +125,17 @@ impl MongoStore {
             ])
             .await
             .map_err(fail)?;
+        // An account's sessions newest first, as they are listed and paged.
+        let user_sessions_newest_first = IndexModel::builder()
+            .keys(doc! { "user_id": 1, "created_at": -1, "_id": -1 })
+            .options(named("user_id_created_at"))
+            .build();
         self.sessions_collection()
-            .create_indexes([expiry_ttl(), index("user_id", named("user_id"))])
+            .create_indexes([
+                expiry_ttl(),
+                index("user_id", named("user_id")),
+                user_sessions_newest_first,
+            ])
             .await
             .map_err(fail)?;
         self.throttle_collection()
@@ -371,6 +380,24 @@ impl UserRepository for MongoUsers {
         Ok(result.matched_count == 1)
     }
 
+    async fn mark_password_set_by_mailbox_owner(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! { "_id": id.to_string(), "password_hash": hash.as_str() },
+                doc! { "$set": { "password_set_by_mailbox_owner_at": bson::DateTime::from_chrono(at) } },
+            ),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(result.matched_count == 1)
+    }
+
     async fn delete(&self, id: UserId) -> Result<bool, StoreError> {
         let result = timed(
             self.timeout,
@@ -517,13 +544,18 @@ impl RefreshTokenRepository for MongoRefreshTokens {
         &self,
         hash: &RefreshTokenHash,
         at: DateTime<Utc>,
+        by: latchkey_domain::ClientNetwork,
     ) -> Result<bool, StoreError> {
-        // A single-document conditional update is atomic: exactly one caller matches.
+        // A single-document conditional update is atomic: exactly one caller matches, and the
+        // time and the network are written together.
         let result = timed(
             self.timeout,
             self.collection.update_one(
                 doc! { "_id": hash.to_hex(), "rotated_at": null },
-                doc! { "$set": { "rotated_at": bson::DateTime::from_chrono(at) } },
+                doc! { "$set": {
+                    "rotated_at": bson::DateTime::from_chrono(at),
+                    "rotated_by": by.to_string(),
+                } },
             ),
         )
         .await
@@ -565,6 +597,21 @@ pub struct MongoSessions {
     timeout: Duration,
 }
 
+/// The user's live sessions (see [`SessionLiveness`]).
+fn live_filter(user: UserId, live: SessionLiveness) -> bson::Document {
+    let used_after = bson::DateTime::from_chrono(live.used_after);
+    doc! {
+        "user_id": user.to_string(),
+        "revoked_at": null,
+        "expires_at": { "$gt": bson::DateTime::from_chrono(live.now) },
+        "$or": [
+            { "last_used_at": { "$gt": used_after } },
+            // Stored before `last_used_at` was (until their next refresh): used at login.
+            { "last_used_at": null, "created_at": { "$gt": used_after } },
+        ],
+    }
+}
+
 #[async_trait]
 impl SessionRepository for MongoSessions {
     async fn insert(&self, session: &SessionRecord) -> Result<(), StoreError> {
@@ -601,20 +648,61 @@ impl SessionRepository for MongoSessions {
         Ok(result.modified_count == 1)
     }
 
+    async fn note_use(&self, id: FamilyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        timed(
+            self.timeout,
+            self.collection.update_one(
+                doc! { "_id": id.to_string() },
+                // Two refreshes at once keep the later time, whichever writes last.
+                doc! { "$max": { "last_used_at": bson::DateTime::from_chrono(at) } },
+            ),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+
+    async fn count_active(&self, user: UserId, live: SessionLiveness) -> Result<u64, StoreError> {
+        timed(
+            self.timeout,
+            self.collection
+                .count_documents(live_filter(user, live))
+                .max_time(self.timeout),
+        )
+        .await
+        .map_err(store_error)
+    }
+
     async fn list_active(
         &self,
         user: UserId,
-        now: DateTime<Utc>,
+        live: SessionLiveness,
+        after: Option<SessionPosition>,
+        limit: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let filter = doc! {
-            "user_id": user.to_string(),
-            "revoked_at": null,
-            "expires_at": { "$gt": bson::DateTime::from_chrono(now) },
-        };
+        // A limit of 0 means none to the server.
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = live_filter(user, live);
+        if let Some(after) = after {
+            let created_at = bson::DateTime::from_chrono(after.created_at);
+            filter.insert(
+                "$and",
+                vec![doc! { "$or": [
+                    { "created_at": { "$lt": created_at } },
+                    { "created_at": created_at, "_id": { "$lt": after.id.to_string() } },
+                ] }],
+            );
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let documents: Vec<SessionDocument> = timed(self.timeout, async {
             self.collection
                 .find(filter)
-                .sort(doc! { "created_at": -1, "_id": 1 })
+                // The `user_id_created_at` index serves the order.
+                .sort(doc! { "created_at": -1, "_id": -1 })
+                .limit(limit)
+                .max_time(self.timeout)
                 .await?
                 .try_collect()
                 .await
@@ -622,6 +710,48 @@ impl SessionRepository for MongoSessions {
         .await
         .map_err(store_error)?;
         documents.into_iter().map(SessionRecord::try_from).collect()
+    }
+
+    async fn least_recently_used_beyond(
+        &self,
+        user: UserId,
+        live: SessionLiveness,
+        keep: usize,
+        limit: usize,
+    ) -> Result<Vec<FamilyId>, StoreError> {
+        // A limit of 0 means none to the server.
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Only ids are read: untyped documents.
+        let ids = self.collection.clone_with_type::<bson::Document>();
+        let documents: Vec<bson::Document> = timed(self.timeout, async {
+            ids.find(live_filter(user, live))
+                // Sorted in memory: one account's live sessions, about `keep` of them. Those
+                // stored before `last_used_at` was (no field) sort last: they end first.
+                .sort(doc! { "last_used_at": -1, "created_at": -1, "_id": -1 })
+                .skip(u64::try_from(keep).unwrap_or(u64::MAX))
+                .limit(limit)
+                .projection(doc! { "_id": 1 })
+                .max_time(self.timeout)
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+        .map_err(store_error)?;
+        documents
+            .iter()
+            .map(|document| {
+                let id = document
+                    .get_str("_id")
+                    .map_err(|e| StoreError(e.to_string()))?;
+                uuid::Uuid::parse_str(id)
+                    .map(FamilyId::from_uuid)
+                    .map_err(|_| StoreError(format!("stored session {id} is corrupt")))
+            })
+            .collect()
     }
 
     async fn revoke_all_of_user(
@@ -772,6 +902,18 @@ fn bson_time(at: DateTime<Utc>) -> bson::DateTime {
     bson::DateTime::from_chrono(at)
 }
 
+/// `text` as a regex (PCRE, as MongoDB reads it) that matches it literally.
+fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}-/#&~ ".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 fn corrupt(key: &ThrottleKey, field: &str) -> StoreError {
     StoreError(format!(
         "throttle record {} has no valid {field}",
@@ -911,6 +1053,20 @@ impl ThrottleStore for MongoThrottle {
         .map_err(store_error)
     }
 
+    /// An anchored, case-sensitive prefix regex on `_id`: the server answers it from the `_id`
+    /// index as a range, so it reads only the matching keys.
+    async fn forget_with_prefix(&self, prefix: &ThrottlePrefix) -> Result<(), StoreError> {
+        let pattern = format!("^{}", escape_regex(prefix.as_str()));
+        timed(
+            self.timeout,
+            self.collection
+                .delete_many(doc! { "_id": { "$regex": pattern } }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_error)
+    }
+
     async fn remember(
         &self,
         key: &ThrottleKey,
@@ -986,5 +1142,14 @@ impl ThrottleStore for MongoThrottle {
         .await
         .map_err(store_error)?;
         Ok(swapped.matched_count == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_prefix_becomes_a_regex_that_matches_it_literally() {
+        assert_eq!(super::escape_regex("login:0af3"), "login:0af3");
+        assert_eq!(super::escape_regex("a.b*c(d)\\"), "a\\.b\\*c\\(d\\)\\\\");
     }
 }

@@ -39,16 +39,28 @@ fn log(event: &AuthEvent) {
         ),
         AuthEvent::Refreshed {
             session,
+            client,
             within_grace,
             ..
-        } => {
-            tracing::info!(target: "audit", event = name, user_id, %session, within_grace, "session refreshed")
-        }
+        } => tracing::info!(
+            target: "audit", event = name, user_id, %session, %client, within_grace,
+            "session refreshed"
+        ),
         AuthEvent::RefreshReuseDetected {
-            session, client, ..
+            session,
+            client,
+            rotated_by,
+            within_grace,
+            ..
         } => tracing::warn!(
             target: "audit", event = name, user_id, %session, %client,
-            "rotated refresh token reused after the grace window; session ended"
+            rotated_by = rotated_by.map(tracing::field::display), within_grace,
+            "{}",
+            if within_grace {
+                "rotated refresh token replayed from another network within the grace window; session ended"
+            } else {
+                "rotated refresh token reused after the grace window; session ended"
+            }
         ),
         AuthEvent::SessionsEnded { session, cause, .. } => tracing::info!(
             target: "audit", event = name, user_id,
@@ -76,6 +88,9 @@ fn log(event: &AuthEvent) {
         ),
         AuthEvent::AdminEnabledByConfiguration { .. } => tracing::warn!(
             target: "audit", event = name, user_id, "disabled administrator enabled again by ADMIN_EMAILS"
+        ),
+        AuthEvent::AdminGrantedByOperator { .. } => tracing::warn!(
+            target: "audit", event = name, user_id, "account made administrator by an operator"
         ),
     }
 }
@@ -105,7 +120,8 @@ fn count(event: &AuthEvent) {
         | AuthEvent::AccountDeleted { .. }
         | AuthEvent::AdminAction { .. }
         | AuthEvent::AdminGrantedByConfiguration { .. }
-        | AuthEvent::AdminEnabledByConfiguration { .. } => {}
+        | AuthEvent::AdminEnabledByConfiguration { .. }
+        | AuthEvent::AdminGrantedByOperator { .. } => {}
     }
 }
 
@@ -224,5 +240,64 @@ mod tests {
         assert_eq!(fields["action"], "disabled");
         assert_eq!(fields["user_id"], user.to_string());
         assert_eq!(fields["admin_id"], admin.to_string());
+    }
+
+    #[test]
+    fn a_replay_from_another_network_is_a_warning_naming_both_networks() {
+        let replayed_from = ClientNetwork::of("198.51.100.9".parse().unwrap());
+        let rotated_by = ClientNetwork::of("2001:db8:1:2::7".parse().unwrap());
+        let lines = audit_lines(AuthEvent::RefreshReuseDetected {
+            user: UserId::from_uuid(uuid::Uuid::from_bytes([2; 16])),
+            session: latchkey_domain::FamilyId::from_uuid(uuid::Uuid::from_bytes([3; 16])),
+            client: replayed_from,
+            rotated_by: Some(rotated_by),
+            within_grace: true,
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["event"], "refresh_reuse_detected");
+        assert_eq!(fields["client"], "198.51.100.9");
+        assert_eq!(fields["rotated_by"], "2001:db8:1:2::/64");
+        assert_eq!(fields["within_grace"], true);
+    }
+
+    #[test]
+    fn a_refresh_names_the_network_it_came_from() {
+        let lines = audit_lines(AuthEvent::Refreshed {
+            user: UserId::from_uuid(uuid::Uuid::from_bytes([2; 16])),
+            session: latchkey_domain::FamilyId::from_uuid(uuid::Uuid::from_bytes([3; 16])),
+            client: ClientNetwork::of("198.51.100.9".parse().unwrap()),
+            within_grace: true,
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["fields"]["client"], "198.51.100.9");
+        assert_eq!(lines[0]["fields"]["within_grace"], true);
+    }
+
+    #[test]
+    fn a_session_ended_by_the_limit_names_the_session_and_the_cause() {
+        let session = latchkey_domain::FamilyId::from_uuid(uuid::Uuid::from_bytes([3; 16]));
+        let event = AuthEvent::SessionsEnded {
+            user: UserId::from_uuid(uuid::Uuid::from_bytes([2; 16])),
+            session: Some(session),
+            cause: latchkey_domain::SessionEndCause::SessionLimit,
+        };
+        let lines = audit_lines(event);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["event"], "sessions_ended");
+        assert_eq!(fields["cause"], "session_limit");
+        assert_eq!(fields["session"], session.to_string());
+
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || AuditLog.record(event));
+        let text = handle.render();
+        assert!(
+            text.contains("latchkey_sessions_ended_total{cause=\"session_limit\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -19,6 +19,8 @@ struct SessionRow {
 fn account_page<G: Html>(cx: Scope) -> View<G> {
     let sessions = create_signal(cx, Vec::<SessionRow>::new());
     let sessions_error = create_signal(cx, Option::<String>::None);
+    // More sessions than the page reads (several hundred): the oldest are not shown.
+    let sessions_more = create_signal(cx, false);
     // Kept apart from the list's own error, which a successful reload clears.
     let end_error = create_signal(cx, Option::<String>::None);
     let loads = create_signal(cx, 0u32);
@@ -50,7 +52,8 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                 return;
             }
             match answer {
-                Ok(list) => {
+                Ok((list, more)) => {
+                    sessions_more.set(more);
                     sessions.set(
                         list.into_iter()
                             .map(|s| SessionRow {
@@ -220,6 +223,11 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                         },
                     )
                 }
+                (if *sessions_more.get() {
+                    view! { cx, p(class = "hint", id = "sessions-more") { "Only your most recent sessions are shown. “Sign out everywhere” ends them all." } }
+                } else {
+                    view! { cx, }
+                })
                 (match (*sessions_error.get()).clone() {
                     Some(message) => view! { cx, p(class = "alert", role = "alert", id = "sessions-error") { (message) } },
                     None => view! { cx, },

@@ -9,6 +9,9 @@ enum Outcome {
     Waiting,
     Checking,
     Verified,
+    /// Confirmed from a browser not signed in to the account: its sessions ended, and the
+    /// reset token lets whoever holds the mailbox choose the password.
+    VerifiedElsewhere(Option<String>),
     Refused(String),
 }
 
@@ -40,7 +43,10 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
             retry_note.set(None);
             spawn_local_scoped(cx, async move {
                 outcome.set(match crate::api::verify_email(token).await {
-                    Ok(()) => Outcome::Verified,
+                    Ok(verified) if verified.sessions_ended => {
+                        Outcome::VerifiedElsewhere(verified.reset_token)
+                    }
+                    Ok(_) => Outcome::Verified,
                     Err(failure) if failure.link_still_good => {
                         retry_note.set(Some(failure.message));
                         Outcome::Waiting
@@ -73,6 +79,24 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
                     Outcome::Verified => view! { cx,
                         p(class = "notice", role = "status", id = "verify-done") { "Thank you: your email address is confirmed." }
                         p(class = "switch") { a(href = "/", id = "to-home") { "Go to your account" } }
+                    },
+                    Outcome::VerifiedElsewhere(reset_token) => view! { cx,
+                        p(class = "notice", role = "status", id = "verify-done") { "Thank you: your email address is confirmed." }
+                        p(class = "hint", id = "verify-sessions-ended") {
+                            "To be safe, everyone signed in to this account has been signed out: this browser was not signed in to it, so we cannot tell who created it. If you did, log in again."
+                        }
+                        (match reset_token.clone() {
+                            Some(token) => view! { cx,
+                                p(class = "hint") { "If you did not create this account, someone else chose its password. Choose your own now; it signs everyone else out." }
+                                div(class = "actions") {
+                                    a(class = "button-link", id = "not-me", href = format!("/reset-password#token={token}")) {
+                                        "This was not me: set a new password"
+                                    }
+                                }
+                            },
+                            None => view! { cx, },
+                        })
+                        p(class = "switch") { a(href = "/login", id = "to-login") { "Log in" } }
                     },
                     Outcome::Refused(message) => view! { cx,
                         p(class = "alert", role = "alert", id = "verify-error") { (message) }
