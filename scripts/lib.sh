@@ -83,7 +83,9 @@ docker_up() {
 # source, one-line `deb URL ...` or deb822 `URIs: URL`, whose URL ends in /debian: the security
 # archive's does not), or nothing when there is none.
 debian_mirror() {
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+  # deb822 files first (Debian 12's own source is one); a third party's `.list` (a vendor's
+  # ".../linux/debian") must not win over it.
+  cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
     2>/dev/null | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
     | awk 'NR == 1 { print $1 }' || true
 }

@@ -25,14 +25,11 @@ pub struct VerifyEmailCommand {
     pub signed_in_as: Option<AccessClaims>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct EmailVerified {
     /// Every session of the account started before ended: the verifying browser was not
     /// signed in to it.
     pub sessions_ended: bool,
-    /// With `sessions_ended`: a reset link's token for the mailbox holder ("this was not me:
-    /// set a new password"), valid as long as a mailed reset link.
-    pub reset_token: Option<MailTokenSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +135,11 @@ impl AuthService {
     /// Proving a mailbox proves nothing about who chose the password: anyone may register an
     /// address before its owner does (pre-hijacking). So unless the verifying browser is
     /// signed in to this very account (one person holds the session and the mailbox), every
-    /// session started before ends, and the mailbox holder gets a reset token to take the
-    /// account over with a password of their own. Verification never grants a role.
+    /// session started before ends, before the address counts as verified; the mailbox's
+    /// holder takes the account over with a reset ("forgot password"), which mails them a
+    /// link. No secret is handed to whoever presents the link: a verification link lives far
+    /// longer than a reset link, and is forwarded more lightly. Verification never grants a
+    /// role.
     #[tracing::instrument(name = "verify_email", skip_all, fields(user_id = tracing::field::Empty))]
     pub async fn verify_email(
         &self,
@@ -156,6 +156,27 @@ impl AuthService {
             return Err(MailLinkError::InvalidLink);
         };
         tracing::Span::current().record("user_id", tracing::field::display(record.user_id));
+        let signed_in_here = command
+            .signed_in_as
+            .is_some_and(|claims| claims.subject == record.user_id);
+        if !signed_in_here {
+            // Ended before the address counts as verified: a failure leaves it unverified,
+            // with the link given back for another try.
+            if let Err(error) = self
+                .ports
+                .sessions
+                .revoke_all_of_user(record.user_id, now, None)
+                .await
+            {
+                self.put_back(&record).await;
+                return Err(error.into());
+            }
+            self.record(AuthEvent::SessionsEnded {
+                user: record.user_id,
+                session: None,
+                cause: SessionEndCause::VerifiedElsewhere,
+            });
+        }
         match self
             .ports
             .users
@@ -172,41 +193,15 @@ impl AuthService {
         self.record(AuthEvent::EmailVerified {
             user: record.user_id,
         });
-        let signed_in_here = command
-            .signed_in_as
-            .is_some_and(|claims| claims.subject == record.user_id);
-        if signed_in_here {
-            return Ok(EmailVerified {
-                sessions_ended: false,
-                reset_token: None,
-            });
+        if !signed_in_here {
+            // A login that checked the password meanwhile may have stored its session after
+            // the first sweep.
+            self.end_sessions_started_meanwhile(record.user_id, None)
+                .await;
+            tracing::info!("address verified from elsewhere; its sessions ended");
         }
-        // The address is verified whatever happens next; a failure here is the store's, and
-        // the page says so (the link is used up: the holder asks for a reset by mail).
-        let ended = self
-            .ports
-            .sessions
-            .revoke_all_of_user(record.user_id, now, None)
-            .await?;
-        self.record(AuthEvent::SessionsEnded {
-            user: record.user_id,
-            session: None,
-            cause: SessionEndCause::VerifiedElsewhere,
-        });
-        tracing::info!(
-            sessions_ended = ended,
-            "address verified from elsewhere; sessions ended"
-        );
-        let reset_token = self
-            .issue_link(
-                record.user_id,
-                &record.email,
-                MailTokenPurpose::ResetPassword,
-            )
-            .await?;
         Ok(EmailVerified {
-            sessions_ended: true,
-            reset_token: Some(reset_token),
+            sessions_ended: !signed_in_here,
         })
     }
 
@@ -489,14 +484,15 @@ mod tests {
             .verify_email(verification(Some(&user(1))))
             .await
             .unwrap();
-        assert!(!verified.sessions_ended && verified.reset_token.is_none());
+        assert!(!verified.sessions_ended);
     }
 
     /// Pre-hijacking: whoever confirms from a browser not signed in to the account (or signed
-    /// in to another one) may not be whoever chose the password. Their sessions end, the
-    /// mailbox holder gets a reset token, and no role is granted, even for `ADMIN_EMAILS`.
+    /// in to another one) may not be whoever chose the password. Every session ends before
+    /// the address counts as verified, again after it (a login racing it), and no role is
+    /// granted, even for `ADMIN_EMAILS`; nothing secret is handed back.
     #[tokio::test]
-    async fn a_verification_from_elsewhere_ends_every_session_grants_nothing_and_offers_a_reset() {
+    async fn a_verification_from_elsewhere_ends_every_session_first_and_grants_nothing() {
         for signed_in_as in [None, Some(user(2))] {
             let mut mocks = Mocks::new();
             mocks.admin_emails =
@@ -508,6 +504,16 @@ mod tests {
                 .times(1)
                 .in_sequence(&mut order)
                 .returning(|_, p, _| Ok(Some(link_of(p))));
+            let of_user1 = |u: &UserId, _: &chrono::DateTime<chrono::Utc>, keep: &Option<_>| {
+                *u == user(1).id && keep.is_none()
+            };
+            mocks
+                .sessions
+                .expect_revoke_all_of_user()
+                .withf(of_user1)
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_, _, _| Ok(2));
             mocks
                 .users
                 .expect_mark_email_verified()
@@ -517,26 +523,12 @@ mod tests {
             mocks
                 .sessions
                 .expect_revoke_all_of_user()
-                .withf(|u, at, keep| *u == user(1).id && *at == t0() && keep.is_none())
+                .withf(of_user1)
                 .times(1)
                 .in_sequence(&mut order)
-                .returning(|_, _, _| Ok(2));
-            mocks.random.expect_secret_bytes().return_const([8u8; 32]);
-            tokens
-                .expect_issue()
-                .withf(|r| {
-                    r.purpose == MailTokenPurpose::ResetPassword
-                        && r.user_id == user(1).id
-                        && r.email == "user1@example.com"
-                        && r.expires_at == t0() + chrono::Duration::minutes(30)
-                })
-                .times(1)
-                .in_sequence(&mut order)
-                .returning(|_| Ok(()));
+                .returning(|_, _, _| Ok(0));
+            tokens.expect_issue().never();
             mocks.mail_tokens = Some(tokens);
-            let mut outbox = MockOutbox::new();
-            outbox.expect_enqueue().never();
-            mocks.outbox = Some(outbox);
             mocks.users.expect_set_roles().never();
             let events = mocks.events.clone();
             let verified = mocks
@@ -544,23 +536,53 @@ mod tests {
                 .verify_email(verification(signed_in_as.as_ref()))
                 .await
                 .unwrap();
-            assert!(verified.sessions_ended);
             assert_eq!(
-                verified.reset_token.unwrap().hash(),
-                MailTokenSecret::from_random_bytes([8u8; 32]).hash()
+                verified,
+                EmailVerified {
+                    sessions_ended: true
+                }
             );
             assert_eq!(
                 events.taken(),
                 [
-                    AuthEvent::EmailVerified { user: user(1).id },
                     AuthEvent::SessionsEnded {
                         user: user(1).id,
                         session: None,
                         cause: SessionEndCause::VerifiedElsewhere
-                    }
+                    },
+                    AuthEvent::EmailVerified { user: user(1).id },
                 ]
             );
         }
+    }
+
+    /// A store failure while ending the sessions leaves the address unverified and the link
+    /// working.
+    #[tokio::test]
+    async fn a_verification_whose_sessions_cannot_be_ended_verifies_nothing_and_gives_the_link_back(
+    ) {
+        let mut mocks = Mocks::new();
+        let mut tokens = MockMailTokenRepository::new();
+        tokens
+            .expect_consume()
+            .returning(|_, p, _| Ok(Some(link_of(p))));
+        tokens
+            .expect_restore()
+            .withf(|r| *r == link_of(MailTokenPurpose::VerifyEmail))
+            .times(1)
+            .returning(|_| Ok(()));
+        mocks.mail_tokens = Some(tokens);
+        mocks
+            .sessions
+            .expect_revoke_all_of_user()
+            .returning(|_, _, _| Err(StoreError("down".into())));
+        mocks.users.expect_mark_email_verified().never();
+        let err = mocks
+            .service()
+            .verify_email(verification(None))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MailLinkError::Store(_)));
     }
 
     #[tokio::test]
@@ -592,7 +614,7 @@ mod tests {
             .returning(|_, _, _| Ok(false));
         let err = mocks
             .service()
-            .verify_email(verification(None))
+            .verify_email(verification(Some(&user(1))))
             .await
             .unwrap_err();
         assert!(matches!(err, MailLinkError::InvalidLink));

@@ -95,16 +95,25 @@ async fn admin(arguments: Vec<String>) -> anyhow::Result<()> {
         .grant_admin_by_operator(email)
         .await
         .with_context(|| format!("could not make `{email}` an administrator"))?;
+    let roles: Vec<&str> = user.roles.iter().map(|role| role.as_str()).collect();
     println!(
         "{} ({}) is an administrator; roles: {}. It takes effect at the account's next login \
          or refresh.",
         user.email.as_str(),
         user.id,
-        user.roles
-            .iter()
-            .map(|role| role.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        roles.join(", ")
+    );
+    // Anyone may have registered the address first: what tells the operator who chose the
+    // password in force.
+    let when = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or_else(|| "never".to_owned(), |at| at.to_rfc3339())
+    };
+    println!(
+        "registered {}; last login {}; password set through a mailed link: {}. If someone else \
+         may have registered this address, have its owner use \"forgot password\" now.",
+        user.created_at.to_rfc3339(),
+        when(user.last_login_at),
+        when(user.password_set_by_mailbox_owner_at)
     );
     Ok(())
 }

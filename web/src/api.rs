@@ -375,17 +375,16 @@ pub struct VerifyFailure {
     pub link_still_good: bool,
 }
 
-/// What a verification did: from a browser not signed in to the account, every session of it
-/// ended, and `reset_token` lets the mailbox's holder set a password of their own.
-pub struct Verified {
-    pub sessions_ended: bool,
-    pub reset_token: Option<String>,
-}
-
 /// Confirms the address, signed in when this browser holds a session: the server keeps the
-/// sessions of an account confirmed from its own session only.
-pub async fn verify_email(token: String) -> Result<Verified, VerifyFailure> {
-    let access_token = live_access_token().await;
+/// sessions of an account confirmed from its own session only. Answers whether every session
+/// of the account ended (this browser was not signed in to it).
+pub async fn verify_email(token: String) -> Result<bool, VerifyFailure> {
+    // Unsure whether this browser is signed in (the server did not answer): better to try
+    // again than to end the owner's own sessions.
+    let access_token = live_access_token().await.map_err(|message| VerifyFailure {
+        message,
+        link_still_good: true,
+    })?;
     let verified = client(access_token.as_deref())
         .verify_email(&types::EmailVerification { token })
         .await
@@ -396,32 +395,32 @@ pub async fn verify_email(token: String) -> Result<Verified, VerifyFailure> {
                 message: describe(error),
                 link_still_good: !link_dead,
             }
-        })?
-        .into_inner();
-    Ok(Verified {
-        sessions_ended: verified.sessions_ended,
-        reset_token: verified.reset_token,
-    })
+        })?;
+    Ok(verified.into_inner().sessions_ended)
 }
 
-/// This browser's access token, refreshed first if it expired; `None` when signed out. An
-/// expired token would count as signed in to nothing. Never leaves the page.
-async fn live_access_token() -> Option<String> {
+/// This browser's access token, refreshed first if it expired; `None` when signed out (an
+/// expired token would count as signed in to nothing). Never leaves the page.
+async fn live_access_token() -> Result<Option<String>, String> {
     if !session().is_signed_in() {
-        return None;
+        return Ok(None);
     }
-    session()
+    let checked = session()
         .call(|token| async move {
             let api = client(Some(&token));
             let answer = api.get_session().await;
             match answer {
                 Ok(_) => Attempt::Done(token),
                 Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
-                Err(_) => Attempt::Failed(()),
+                Err(e) => Attempt::Failed(describe(e)),
             }
         })
-        .await
-        .ok()
+        .await;
+    match checked {
+        Ok(token) => Ok(Some(token)),
+        Err(CallError::SignedOut) => Ok(None),
+        Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => Err(message),
+    }
 }
 
 pub async fn resend_verification() -> Result<(), String> {

@@ -2,15 +2,13 @@
 //! and end their sessions. Who is an administrator is decided per request by the use cases.
 
 use crate::{
-    api::respond,
-    error::{narrow, ApiError},
+    api::{respond, to_the_end},
+    error::narrow,
     views::{RoleView, UserView},
     ApiTags, BearerAuth, ErrorBody,
 };
 use chrono::{DateTime, Utc};
-use latchkey_application::{
-    AdminError, AuthService, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE,
-};
+use latchkey_application::{AuthService, UserDetail, UserPage, UserQuery, MAX_PAGE_SIZE};
 use latchkey_domain::{User, UserId};
 use poem::web::Data;
 use poem_openapi::{
@@ -238,19 +236,6 @@ admin_response!(EndUserSessionsResponse {
 });
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
-
-/// Runs `work` in a task of its own, in the request's span: a client that hangs up must not
-/// cut a use case between its writes (an account marked disabled with its sessions live), nor
-/// between a write and its audit line.
-async fn to_the_end<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, AdminError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    use tracing::Instrument;
-    match tokio::spawn(work.in_current_span()).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(failed) => Err(ApiError::internal(&failed)),
-    }
-}
 
 pub(crate) struct AdminApi;
 

@@ -559,8 +559,8 @@ macro_rules! mail_link_response {
 
 mail_link_response!(VerifyEmailResponse {
     /// The email is verified. Unless the request was signed in to this very account, every
-    /// session of the account has ended (`sessions_ended`), and `reset_token` lets whoever
-    /// holds the mailbox set a new password (`POST /api/auth/password/reset`).
+    /// session of the account has ended (`sessions_ended`): if someone else registered the
+    /// address, the mailbox's holder takes the account over with "forgot password".
     Verified = 200 (Json<EmailVerifiedView>),
 });
 
@@ -733,6 +733,22 @@ where
     }
 }
 
+/// Runs `work` in a task of its own, in the request's span: a client that hangs up must not
+/// cut a use case between its writes (an account marked disabled with its sessions live, a
+/// link used up but its work undone), nor between a write and its audit line.
+pub(crate) async fn to_the_end<T: Send + 'static, E: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
+    use tracing::Instrument;
+    match tokio::spawn(work.in_current_span()).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(failed) => Err(ApiError::internal(&failed)),
+    }
+}
+
 struct AuthApi;
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -883,7 +899,9 @@ impl AuthApi {
             token: body.0.token.0,
             signed_in_as: auth.claims(),
         };
-        respond(service.verify_email(command).await, |verified| {
+        let service = service.0.clone();
+        let verified = to_the_end(async move { service.verify_email(command).await }).await;
+        respond(verified, |verified| {
             VerifyEmailResponse::Verified(Json(verified.into()))
         })
     }
@@ -949,10 +967,10 @@ impl AuthApi {
             token,
             new_password,
         }) = body;
-        respond(
-            service.reset_password(token.0, new_password.0).await,
-            |()| ResetPasswordResponse::Reset,
-        )
+        let service = service.0.clone();
+        let reset =
+            to_the_end(async move { service.reset_password(token.0, new_password.0).await }).await;
+        respond(reset, |()| ResetPasswordResponse::Reset)
     }
 
     /// Change the signed-in user's password. Every other session ends; this one goes on.

@@ -314,18 +314,15 @@ impl Example for EmailVerification {
 #[derive(Object, Debug)]
 pub struct EmailVerifiedView {
     /// Every session of the account started before ended, because the request was not signed
-    /// in to it: if someone else registered this address, they are signed out.
+    /// in to it: if someone else registered this address, they are signed out, and the
+    /// mailbox's holder sets a password of their own with "forgot password".
     pub sessions_ended: bool,
-    /// With `sessions_ended`: the token of a password reset for whoever holds the mailbox
-    /// ("this was not me: set a new password"), valid as long as a mailed reset link.
-    pub reset_token: Option<String>,
 }
 
 impl From<EmailVerified> for EmailVerifiedView {
     fn from(verified: EmailVerified) -> Self {
         Self {
             sessions_ended: verified.sessions_ended,
-            reset_token: verified.reset_token.map(|token| token.expose().to_owned()),
         }
     }
 }

@@ -125,16 +125,23 @@ impl MongoStore {
             ])
             .await
             .map_err(fail)?;
-        // An account's sessions newest first, as they are listed and paged.
+        // An account's unrevoked sessions newest first, as they are listed and paged, and by
+        // last use, as the cap ends them: revoked ones (kept until they expire) are never
+        // scanned, however many an account piles up.
         let user_sessions_newest_first = IndexModel::builder()
-            .keys(doc! { "user_id": 1, "created_at": -1, "_id": -1 })
-            .options(named("user_id_created_at"))
+            .keys(doc! { "user_id": 1, "revoked_at": 1, "created_at": -1, "_id": -1 })
+            .options(named("user_id_revoked_at_created_at"))
+            .build();
+        let user_sessions_by_last_use = IndexModel::builder()
+            .keys(doc! { "user_id": 1, "revoked_at": 1, "last_used_at": -1, "created_at": -1, "_id": -1 })
+            .options(named("user_id_revoked_at_last_used_at"))
             .build();
         self.sessions_collection()
             .create_indexes([
                 expiry_ttl(),
                 index("user_id", named("user_id")),
                 user_sessions_newest_first,
+                user_sessions_by_last_use,
             ])
             .await
             .map_err(fail)?;
@@ -606,8 +613,9 @@ fn live_filter(user: UserId, live: SessionLiveness) -> bson::Document {
         "expires_at": { "$gt": bson::DateTime::from_chrono(live.now) },
         "$or": [
             { "last_used_at": { "$gt": used_after } },
-            // Stored before `last_used_at` was (until their next refresh): used at login.
-            { "last_used_at": null, "created_at": { "$gt": used_after } },
+            // Stored before `last_used_at` was: live until their end or their next refresh
+            // (their last use is unknown; hiding them would hide a thief's dormant token).
+            { "last_used_at": null },
         ],
     }
 }
@@ -687,6 +695,8 @@ impl SessionRepository for MongoSessions {
         let mut filter = live_filter(user, live);
         if let Some(after) = after {
             let created_at = bson::DateTime::from_chrono(after.created_at);
+            // A bound the index can use; the `$or` below only settles ties.
+            filter.insert("created_at", doc! { "$lte": created_at });
             filter.insert(
                 "$and",
                 vec![doc! { "$or": [
@@ -728,8 +738,8 @@ impl SessionRepository for MongoSessions {
         let ids = self.collection.clone_with_type::<bson::Document>();
         let documents: Vec<bson::Document> = timed(self.timeout, async {
             ids.find(live_filter(user, live))
-                // Sorted in memory: one account's live sessions, about `keep` of them. Those
-                // stored before `last_used_at` was (no field) sort last: they end first.
+                // `user_id_revoked_at_last_used_at` serves the order. Those stored before
+                // `last_used_at` was (no field) sort last: they end first.
                 .sort(doc! { "last_used_at": -1, "created_at": -1, "_id": -1 })
                 .skip(u64::try_from(keep).unwrap_or(u64::MAX))
                 .limit(limit)

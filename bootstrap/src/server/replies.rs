@@ -15,7 +15,8 @@
 //! ([`latchkey_http::harden`]). Such a head is replaced by the hardened JSON reply of
 //! [`LoopReplies`] for the same status, with `connection: close`; hyper closes the connection
 //! after it anyway. When the connection's task learns that hyper gave up waiting for a request
-//! head that had started to arrive, the hardened 408 is written as the connection closes.
+//! head that had started to arrive on a connection not answered yet, the hardened 408 is written
+//! as the connection closes.
 //!
 //! After such a reply the connection is closed gently: the write side is shut, and what the
 //! client still sends is read and dropped for a moment (at most [`LINGER_TIME`] and
@@ -112,9 +113,13 @@ pub(super) struct Guarded<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     sent: usize,
     exchange: Exchange,
     replies: Arc<LoopReplies>,
-    /// Bytes arrived since the last response head went out: a request head timing out now had
-    /// started (a connection idle between requests is closed without a reply).
+    /// Bytes arrived on a connection that has not been answered yet: a request head timing out
+    /// now had started. Once a response went out, a timeout closes the connection without a
+    /// word, as hyper does: bytes read since cannot be told apart from the rest of a body, and
+    /// a client reusing the connection would take an unasked 408 for its next request's answer.
     unanswered_bytes: bool,
+    /// A final response head went out on this connection.
+    answered_any: bool,
     /// A reply of hyper's own was replaced.
     replaced: bool,
 }
@@ -130,6 +135,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             exchange,
             replies,
             unanswered_bytes: false,
+            answered_any: false,
             replaced: false,
         }
     }
@@ -212,6 +218,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             return self.replies.render(status);
         }
         self.unanswered_bytes = false;
+        self.answered_any = true;
         self.framing = parsed.body_framing(method.as_ref());
         head
     }
@@ -234,7 +241,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<T
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = this.io().poll_read(cx, buf);
-        if buf.filled().len() > before {
+        if buf.filled().len() > before && !this.answered_any {
             this.unanswered_bytes = true;
         }
         polled

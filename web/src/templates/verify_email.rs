@@ -9,9 +9,8 @@ enum Outcome {
     Waiting,
     Checking,
     Verified,
-    /// Confirmed from a browser not signed in to the account: its sessions ended, and the
-    /// reset token lets whoever holds the mailbox choose the password.
-    VerifiedElsewhere(Option<String>),
+    /// Confirmed from a browser not signed in to the account: its sessions ended.
+    VerifiedElsewhere,
     Refused(String),
 }
 
@@ -43,10 +42,8 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
             retry_note.set(None);
             spawn_local_scoped(cx, async move {
                 outcome.set(match crate::api::verify_email(token).await {
-                    Ok(verified) if verified.sessions_ended => {
-                        Outcome::VerifiedElsewhere(verified.reset_token)
-                    }
-                    Ok(_) => Outcome::Verified,
+                    Ok(true) => Outcome::VerifiedElsewhere,
+                    Ok(false) => Outcome::Verified,
                     Err(failure) if failure.link_still_good => {
                         retry_note.set(Some(failure.message));
                         Outcome::Waiting
@@ -80,22 +77,17 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
                         p(class = "notice", role = "status", id = "verify-done") { "Thank you: your email address is confirmed." }
                         p(class = "switch") { a(href = "/", id = "to-home") { "Go to your account" } }
                     },
-                    Outcome::VerifiedElsewhere(reset_token) => view! { cx,
+                    Outcome::VerifiedElsewhere => view! { cx,
                         p(class = "notice", role = "status", id = "verify-done") { "Thank you: your email address is confirmed." }
                         p(class = "hint", id = "verify-sessions-ended") {
                             "To be safe, everyone signed in to this account has been signed out: this browser was not signed in to it, so we cannot tell who created it. If you did, log in again."
                         }
-                        (match reset_token.clone() {
-                            Some(token) => view! { cx,
-                                p(class = "hint") { "If you did not create this account, someone else chose its password. Choose your own now; it signs everyone else out." }
-                                div(class = "actions") {
-                                    a(class = "button-link", id = "not-me", href = format!("/reset-password#token={token}")) {
-                                        "This was not me: set a new password"
-                                    }
-                                }
-                            },
-                            None => view! { cx, },
-                        })
+                        p(class = "hint") { "If you did not create this account, someone else chose its password. Choose your own: we mail you a link, and it signs everyone else out." }
+                        div(class = "actions") {
+                            a(class = "button-link", id = "not-me", href = "/forgot-password") {
+                                "This was not me: set a new password"
+                            }
+                        }
                         p(class = "switch") { a(href = "/login", id = "to-login") { "Log in" } }
                     },
                     Outcome::Refused(message) => view! { cx,
