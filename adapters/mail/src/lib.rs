@@ -141,45 +141,40 @@ impl Delivery {
                     metrics::counter!("latchkey_mails_total", "outcome" => "sent").increment(1);
                     return;
                 }
-                // The server refused this mail for good (a bad address, say): retrying cannot help.
-                Err(error) if error.is_permanent() => {
+                Err(error) => {
+                    // By reply code and class only: the server's text often quotes the address.
                     let failure = SmtpFailure::of(&error);
+                    // Refused for good (a bad address, say): retrying cannot help.
+                    let permanent = error.is_permanent();
+                    if !permanent && attempt < self.attempts {
+                        tracing::warn!(
+                            purpose,
+                            attempt,
+                            smtp_code = failure.code,
+                            class = failure.class,
+                            io_error = failure.io_error,
+                            retry_in_ms = pause.as_millis() as u64,
+                            "mail not sent yet; will retry"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause *= 4;
+                        continue;
+                    }
                     tracing::error!(
                         purpose,
                         attempt,
                         smtp_code = failure.code,
                         class = failure.class,
                         io_error = failure.io_error,
-                        "mail refused by the SMTP server; not sent"
+                        "{}",
+                        if permanent {
+                            "mail refused by the SMTP server; not sent"
+                        } else {
+                            "mail not sent; giving up"
+                        }
                     );
                     mail_failed();
                     return;
-                }
-                Err(error) if attempt < self.attempts => {
-                    let failure = SmtpFailure::of(&error);
-                    tracing::warn!(
-                        purpose,
-                        attempt,
-                        smtp_code = failure.code,
-                        class = failure.class,
-                        io_error = failure.io_error,
-                        retry_in_ms = pause.as_millis() as u64,
-                        "mail not sent yet; will retry"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause *= 4;
-                }
-                Err(error) => {
-                    let failure = SmtpFailure::of(&error);
-                    tracing::error!(
-                        purpose,
-                        attempt,
-                        smtp_code = failure.code,
-                        class = failure.class,
-                        io_error = failure.io_error,
-                        "mail not sent; giving up"
-                    );
-                    mail_failed();
                 }
             }
         }
