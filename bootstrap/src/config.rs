@@ -88,6 +88,9 @@ pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// The HSTS max-age (one year) sent when `APP_ENV=production` leaves `HSTS_MAX_AGE` unset.
+pub const DEFAULT_PRODUCTION_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppEnv {
@@ -694,9 +697,13 @@ impl Config {
             AppEnv::Production => LogFormat::Json,
             AppEnv::Development => LogFormat::Text,
         });
-        let hsts_max_age_secs = match raw.hsts_max_age {
-            Some(0) => None,
-            other => other,
+        // Production already demands an https PUBLIC_URL, so HSTS is on there by default (one
+        // year); `0` turns it off explicitly, in either environment.
+        let hsts_max_age_secs = match (raw.hsts_max_age, raw.app_env) {
+            (Some(0), _) => None,
+            (Some(secs), _) => Some(secs),
+            (None, AppEnv::Production) => Some(DEFAULT_PRODUCTION_HSTS_MAX_AGE),
+            (None, AppEnv::Development) => None,
         };
         if raw.max_body_bytes < 1024 {
             return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
@@ -1364,6 +1371,39 @@ mod tests {
                 let err = load(jail, &[(variable, value)]).err().unwrap();
                 assert!(err.to_string().starts_with(variable), "{err}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn hsts_is_on_for_a_year_in_production_unless_turned_off_and_opt_in_in_development() {
+        Jail::expect_with(|jail| {
+            let production = [
+                ("APP_ENV", "production"),
+                ("DB_URI", "mongodb://db"),
+                ("JWT_SECRET", SECRET),
+                ("SMTP_URL", "smtps://smtp.example.com"),
+                ("PUBLIC_URL", "https://login.example.com"),
+                ("METRICS", "off"),
+            ];
+            let config = load(jail, &production).unwrap();
+            assert_eq!(config.http.hsts_max_age_secs, Some(31_536_000));
+            assert_eq!(config.listen.serve.edge.hsts_max_age_secs, Some(31_536_000));
+            let mut off = production.to_vec();
+            off.push(("HSTS_MAX_AGE", "0"));
+            let config = load(jail, &off).unwrap();
+            assert_eq!(config.http.hsts_max_age_secs, None);
+            assert_eq!(config.listen.serve.edge.hsts_max_age_secs, None);
+            let mut shorter = production.to_vec();
+            shorter.push(("HSTS_MAX_AGE", "600"));
+            let config = load(jail, &shorter).unwrap();
+            assert_eq!(config.http.hsts_max_age_secs, Some(600));
+            let config = load(jail, &[]).unwrap();
+            assert_eq!(config.http.hsts_max_age_secs, None, "opt-in in development");
+            let config = load(jail, &[("HSTS_MAX_AGE", "0")]).unwrap();
+            assert_eq!(config.http.hsts_max_age_secs, None);
+            let config = load(jail, &[("HSTS_MAX_AGE", "86400")]).unwrap();
+            assert_eq!(config.listen.serve.edge.hsts_max_age_secs, Some(86_400));
             Ok(())
         });
     }

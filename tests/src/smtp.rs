@@ -27,6 +27,19 @@ pub struct CaughtMail {
 }
 
 impl CaughtMail {
+    /// The path and fragment of the first link to `page`, as a click in the mail opens it.
+    pub fn link_for(&self, page: &str) -> String {
+        let marker = format!("/{page}#");
+        let start = self
+            .content
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no link to {page} in:\n{}", self.content));
+        self.content[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+            .collect()
+    }
+
     /// The `token` of the first link to `page` (`verify-email`, `reset-password`).
     pub fn token_for(&self, page: &str) -> String {
         let marker = format!("/{page}#token=");
@@ -243,6 +256,14 @@ mod tests {
         let mail = parse(raw);
         assert_eq!(mail.to, "ann@example.com");
         assert_eq!(mail.subject, "Reset your latchkey password");
+        assert_eq!(mail.token_for("reset-password"), "abcDEF_-123");
+    }
+
+    #[test]
+    fn the_token_of_a_reset_link_stops_before_the_address() {
+        let raw = "To: ann@example.com\r\nSubject: Reset\r\n\r\n\
+                   Open http://x/reset-password#token=3DabcDEF_-123&email=3Da%40b.c\r\n";
+        let mail = parse(raw);
         assert_eq!(mail.token_for("reset-password"), "abcDEF_-123");
     }
 }

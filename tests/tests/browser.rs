@@ -18,11 +18,12 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
 };
+use tokio::sync::Notify;
 
 const ACCESS_TOKEN_TTL_SECS: u64 = 3;
 const PASSWORD: &str = "correct horse battery";
@@ -44,11 +45,60 @@ struct Site {
     app: TestApp,
     refreshes: Arc<AtomicUsize>,
     service: latchkey_application::AuthService,
+    wire: Arc<Wire>,
+}
+
+/// What the server saw and how it is told to misbehave, for tests of what the browser sends.
+#[derive(Default)]
+struct Wire {
+    /// Every request as `METHOD target body`, in arrival order.
+    requests: std::sync::Mutex<Vec<String>>,
+    /// Answer 404 for the site's WebAssembly bundle, as when it fails to load.
+    block_wasm: AtomicBool,
+    /// Hold `POST /api/auth/logout` until released.
+    hold_logout: AtomicBool,
+    logout_arrived: Notify,
+    release_logout: Notify,
+}
+
+impl Wire {
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 impl Site {
     fn url(&self, path: &str) -> String {
         self.app.url(path)
+    }
+
+    /// Registers `email` and logs it in behind the browser's back: its access and refresh
+    /// token, as a log-in in another tab would store them.
+    async fn register_and_log_in(&self, email: &str) -> (String, String) {
+        self.service
+            .register(RegisterCommand {
+                email: email.into(),
+                password: PASSWORD.into(),
+                client: ClientNetwork::Unknown,
+            })
+            .await
+            .expect("the user registers");
+        self.log_in(email).await
+    }
+
+    /// Logs `email` in behind the browser's back: a new session's access and refresh token.
+    async fn log_in(&self, email: &str) -> (String, String) {
+        let pair = self
+            .service
+            .login(latchkey_application::LoginCommand {
+                email: email.into(),
+                password: PASSWORD.into(),
+                client: ClientNetwork::Unknown,
+                user_agent: None,
+            })
+            .await
+            .expect("the user logs in");
+        (pair.access_token, pair.refresh_token.expose().to_owned())
     }
 
     /// Exchanges a refresh token behind the browser's back, as another client would.
@@ -78,6 +128,8 @@ async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + 
     );
     let refreshes = Arc::new(AtomicUsize::new(0));
     let counter = refreshes.clone();
+    let wire = Arc::new(Wire::default());
+    let seen = wire.clone();
     let app = app(Backend::Memory)
         .config(|config| {
             config.site.dir = site_dir();
@@ -88,11 +140,32 @@ async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + 
         })
         .endpoint(move |endpoint| {
             endpoint
-                .around(move |next, req| {
+                .around(move |next, mut req| {
                     if req.uri().path() == "/api/auth/refresh" {
                         counter.fetch_add(1, Ordering::SeqCst);
                     }
-                    async move { next.call(req).await }
+                    let wire = seen.clone();
+                    async move {
+                        let body = req.take_body().into_bytes().await?;
+                        wire.requests.lock().unwrap().push(format!(
+                            "{} {} {}",
+                            req.method(),
+                            req.uri(),
+                            String::from_utf8_lossy(&body)
+                        ));
+                        req.set_body(body);
+                        let path = req.uri().path().to_owned();
+                        if path.ends_with(".wasm") && wire.block_wasm.load(Ordering::SeqCst) {
+                            return Ok(poem::Response::builder()
+                                .status(poem::http::StatusCode::NOT_FOUND)
+                                .finish());
+                        }
+                        if path == "/api/auth/logout" && wire.hold_logout.load(Ordering::SeqCst) {
+                            wire.logout_arrived.notify_one();
+                            wire.release_logout.notified().await;
+                        }
+                        next.call(req).await
+                    }
                 })
                 .boxed()
         })
@@ -104,6 +177,7 @@ async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + 
         app,
         refreshes,
         service,
+        wire,
     }
 }
 
@@ -434,6 +508,48 @@ impl Browser {
             .unwrap();
     }
 
+    /// Stores `tokens` in local storage from this page, as a log-in in another tab would.
+    async fn store_tokens(&self, (access, refresh): &(String, String)) {
+        self.client
+            .execute(
+                "localStorage.setItem('latchkey.access_token', arguments[0]);
+                 localStorage.setItem('latchkey.refresh_token', arguments[1]);",
+                vec![json!(access), json!(refresh)],
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn wait_for_property(&self, css: &str, name: &str, expected: &str) {
+        eventually(
+            &format!("{css}'s {name} to be {expected:?}"),
+            PATIENCE,
+            || async {
+                let element = self
+                    .client
+                    .find(Locator::Css(css))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match element.prop(name).await.map_err(|e| e.to_string())? {
+                    Some(value) if value == expected => Ok(()),
+                    other => Err(format!("it is {other:?}")),
+                }
+            },
+        )
+        .await
+    }
+
+    async fn wait_for_element(&self, css: &str) {
+        eventually(&format!("{css} on the page"), PATIENCE, || async {
+            self.client
+                .find(Locator::Css(css))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
     async fn close(&self) {
         self.client.clone().close().await.unwrap();
     }
@@ -530,6 +646,10 @@ async fn the_account_lifecycle_from_registration_to_deletion() {
     phone.wait_for_path("/").await;
     laptop.click("#to-account").await;
     laptop.wait_for_path("/account").await;
+    // For password managers: the account the new password is for.
+    laptop
+        .wait_for_property("#change-password #username", "value", email)
+        .await;
     let rows = laptop.session_rows(1).await;
     assert_eq!(rows.len(), 2);
     assert_eq!(
@@ -574,9 +694,20 @@ async fn the_account_lifecycle_from_registration_to_deletion() {
     phone.click("#submit").await;
     assert!(phone.text_of("#forgot-sent").await.contains("on its way"));
     phone.screenshot("forgot-password.png").await;
-    let token = catcher.wait_for(email).await.token_for("reset-password");
-    phone.open_link(&site, "reset-password", &token).await;
+    let mail = catcher.wait_for(email).await;
+    let token = mail.token_for("reset-password");
+    phone
+        .client
+        .goto(&site.url(&mail.link_for("reset-password")))
+        .await
+        .unwrap();
     phone.wait_until_hydrated().await;
+    phone
+        .wait_for_property("#reset #username", "value", email)
+        .await;
+    let address = phone.client.current_url().await.unwrap();
+    assert!(!address.as_str().contains(&token), "{address}");
+    assert!(address.fragment().is_none(), "{address}");
     phone.fill("#password", "set from the mail").await;
     phone.click("#submit").await;
     assert!(phone.text_of("#reset-done").await.contains("changed"));
@@ -945,5 +1076,228 @@ async fn the_api_docs_render_under_their_content_security_policy() {
         .unwrap();
     assert_eq!(violations, json!([]));
     browser.screenshot("api-docs.png").await;
+    browser.close().await;
+}
+
+/// With the WebAssembly bundle failing to load, the exported log-in, register and reset pages
+/// are plain HTML forms. Pressing Enter, clicking the button or submitting from script must not
+/// send the password anywhere, nor put it in the address (and so in the history).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_submitted_before_the_app_is_live_send_the_password_nowhere() {
+    let site = start_site().await;
+    site.wire.block_wasm.store(true, Ordering::SeqCst);
+    let browser = start_browser().await;
+    let password = "canary-passphrase-4711";
+    let email = "ann@example.com";
+
+    for (page, form, has_email) in [
+        ("/login", "credentials", true),
+        ("/register", "credentials", true),
+        (
+            "/reset-password#token=abc&email=ann%40example.com",
+            "reset",
+            false,
+        ),
+    ] {
+        browser.client.goto(&site.url(page)).await.unwrap();
+        let path = page.split('#').next().unwrap();
+        assert!(
+            browser.attribute("#submit", "disabled").await.is_some(),
+            "{page}: the button waits for the app"
+        );
+        let loading = browser
+            .client
+            .find(Locator::Css("#not-live"))
+            .await
+            .unwrap();
+        assert!(loading.is_displayed().await.unwrap(), "{page}: says why");
+        if has_email {
+            browser.fill("#email", email).await;
+        }
+        browser.fill("#password", password).await;
+        // Enter in the password field, then a click, then the form's own submit from script
+        // (which no disabled button can stop).
+        let field = browser
+            .client
+            .find(Locator::Css("#password"))
+            .await
+            .unwrap();
+        field.send_keys("\u{E007}").await.unwrap();
+        browser
+            .client
+            .find(Locator::Css("#submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .client
+            .execute(
+                // (The button named `submit` shadows the form's own method.)
+                "const form = document.getElementById(arguments[0]);
+                 HTMLFormElement.prototype.requestSubmit.call(form);
+                 HTMLFormElement.prototype.submit.call(form);",
+                vec![json!(form)],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let url = browser.client.current_url().await.unwrap();
+        assert_eq!(url.path(), path, "{page}: no navigation");
+        assert!(url.query().is_none(), "{page}: {url}");
+        assert_ne!(
+            browser.attribute("main", "data-hydrated").await.as_deref(),
+            Some("true"),
+            "{page}: the app never started"
+        );
+    }
+    let requests = site.wire.requests();
+    assert!(
+        requests.iter().any(|request| request.contains(".wasm")),
+        "the bundle was asked for (and refused): {requests:#?}"
+    );
+    for request in &requests {
+        assert!(
+            !request.contains("canary") && !request.starts_with("POST"),
+            "{request}"
+        );
+    }
+    browser.close().await;
+}
+
+/// Ann is signed in in two tabs. In the second she opens the log-in page, which offers to
+/// continue as her or to switch; switching ends her session on the server, and the first tab
+/// follows at once: to the log-in page, then to Bob's account when he signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_account_in_one_tab_ends_the_old_session_and_every_tab_follows() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let (ann, bob) = ("ann@example.com", "bob@example.com");
+    site.register_and_log_in(bob).await;
+    let [first, second] = browser.sign_in_with_two_tabs(&site, ann).await;
+    let anns_refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
+
+    browser.client.goto(&site.url("/login")).await.unwrap();
+    assert_eq!(
+        browser.text_of("#signed-in-as").await,
+        format!("You are signed in as {ann}.")
+    );
+    assert!(
+        browser.attribute("#email", "id").await.is_none(),
+        "no form yet"
+    );
+    browser.click("#continue").await;
+    browser.wait_for_path("/").await;
+    assert_eq!(browser.text_of("#user-email").await, ann);
+
+    browser.client.goto(&site.url("/login")).await.unwrap();
+    browser.click("#switch-account").await;
+    browser.wait_for_element("#email").await;
+    assert!(
+        site.refresh(anns_refresh_token).await.is_err(),
+        "Ann's session ended on the server"
+    );
+    browser.switch_to(&first).await;
+    browser.wait_for_path("/login").await;
+    assert_eq!(
+        browser.text_of("#tab-notice").await,
+        "You were signed out in another tab."
+    );
+
+    // While the form is open, Ann signs in again elsewhere (unseen by this page); Bob's log-in
+    // replaces her tokens, so it ends her session rather than leave it running unreachable.
+    browser.switch_to(&second).await;
+    let anns_second_session = site.log_in(ann).await;
+    browser.store_tokens(&anns_second_session).await;
+    browser.submit_credentials(bob, PASSWORD).await;
+    browser.wait_for_path("/").await;
+    assert_eq!(browser.text_of("#user-email").await, bob);
+    assert!(
+        site.refresh(anns_second_session.1).await.is_err(),
+        "the replaced session ended on the server"
+    );
+    browser.switch_to(&first).await;
+    browser.wait_for_path("/").await;
+    browser.wait_for_text("#user-email", bob).await;
+    browser.close().await;
+}
+
+/// Another tab stores Bob's tokens over Ann's (a log-in racing this page): every open page
+/// shows Bob at once and says why. A page that has not heard of a change sends nothing as the
+/// account it does not show: its "Sign out everywhere" ends no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_follows_another_account_and_never_acts_as_it_unseen() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let (ann, bob) = ("ann@example.com", "bob@example.com");
+    let bobs_tokens = site.register_and_log_in(bob).await;
+    let [first, second] = browser.sign_in_with_two_tabs(&site, ann).await;
+
+    browser.store_tokens(&bobs_tokens).await;
+    browser.switch_to(&first).await;
+    browser.wait_for_text("#user-email", bob).await;
+    assert!(browser
+        .text_of("#tab-notice")
+        .await
+        .contains("another account"));
+
+    // Unseen: storage changed by this very page's script fires no event here. The page shows
+    // Bob's sessions; Ann's new tokens are stored under it.
+    browser.switch_to(&second).await;
+    browser.client.goto(&site.url("/account")).await.unwrap();
+    browser.session_rows(1).await;
+    let anns_new_tokens = site.log_in(ann).await;
+    let sent_before = site.wire.requests().len();
+    browser.store_tokens(&anns_new_tokens).await;
+    browser.click("#logout-all").await;
+    browser.wait_for_element("#tab-notice").await;
+    assert!(browser
+        .text_of("#tab-notice")
+        .await
+        .contains("another account"));
+    let sent = site.wire.requests().split_off(sent_before);
+    assert!(
+        !sent.iter().any(|request| request.contains("logout")),
+        "nothing was sent: {sent:#?}"
+    );
+    let stored = browser.stored("latchkey.refresh_token").await.unwrap();
+    site.refresh(stored).await.expect("Ann's session runs on");
+    browser.close().await;
+}
+
+/// Logging out while a refresh in another tab rotates the tokens: the server ends the session
+/// (whichever of its tokens it is told), and so every tab forgets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_while_another_tab_refreshes_signs_every_tab_out() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let email = "ann@example.com";
+    let [first, second] = browser.sign_in_with_two_tabs(&site, email).await;
+    wait_for_access_tokens_to_expire().await;
+
+    site.wire.hold_logout.store(true, Ordering::SeqCst);
+    browser.switch_to(&first).await;
+    browser.click("#logout").await;
+    tokio::time::timeout(PATIENCE, site.wire.logout_arrived.notified())
+        .await
+        .expect("the log-out request arrives");
+
+    let sent_token = browser.stored("latchkey.refresh_token").await.unwrap();
+    browser.switch_to(&second).await;
+    let loads = browser.loads().await;
+    browser.click("#reload").await;
+    browser.wait_for_another_load(loads).await;
+    let rotated = browser.stored("latchkey.refresh_token").await.unwrap();
+    assert_ne!(rotated, sent_token, "the other tab refreshed meanwhile");
+
+    site.wire.release_logout.notify_one();
+    browser.switch_to(&first).await;
+    browser.wait_for_path("/login").await;
+    browser.wait_until_hydrated().await;
+    browser.switch_to(&second).await;
+    browser.wait_for_path("/login").await;
+    assert_eq!(browser.stored("latchkey.refresh_token").await, None);
+    assert!(site.refresh(rotated).await.is_err(), "the session is over");
     browser.close().await;
 }

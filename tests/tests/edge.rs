@@ -138,11 +138,45 @@ impl Got {
         })
     }
 
+    /// The headers every response carries; `Cross-Origin-Resource-Policy: same-origin` too, as
+    /// every response but the JWK Set's does.
     fn assert_hardened(&self) {
         assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(self.header("referrer-policy"), Some("no-referrer"));
         assert_eq!(self.header("x-frame-options"), Some("DENY"));
         assert!(self.header("content-security-policy").is_some());
+        assert_eq!(
+            self.header("cross-origin-opener-policy"),
+            Some("same-origin")
+        );
+        assert_eq!(
+            self.header("cross-origin-resource-policy"),
+            Some("same-origin")
+        );
+        assert_permissions_policy(self.header("permissions-policy"));
+    }
+}
+
+/// Every feature `policy` names is off, but passkeys, which this origin (and no other) may use.
+fn assert_permissions_policy(policy: Option<&str>) {
+    let policy = policy.expect("a Permissions-Policy");
+    let features: Vec<(&str, &str)> = policy
+        .split(',')
+        .map(|entry| entry.trim().split_once('=').expect("feature=allowlist"))
+        .collect();
+    for passkeys in ["publickey-credentials-get", "publickey-credentials-create"] {
+        assert!(
+            features.contains(&(passkeys, "(self)")),
+            "{passkeys}: {policy}"
+        );
+    }
+    for off in ["camera", "microphone", "geolocation", "payment", "usb"] {
+        assert!(features.contains(&(off, "()")), "{off}: {policy}");
+    }
+    for (feature, allowlist) in features {
+        if !feature.starts_with("publickey-credentials-") {
+            assert_eq!(allowlist, "()", "{feature} is not off: {policy}");
+        }
     }
 }
 
@@ -200,7 +234,9 @@ async fn the_site_has_security_headers_and_a_csp_allowing_exactly_its_inline_cod
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'self'",
-        "form-action 'self'",
+        // Every form is handled in script: one submitted natively before the app is live
+        // would put the password in the URL.
+        "form-action 'none'",
         "frame-ancestors 'none'",
     ] {
         assert!(csp.contains(part), "`{part}` missing from {csp}");
@@ -625,6 +661,41 @@ async fn hsts_is_sent_only_when_configured() {
         );
         let got = get(without, path, None).await;
         assert_eq!(got.header("strict-transport-security"), None, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_key_set_may_be_loaded_by_other_origins() {
+    let site = TempSite::create();
+    let app = app(&site).await;
+    let client = &app.client;
+
+    let key_set = get(client, "/.well-known/jwks.json", None).await;
+    assert_eq!(key_set.status, StatusCode::OK);
+    assert_eq!(
+        key_set.header("cross-origin-resource-policy"),
+        Some("cross-origin")
+    );
+    assert_eq!(
+        key_set.header("cross-origin-opener-policy"),
+        Some("same-origin")
+    );
+    assert_permissions_policy(key_set.header("permissions-policy"));
+
+    let unauthorized = get(client, "/api/users/me", None).await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+    let index = get(client, "/", None).await;
+    assert_eq!(index.status, StatusCode::OK);
+    let missing = get(client, "/.well-known/other.json", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    for got in [&unauthorized, &index, &missing] {
+        assert_eq!(
+            got.header("cross-origin-resource-policy"),
+            Some("same-origin"),
+            "{}",
+            got.status
+        );
+        got.assert_hardened();
     }
 }
 

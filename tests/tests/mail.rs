@@ -159,6 +159,14 @@ async fn a_forgotten_password_is_reset_by_the_mailed_link_and_every_session_ends
     let mail = catcher.wait_for("ann@example.com").await;
     assert!(mail.subject.contains("Reset your"), "{mail:?}");
     let token = mail.token_for("reset-password");
+    assert_eq!(token.len(), 43, "256 bits, base64url");
+    // The link names the account's address, for password managers, after the token.
+    assert!(
+        mail.content.contains(&format!(
+            "/reset-password#token={token}&email=ann%40example.com"
+        )),
+        "{mail:?}"
+    );
     // The unknown address was asked for first: had it been mailed, it would be here by now.
     assert!(catcher
         .new_mails()

@@ -72,6 +72,8 @@ fn assert_loop_reply(response: &str, status: u16, code: &str) {
         "x-content-type-options: nosniff",
         "x-frame-options: deny",
         "referrer-policy: no-referrer",
+        "cross-origin-opener-policy: same-origin",
+        "cross-origin-resource-policy: same-origin",
         "cache-control: no-store",
         "content-security-policy: default-src 'none'; frame-ancestors 'none'",
         "content-type: application/json; charset=utf-8",
@@ -103,6 +105,21 @@ fn assert_hardened_error(reply: &Reply, status: StatusCode, code: &str) {
     assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(reply.header("x-frame-options"), Some("DENY"));
     assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(
+        reply.header("cross-origin-opener-policy"),
+        Some("same-origin")
+    );
+    assert_eq!(
+        reply.header("cross-origin-resource-policy"),
+        Some("same-origin")
+    );
+    assert!(
+        reply
+            .header("permissions-policy")
+            .is_some_and(|policy| policy.contains("camera=()")),
+        "{:?}",
+        reply.header("permissions-policy")
+    );
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert_eq!(
         reply.header("content-security-policy"),

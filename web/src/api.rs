@@ -4,7 +4,8 @@
 //! [`latchkey_web_session::Session`], which attaches the access token, refreshes once on a 401
 //! (one refresh for any number of calls failing together) and retries once; when the session is
 //! over, the user is sent to the log-in page and brought back afterwards. Tabs follow each
-//! other's sign-out and sign-in ([`follow_other_tabs`]).
+//! other's sign-out and sign-in ([`follow_other_tabs`]), and a page never acts as an account
+//! other than the one it shows.
 
 use futures::future::{FutureExt, LocalBoxFuture};
 use latchkey_web_session::{
@@ -26,6 +27,11 @@ const ACCESS_TOKEN_KEY: &str = "latchkey.access_token";
 const REFRESH_TOKEN_KEY: &str = "latchkey.refresh_token";
 /// Where to go back to after logging in (per tab, so it lives in session storage).
 const RETURN_TO_KEY: &str = "latchkey.return_to";
+/// A word for the next page of this tab about why it landed there (session storage).
+const NOTICE_KEY: &str = "latchkey.notice";
+const SIGNED_OUT_ELSEWHERE: &str = "You were signed out in another tab.";
+const ANOTHER_ACCOUNT_ELSEWHERE: &str =
+    "You signed in to another account in another tab, so this page now shows that account.";
 
 type ApiError = ClientError<types::ErrorBody>;
 
@@ -189,14 +195,47 @@ where
         Err(CallError::RefreshUnavailable(message)) => Err(message.into()),
         Err(CallError::SignedOut) if session().is_signed_in() => {
             // Refused, but another tab has stored other tokens meanwhile: start over with them.
-            let _ = window().location().reload();
+            follow_session_change();
             Err(String::from("Your session changed in another tab. Reloading…").into())
         }
         Err(CallError::SignedOut) => {
             go_to_login();
             Err(String::from("Your session has ended. Please log in again.").into())
         }
+        Err(CallError::SessionChanged) => {
+            follow_session_change();
+            Err(String::from("You signed in again in another tab. Reloading…").into())
+        }
     }
+}
+
+/// Shows what is stored now instead of what this page was shown for: the account signed in
+/// since (saying so when it is another one), or the log-in page.
+fn follow_session_change() {
+    let Some(now) = LocalStorageTokens.load() else {
+        set_notice(SIGNED_OUT_ELSEWHERE);
+        go_to_login();
+        return;
+    };
+    let shown = session().shown_for();
+    if shown.is_some_and(|shown| Some(shown.account) != now.identity().map(|now| now.account)) {
+        set_notice(ANOTHER_ACCOUNT_ELSEWHERE);
+    }
+    let _ = window().location().reload();
+}
+
+fn set_notice(notice: &str) {
+    if let Ok(Some(storage)) = window().session_storage() {
+        let _ = storage.set_item(NOTICE_KEY, notice);
+    }
+}
+
+/// Why this tab landed on this page, if another page said so (shown once).
+pub fn take_notice() -> Option<String> {
+    let storage = window().session_storage().ok()??;
+    let notice = storage.get_item(NOTICE_KEY).ok()??;
+    let _ = storage.remove_item(NOTICE_KEY);
+    Some(notice)
 }
 
 pub fn go_to(path: &str) {
@@ -247,8 +286,38 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
         .login(&types::Credentials { email, password })
         .await
         .map_err(describe)?;
-    session().sign_in(&tokens_of(pair.into_inner()));
+    // Another tab signed in while this one did: its session would run on with nobody able to
+    // reach it, so it ends here. Waited for, since the page navigates away next.
+    if let Some(replaced) = session().sign_in(&tokens_of(pair.into_inner())) {
+        let _ = revoke(replaced.refresh_token).await;
+    }
     Ok(())
+}
+
+/// Who is signed in on this browser, for the log-in page's "continue as" choice: `Ok(None)`
+/// when nobody is (or the stored session is over), `Err` when the server could not tell.
+pub async fn signed_in_email() -> Result<Option<String>, String> {
+    if !session().is_signed_in() {
+        return Ok(None);
+    }
+    let answer = session()
+        .call(|token| async move {
+            match client(Some(&token)).get_current_user().await {
+                Ok(user) => Attempt::Done(user.into_inner().email),
+                Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
+                Err(e) => Attempt::Failed(describe(e)),
+            }
+        })
+        .await;
+    match answer {
+        Ok(email) => Ok(Some(email)),
+        Err(CallError::SignedOut) => Ok(None),
+        Err(CallError::SessionChanged) => {
+            follow_session_change();
+            Err("You signed in again in another tab. Reloading…".into())
+        }
+        Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => Err(message),
+    }
 }
 
 /// The form field a refusal is about, so the page can show it next to that field.
@@ -310,34 +379,72 @@ pub async fn register_and_login(email: String, password: String) -> Result<(), F
 /// (`#token=...`), which the browser never sends to a server; once read it is taken out of the
 /// address bar and the history, so that neither shows it to the next person at this screen.
 pub fn link_token() -> Option<String> {
+    read_link().map(|link| link.token)
+}
+
+/// The address a reset link was sent to (`#token=...&email=...`), for password managers.
+pub fn link_email() -> Option<String> {
+    read_link().and_then(|link| link.email)
+}
+
+#[derive(Clone)]
+struct Link {
+    /// The page it was read on.
+    page: String,
+    token: String,
+    email: Option<String>,
+}
+
+fn read_link() -> Option<Link> {
     thread_local! {
-        /// The page it was read on, and the token.
-        static TOKEN: std::cell::RefCell<Option<(String, String)>> =
-            const { std::cell::RefCell::new(None) };
+        static LINK: std::cell::RefCell<Option<Link>> = const { std::cell::RefCell::new(None) };
     }
     let location = window().location();
     let path = location.pathname().ok()?;
-    let in_address = location.hash().ok().and_then(|fragment| {
+    let fragment = location.hash().ok().unwrap_or_default();
+    let parameter = |name: &str| {
         fragment
             .trim_start_matches('#')
             .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .filter(|token| !token.is_empty())
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .filter(|value| !value.is_empty())
             .map(str::to_owned)
-    });
-    // A link pasted into this tab replaces the one read before; without one in the address,
-    // the token read on this page is still the one.
-    let Some(token) = in_address else {
-        return TOKEN
-            .with(|t| t.borrow().clone())
-            .filter(|(page, _)| *page == path)
-            .map(|(_, token)| token);
     };
-    TOKEN.with(|t| *t.borrow_mut() = Some((path.clone(), token.clone())));
+    // A link pasted into this tab replaces the one read before; without one in the address,
+    // the link read on this page is still the one.
+    let Some(token) = parameter("token") else {
+        return LINK
+            .with(|link| link.borrow().clone())
+            .filter(|link| link.page == path);
+    };
+    let link = Link {
+        page: path.clone(),
+        token,
+        email: parameter("email").and_then(|email| percent_decode(&email)),
+    };
+    LINK.with(|stored| *stored.borrow_mut() = Some(link.clone()));
     if let Ok(history) = window().history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
     }
-    Some(token)
+    Some(link)
+}
+
+/// `%XX` escapes to the bytes they stand for; `None` for a broken escape or text that is not
+/// UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Asks for a reset link; the answer is the same whether or not an account has the address.
@@ -419,6 +526,10 @@ async fn live_access_token() -> Result<Option<String>, String> {
     match checked {
         Ok(token) => Ok(Some(token)),
         Err(CallError::SignedOut) => Ok(None),
+        // Signed in anew meanwhile: the next try binds to the new session.
+        Err(CallError::SessionChanged) => {
+            Err("You signed in again in another tab. Please try again.".into())
+        }
         Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => Err(message),
     }
 }
@@ -461,7 +572,7 @@ pub async fn end_session(id: uuid::Uuid) -> Result<(), String> {
 /// Ends every session of the account, this one included, then forgets the tokens.
 pub async fn logout_all() -> Result<(), String> {
     authenticated(|api| async move { api.logout_all().await }).await?;
-    session().sign_out();
+    session().sign_out_everywhere();
     Ok(())
 }
 
@@ -494,7 +605,7 @@ pub async fn delete_account(password: String) -> Result<(), FormError> {
         form_error,
     )
     .await?;
-    session().sign_out();
+    session().sign_out_everywhere();
     Ok(())
 }
 
@@ -573,31 +684,31 @@ pub async fn current_session() -> Result<types::SessionView, String> {
 /// not be told, the tokens are kept for another try: forgetting them would leave a session
 /// running that nobody can end any more.
 pub async fn logout() -> Result<(), String> {
-    let Some(tokens) = LocalStorageTokens.load() else {
-        return Ok(());
-    };
-    let body = types::RefreshRequest {
-        refresh_token: tokens.refresh_token,
-    };
-    match client(None).logout(&body).await {
-        Ok(_) => {}
-        // A refusal would not change on another try; a timeout or rate limit might.
-        Err(e) if status(&e).is_some_and(|code| code < 500 && code != 408 && code != 429) => {}
-        Err(e) => {
-            return Err(format!(
-                "Logging out failed, so you are still signed in. {}",
-                describe(e)
-            ))
+    match session().log_out(revoke).await {
+        Ok(()) => Ok(()),
+        Err(CallError::SessionChanged) => {
+            follow_session_change();
+            Err("You signed in again in another tab. Reloading…".into())
         }
+        Err(CallError::Failed(e)) => Err(format!(
+            "Logging out failed, so you are still signed in. {}",
+            describe(e)
+        )),
+        Err(CallError::SignedOut | CallError::RefreshUnavailable(_)) => Ok(()),
     }
-    // Only the tokens of the session just ended: another tab may have signed in meanwhile.
-    if LocalStorageTokens
-        .load()
-        .is_some_and(|stored| stored.refresh_token == body.refresh_token)
+}
+
+/// Ends the session `refresh_token` belongs to. A refusal counts as ended: it would not change
+/// on another try (the session is over or unknown); a timeout or rate limit might.
+async fn revoke(refresh_token: String) -> Result<(), ApiError> {
+    match client(None)
+        .logout(&types::RefreshRequest { refresh_token })
+        .await
     {
-        session().sign_out();
+        Ok(_) => Ok(()),
+        Err(e) if status(&e).is_some_and(|code| code < 500 && code != 408 && code != 429) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Keeps this tab in step with the others: a `storage` event fires here when another tab of
@@ -622,13 +733,25 @@ pub fn follow_other_tabs() {
                 return;
             }
             // Signing in or out writes two keys, so two events: what counts is what is stored
-            // now, not what this one event changed.
-            let signed_in = LocalStorageTokens.load().is_some();
+            // now, not what this one event changed. A refresh keeps the account and session,
+            // so it changes nothing here.
+            let stored = LocalStorageTokens.load().map(|tokens| tokens.identity());
+            let shown = session().shown_for();
             let path = window().location().pathname().unwrap_or_default();
             let on_sign_in_page = matches!(path.trim_end_matches('/'), "/login" | "/register");
-            match (signed_in, on_sign_in_page) {
-                (false, false) => go_to_login(),
-                (true, true) => go_to(&take_return_to()),
+            match (stored, on_sign_in_page) {
+                (None, false) => {
+                    set_notice(SIGNED_OUT_ELSEWHERE);
+                    go_to_login();
+                }
+                // Signed in elsewhere while this tab waited to log in (or offered to continue
+                // as the account signed in before): on to where the user was headed.
+                (Some(now), true) if shown.is_none() || now != shown => go_to(&take_return_to()),
+                // The account this page offered to continue as was signed out: show the form.
+                (None, true) if shown.is_some() => {
+                    let _ = window().location().reload();
+                }
+                (Some(now), false) if shown.is_some() && now != shown => follow_session_change(),
                 _ => return,
             }
             leaving = true;

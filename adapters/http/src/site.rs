@@ -683,10 +683,13 @@ impl InlineContent {
                 style_src.push_str(&format!(" '{hash}'"));
             }
         }
+        // `form-action 'none'`: every form of the site is handled in script. One the browser
+        // submitted natively (Enter pressed before the app is live) would put its fields, the
+        // password among them, in the URL, and so in history and in the proxy's access log.
         format!(
             "default-src 'none'; script-src {script_src}; style-src {style_src}; \
              img-src 'self' data:; font-src 'self'; connect-src 'self'; manifest-src 'self'; \
-             object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+             object-src 'none'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
         )
     }
 }
@@ -849,6 +852,10 @@ mod tests {
         let csp = inline.content_security_policy();
         assert!(csp.contains(&format!("'{}'", csp_hash("x()"))), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains("; form-action 'none';"),
+            "no native submission: {csp}"
+        );
 
         inline.scan("<p style=\"color:red\" onclick=\"go()\">hi</p>");
         assert!(inline.style_attributes && inline.event_handler_attributes);

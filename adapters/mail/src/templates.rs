@@ -24,6 +24,32 @@ impl MailSettings {
             self.public_url.trim_end_matches('/')
         )
     }
+
+    /// The reset link also names the address it was sent to, so that the page can hold it in a
+    /// hidden `autocomplete="username"` field and password managers save the new password
+    /// against the right account. In the fragment too, percent-encoded (`@` is `%40`).
+    fn reset_link(&self, token: &str, address: &str) -> String {
+        format!(
+            "{}&email={}",
+            self.link("reset-password", token),
+            percent_encode(address)
+        )
+    }
+}
+
+/// Every byte but the unreserved ones of RFC 3986 (`A-Z a-z 0-9 - . _ ~`) as `%XX`, so that
+/// the value reads back whole from a fragment of `name=value` pairs joined by `&` (a `+` stays
+/// a plus, a `&` or `=` in an address cannot end the value early).
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// A mail ready to be sent.
@@ -98,7 +124,7 @@ pub fn render(mail: &Mail, settings: &MailSettings) -> RenderedMail {
                  for {to}."
             ),
             action: "Choose a new password",
-            link: settings.link("reset-password", token.expose()),
+            link: settings.reset_link(token.expose(), to),
             validity: format!(
                 "The link works once, for {}. Choosing a new password signs you out on every \
                  device.",
@@ -191,13 +217,60 @@ mod tests {
         };
         let rendered = render(&mail, &settings());
         assert_eq!(rendered.subject, "Reset your Acme <Login> password");
-        assert!(rendered.text.contains(&format!(
-            "https://login.example.com/reset-password#token={}",
+        let link = format!(
+            "https://login.example.com/reset-password#token={}&email=ann%40example.com",
             token().expose()
-        )));
+        );
+        assert!(
+            rendered.text.contains(&format!("\n{link}\n")),
+            "{link} in {}",
+            rendered.text
+        );
         assert!(rendered.text.contains("for 30 minutes"));
         assert!(rendered.text.contains("signs you out on every device"));
-        assert!(rendered.html.contains("reset-password#token="));
+        // `&` is `&amp;` in HTML, in the attribute as in the text.
+        let html_link = link.replace('&', "&amp;");
+        assert!(
+            rendered.html.contains(&format!("href=\"{html_link}\"")),
+            "{}",
+            rendered.html
+        );
+    }
+
+    #[test]
+    fn the_reset_link_names_the_address_percent_encoded_so_a_plus_survives() {
+        let mail = Mail::ResetPassword {
+            to: EmailAddress::parse("ann.o'neil+work~1@example.com").unwrap(),
+            token: token(),
+        };
+        let rendered = render(&mail, &settings());
+        let link = format!(
+            "https://login.example.com/reset-password#token={}\
+             &email=ann.o%27neil%2Bwork~1%40example.com",
+            token().expose()
+        );
+        assert!(
+            rendered.text.contains(&format!("\n{link}\n")),
+            "{link} in {}",
+            rendered.text
+        );
+        // The verification link names no address.
+        let verify = render(
+            &Mail::VerifyEmail {
+                to: EmailAddress::parse("ann+work@example.com").unwrap(),
+                token: token(),
+            },
+            &settings(),
+        );
+        assert!(!verify.text.contains("email="), "{}", verify.text);
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_ascii() {
+        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
+        assert_eq!(percent_encode("a+b@c"), "a%2Bb%40c");
+        assert_eq!(percent_encode("&= %#/"), "%26%3D%20%25%23%2F");
+        assert_eq!(percent_encode("é"), "%C3%A9");
     }
 
     #[test]

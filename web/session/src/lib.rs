@@ -6,11 +6,19 @@
 //! together share one refresh request ("single flight").
 //!
 //! Every tab of the site shares the stored tokens, so a tab only ever clears the tokens the
-//! server refused: when another tab has stored different ones meanwhile (it refreshed, or signed
-//! in again), those are good, and the call is retried with them instead.
+//! server refused: when another tab has stored different ones meanwhile (it refreshed), those
+//! are good, and the call is retried with them instead.
+//!
+//! A page is bound to the account and session ([`Identity`]) it was shown for: once another tab
+//! has stored tokens of another account, or of a new log-in, nothing more is sent from this page
+//! ([`CallError::SessionChanged`]): it must follow before it acts, or an action meant for the
+//! account on screen would run as someone else.
 
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::{cell::RefCell, future::Future, rc::Rc};
+
+mod identity;
+pub use identity::Identity;
 
 /// An access token and the refresh token that goes with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +69,9 @@ pub enum CallError<E> {
     RefreshUnavailable(String),
     /// The call itself failed with an error the page should show.
     Failed(E),
+    /// The stored tokens are no longer those of the account and session this page shows
+    /// (another tab signed in): nothing was sent with them, and the page must follow.
+    SessionChanged,
 }
 
 /// How a shared refresh ended, for every call waiting on it.
@@ -96,6 +107,8 @@ struct Inner<S, R> {
     store: S,
     refresher: R,
     in_flight: RefCell<Option<RefreshFlight>>,
+    /// Whose tokens this page used first, and so whose data it shows.
+    shown_for: RefCell<Option<Identity>>,
 }
 
 impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
@@ -105,6 +118,7 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
                 store,
                 refresher,
                 in_flight: RefCell::new(None),
+                shown_for: RefCell::new(None),
             }),
         }
     }
@@ -117,12 +131,78 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
         self.inner.store.load().is_some()
     }
 
-    pub fn sign_in(&self, tokens: &Tokens) {
-        self.inner.store.save(tokens);
+    /// The account and session this page shows, once a call or a sign-in bound it.
+    pub fn shown_for(&self) -> Option<Identity> {
+        self.inner.shown_for.borrow().clone()
     }
 
-    pub fn sign_out(&self) {
-        self.inner.store.clear();
+    /// Stores a new log-in's tokens and binds this page to them. Answers the tokens of another
+    /// session they replaced: nothing on this browser can reach that session any more, so the
+    /// caller should end it on the server.
+    pub fn sign_in(&self, tokens: &Tokens) -> Option<Tokens> {
+        let replaced = self.inner.store.load().filter(|old| {
+            old.refresh_token != tokens.refresh_token
+                && (old.identity().is_none() || old.identity() != tokens.identity())
+        });
+        self.inner.store.save(tokens);
+        *self.inner.shown_for.borrow_mut() = tokens.identity();
+        replaced
+    }
+
+    /// Forgets the tokens of the account this page shows, after every session of it ended
+    /// (signed out everywhere, or deleted); tokens of another account stored meanwhile stay.
+    pub fn sign_out_everywhere(&self) {
+        let shown_for = self.inner.shown_for.borrow_mut().take();
+        match shown_for {
+            Some(shown) => self.clear_if(|stored| {
+                stored
+                    .identity()
+                    .is_some_and(|stored| stored.account == shown.account)
+            }),
+            None => self.inner.store.clear(),
+        }
+    }
+
+    /// Ends this page's session on the server with `revoke` (given its refresh token), then
+    /// forgets the tokens if they are still that session's. A refresh in another tab may have
+    /// rotated them meanwhile; they are cleared all the same, since the server ended the
+    /// session, not one token. Tokens of another session stored meanwhile stay. When `revoke`
+    /// fails the tokens are kept for another try: forgetting them would leave a session running
+    /// that nobody could end.
+    pub async fn log_out<E, Fut>(
+        &self,
+        revoke: impl FnOnce(String) -> Fut,
+    ) -> Result<(), CallError<E>>
+    where
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let Some(tokens) = self.inner.store.load() else {
+            return Ok(());
+        };
+        self.check_shown(&tokens)?;
+        revoke(tokens.refresh_token.clone())
+            .await
+            .map_err(CallError::Failed)?;
+        match tokens.identity() {
+            Some(ended) => self.clear_if(|stored| stored.identity().as_ref() == Some(&ended)),
+            None => self.clear_if(|stored| stored.refresh_token == tokens.refresh_token),
+        }
+        self.inner.shown_for.borrow_mut().take();
+        Ok(())
+    }
+
+    /// Binds this page to `tokens` if nothing did yet; refuses tokens of another account or
+    /// session than the one it is bound to.
+    fn check_shown<E>(&self, tokens: &Tokens) -> Result<(), CallError<E>> {
+        let mut shown_for = self.inner.shown_for.borrow_mut();
+        match shown_for.as_ref() {
+            None => {
+                *shown_for = tokens.identity();
+                Ok(())
+            }
+            Some(shown) if tokens.identity().as_ref() == Some(shown) => Ok(()),
+            Some(_) => Err(CallError::SessionChanged),
+        }
     }
 
     /// Runs `attempt` with the current access token; on a 401, refreshes (once, shared with
@@ -135,12 +215,14 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
         let Some(before) = self.inner.store.load() else {
             return Err(CallError::SignedOut);
         };
+        self.check_shown(&before)?;
         match attempt(before.access_token.clone()).await {
             Attempt::Done(value) => return Ok(value),
             Attempt::Failed(e) => return Err(CallError::Failed(e)),
             Attempt::Unauthorized => {}
         }
         let retry = self.tokens_after_rejection(&before).await?;
+        self.check_shown(&retry)?;
         match attempt(retry.access_token.clone()).await {
             Attempt::Done(value) => Ok(value),
             Attempt::Failed(e) => Err(CallError::Failed(e)),

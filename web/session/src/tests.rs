@@ -369,3 +369,238 @@ fn a_refresh_answered_after_another_tab_signed_out_does_not_sign_back_in() {
     assert_eq!(result, Err(CallError::SignedOut));
     assert_eq!(session.store().load(), None);
 }
+
+/// Tokens as the server issues them for `account`'s `session` (the `n`th of that session).
+fn jwt_tokens(account: &str, session: &str, n: u32) -> Tokens {
+    Tokens {
+        access_token: identity::tests::access_token(account, session, n),
+        refresh_token: format!("refresh-{account}-{session}-{n}"),
+    }
+}
+
+/// A page of this tab, shown for Ann's session `s1` after one call, and the store the other
+/// tabs share with it.
+fn page_shown_for_ann(server: &FakeServer) -> (Session<MemoryStore, FakeServer>, MemoryStore) {
+    let ann = jwt_tokens("ann", "s1", 0);
+    *server.valid_access.borrow_mut() = ann.access_token.clone();
+    let page = Session::new(MemoryStore::default(), server.clone());
+    page.store().save(&ann);
+    assert!(block_on(page.call(|t| server.protected(t))).is_ok());
+    assert_eq!(
+        page.shown_for(),
+        Some(Identity {
+            account: "ann".into(),
+            session: "s1".into()
+        })
+    );
+    let other_tabs = page.store().clone();
+    (page, other_tabs)
+}
+
+#[test]
+fn a_page_sends_nothing_once_another_tab_signed_in_as_another_account() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+    other_tab.save(&bob);
+    *server.valid_access.borrow_mut() = bob.access_token.clone();
+    let sent = Cell::new(0);
+
+    let result = block_on(page.call(|t| {
+        sent.set(sent.get() + 1);
+        server.protected(t)
+    }));
+
+    assert_eq!(result, Err(CallError::SessionChanged));
+    assert_eq!(
+        sent.get(),
+        0,
+        "nothing is sent as Bob from a page showing Ann"
+    );
+    assert_eq!(page.store().load(), Some(bob), "Bob's tokens stay");
+}
+
+#[test]
+fn a_new_log_in_of_the_same_account_in_another_tab_is_a_change_too() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    other_tab.save(&jwt_tokens("ann", "s3", 0));
+
+    let result = block_on(page.call(|t| server.protected(t)));
+
+    assert_eq!(result, Err(CallError::SessionChanged));
+}
+
+#[test]
+fn tokens_another_tab_refreshed_are_still_the_session_the_page_shows() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let rotated = jwt_tokens("ann", "s1", 1);
+    other_tab.save(&rotated);
+    *server.valid_access.borrow_mut() = rotated.access_token.clone();
+
+    let result = block_on(page.call(|t| server.protected(t)));
+
+    assert_eq!(result, Ok(rotated.access_token));
+}
+
+#[test]
+fn a_refused_call_is_not_retried_with_another_accounts_tokens_stored_meanwhile() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    server.expire_access_token();
+    let bob = jwt_tokens("bob", "s2", 0);
+    let sent = Cell::new(0);
+
+    let result = block_on(page.call(|t| {
+        sent.set(sent.get() + 1);
+        // While Ann's request is in the air, Bob signs in in another tab.
+        other_tab.save(&bob);
+        *server.valid_access.borrow_mut() = bob.access_token.clone();
+        server.protected(t)
+    }));
+
+    assert_eq!(result, Err(CallError::SessionChanged));
+    assert_eq!(sent.get(), 1, "only Ann's own attempt was sent");
+    assert_eq!(server.refreshes.get(), 0);
+    assert_eq!(page.store().load(), Some(bob));
+}
+
+#[test]
+fn a_retry_after_a_refresh_is_not_sent_when_another_account_signed_in_meanwhile() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    server.expire_access_token();
+    let bob = jwt_tokens("bob", "s2", 0);
+    let sent = Cell::new(0);
+
+    let result = while_refreshing(
+        &server,
+        page.call(|t| {
+            sent.set(sent.get() + 1);
+            server.protected(t)
+        }),
+        || other_tab.save(&bob),
+    );
+
+    assert_eq!(result, Err(CallError::SessionChanged));
+    assert_eq!(sent.get(), 1);
+    assert_eq!(
+        page.store().load(),
+        Some(bob),
+        "the refresh did not overwrite Bob"
+    );
+}
+
+/// Logs out from `page`, holding the server's answer while `other_tab` does its thing.
+fn log_out_while(page: &Session<MemoryStore, FakeServer>, other_tab: impl FnOnce()) -> Vec<String> {
+    let (answer, answered) = oneshot::channel::<()>();
+    let revoked = RefCell::new(Vec::new());
+    let logging_out = page.log_out(|refresh_token| {
+        revoked.borrow_mut().push(refresh_token);
+        async move {
+            answered.await.unwrap();
+            Ok::<(), String>(())
+        }
+    });
+    let meanwhile = async move {
+        other_tab();
+        answer.send(()).unwrap();
+    };
+    let (result, ()) = block_on(futures::future::join(logging_out, meanwhile));
+    assert_eq!(result, Ok(()));
+    revoked.into_inner()
+}
+
+#[test]
+fn logging_out_forgets_the_session_even_when_another_tab_rotated_its_tokens_meanwhile() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+
+    let revoked = log_out_while(&page, || other_tab.save(&jwt_tokens("ann", "s1", 1)));
+
+    assert_eq!(revoked, ["refresh-ann-s1-0"]);
+    assert_eq!(
+        page.store().load(),
+        None,
+        "the session ended, whichever token"
+    );
+    assert_eq!(page.shown_for(), None);
+}
+
+#[test]
+fn logging_out_keeps_another_sessions_tokens_stored_meanwhile() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+
+    log_out_while(&page, || other_tab.save(&bob));
+
+    assert_eq!(page.store().load(), Some(bob));
+}
+
+#[test]
+fn logging_out_sends_nothing_from_a_page_showing_another_account() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+    other_tab.save(&bob);
+    let sent = Cell::new(false);
+
+    let result = block_on(page.log_out(|_| {
+        sent.set(true);
+        async { Ok::<(), ()>(()) }
+    }));
+
+    assert_eq!(result, Err(CallError::SessionChanged));
+    assert!(!sent.get());
+    assert_eq!(page.store().load(), Some(bob));
+}
+
+#[test]
+fn a_log_out_the_server_did_not_confirm_keeps_the_tokens() {
+    let server = FakeServer::new("");
+    let (page, _) = page_shown_for_ann(&server);
+
+    let result = block_on(page.log_out(|_| async { Err("offline") }));
+
+    assert_eq!(result, Err(CallError::Failed("offline")));
+    assert_eq!(page.store().load(), Some(jwt_tokens("ann", "s1", 0)));
+}
+
+#[test]
+fn signing_in_over_another_session_hands_back_its_tokens_to_end_and_binds_the_page() {
+    let server = FakeServer::new("");
+    let (page, _) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+
+    assert_eq!(page.sign_in(&bob), Some(jwt_tokens("ann", "s1", 0)));
+    assert_eq!(
+        page.shown_for().map(|shown| shown.account),
+        Some("bob".into())
+    );
+    assert_eq!(
+        page.sign_in(&jwt_tokens("bob", "s2", 1)),
+        None,
+        "same session"
+    );
+
+    let fresh = Session::new(MemoryStore::default(), server.clone());
+    assert_eq!(fresh.sign_in(&bob), None, "nothing was replaced");
+}
+
+#[test]
+fn signing_out_everywhere_keeps_another_accounts_tokens_stored_meanwhile() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+    other_tab.save(&bob);
+    page.sign_out_everywhere();
+    assert_eq!(page.store().load(), Some(bob));
+
+    let (page, other_tab) = page_shown_for_ann(&server);
+    // Another session of the same account: ended too.
+    other_tab.save(&jwt_tokens("ann", "s9", 0));
+    page.sign_out_everywhere();
+    assert_eq!(page.store().load(), None);
+}

@@ -1,7 +1,7 @@
 //! The account page: where the user is signed in (and ending any of it), changing the
 //! password, and deleting the account.
 
-use crate::ui::field_error;
+use crate::ui::{field_error, page_live, until_live, username_for_password_managers};
 use perseus::prelude::*;
 use sycamore::prelude::*;
 
@@ -36,6 +36,10 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
     let change_error = create_signal(cx, Option::<String>::None);
     let changed = create_signal(cx, false);
     let changing = create_signal(cx, false);
+
+    // The account's address, for password managers saving a new password.
+    let address = create_signal(cx, String::new());
+    let live = page_live(cx);
 
     let delete_password = create_signal(cx, String::new());
     let delete_confirmed = create_signal(cx, false);
@@ -79,6 +83,11 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
         crate::api::follow_other_tabs();
         if crate::api::session().is_signed_in() {
             load();
+            spawn_local_scoped(cx, async move {
+                if let Ok(user) = crate::api::current_user().await {
+                    address.set(user.email);
+                }
+            });
         } else {
             crate::api::go_to_login();
         }
@@ -168,6 +177,7 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
             p(class = "brand") { "latchkey" }
             div(class = "card", id = "sessions-card", data-loads = loads.get().to_string()) {
                 h1 { "Your account" }
+                (crate::ui::tab_notice(cx))
                 p(class = "switch-left") { a(href = "/", id = "to-home") { "← Back" } }
                 h2 { "Where you are signed in" }
                 ul(class = "sessions", id = "sessions") {
@@ -249,7 +259,8 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                 } else {
                     view! { cx, }
                 })
-                form(id = "change-password", on:submit = on_change, novalidate = true) {
+                form(id = "change-password", method = "post", on:submit = on_change, novalidate = true) {
+                    (username_for_password_managers(cx, address))
                     label {
                         "Current password"
                         input(id = "current-password", type = "password", autocomplete = "current-password",
@@ -268,15 +279,16 @@ fn account_page<G: Html>(cx: Scope) -> View<G> {
                         Some(message) => view! { cx, p(class = "alert", role = "alert", id = "change-error") { (message) } },
                         None => view! { cx, },
                     })
-                    button(type = "submit", id = "change-submit", disabled = *changing.get()) {
+                    button(type = "submit", id = "change-submit", disabled = *changing.get() || !*live.get()) {
                         (if *changing.get() { "Changing…" } else { "Change password" })
                     }
+                    (until_live(cx, live))
                 }
             }
             div(class = "card danger-zone") {
                 h2 { "Delete your account" }
                 p(class = "hint") { "This deletes your account and signs you out everywhere. It cannot be undone." }
-                form(id = "delete-account", on:submit = on_delete, novalidate = true) {
+                form(id = "delete-account", method = "post", on:submit = on_delete, novalidate = true) {
                     label {
                         "Password"
                         input(id = "delete-password", type = "password", autocomplete = "current-password",

@@ -1,6 +1,6 @@
 //! "Forgot your password?": asks for a reset link by mail.
 
-use crate::ui::field_error;
+use crate::ui::{field_error, page_live, until_live};
 use perseus::prelude::*;
 use sycamore::prelude::*;
 
@@ -10,9 +10,7 @@ fn forgot_password_page<G: Html>(cx: Scope) -> View<G> {
     let error = create_signal(cx, Option::<String>::None);
     let sent = create_signal(cx, Option::<String>::None);
     let busy = create_signal(cx, false);
-    let hydrated = create_signal(cx, false);
-    #[cfg(client)]
-    hydrated.set(true);
+    let hydrated = page_live(cx);
 
     let on_submit = move |event: sycamore::rt::Event| {
         event.prevent_default();
@@ -50,7 +48,7 @@ fn forgot_password_page<G: Html>(cx: Scope) -> View<G> {
                     },
                     None => view! { cx,
                         p(class = "hint") { "Enter the email of your account and we will send you a link to choose a new password." }
-                        form(id = "forgot", on:submit = on_submit, novalidate = true) {
+                        form(id = "forgot", method = "post", on:submit = on_submit, novalidate = true) {
                             label {
                                 "Email"
                                 input(id = "email", type = "email", name = "email", autocomplete = "username",
@@ -62,9 +60,11 @@ fn forgot_password_page<G: Html>(cx: Scope) -> View<G> {
                                 Some(message) => view! { cx, p(class = "alert", role = "alert", id = "form-error") { (message) } },
                                 None => view! { cx, },
                             })
-                            button(type = "submit", id = "submit", disabled = *busy.get(), aria-busy = busy.get().to_string()) {
+                            button(type = "submit", id = "submit", disabled = *busy.get() || !*hydrated.get(),
+                                aria-busy = busy.get().to_string()) {
                                 (if *busy.get() { "Sending…" } else { "Send me a link" })
                             }
+                            (until_live(cx, hydrated))
                         }
                     },
                 })

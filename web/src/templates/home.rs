@@ -117,6 +117,7 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
             p(class = "brand") { "latchkey" }
             div(class = "card", id = "account", data-loads = loads.get().to_string()) {
                 h1 { "You are signed in" }
+                (crate::ui::tab_notice(cx))
                 (match (*account.get()).clone() {
                     Some(account) if !account.email_verified => view! { cx,
                         div(class = "banner", role = "status", id = "verify-banner") {

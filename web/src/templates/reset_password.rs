@@ -1,6 +1,6 @@
 //! Choosing a new password from the link in a reset mail.
 
-use crate::ui::field_error;
+use crate::ui::{field_error, page_live, until_live, username_for_password_managers};
 use perseus::prelude::*;
 use sycamore::prelude::*;
 
@@ -10,12 +10,16 @@ fn reset_password_page<G: Html>(cx: Scope) -> View<G> {
     let error = create_signal(cx, Option::<String>::None);
     let done = create_signal(cx, false);
     let busy = create_signal(cx, false);
-    let hydrated = create_signal(cx, false);
+    let hydrated = page_live(cx);
+    let address = create_signal(cx, String::new());
     #[cfg(client)]
     {
         // Read now, so the token leaves the address bar at once.
         let _ = crate::api::link_token();
-        hydrated.set(true);
+        // After hydration, which expects the page as exported.
+        spawn_local_scoped(cx, async move {
+            address.set(crate::api::link_email().unwrap_or_default());
+        });
     }
 
     let on_submit = move |event: sycamore::rt::Event| {
@@ -64,7 +68,8 @@ fn reset_password_page<G: Html>(cx: Scope) -> View<G> {
                     }
                 } else {
                     view! { cx,
-                        form(id = "reset", on:submit = on_submit, novalidate = true) {
+                        form(id = "reset", method = "post", on:submit = on_submit, novalidate = true) {
+                            (username_for_password_managers(cx, address))
                             label {
                                 "New password"
                                 input(id = "password", type = "password", name = "password",
@@ -81,9 +86,11 @@ fn reset_password_page<G: Html>(cx: Scope) -> View<G> {
                                 },
                                 None => view! { cx, },
                             })
-                            button(type = "submit", id = "submit", disabled = *busy.get(), aria-busy = busy.get().to_string()) {
+                            button(type = "submit", id = "submit", disabled = *busy.get() || !*hydrated.get(),
+                                aria-busy = busy.get().to_string()) {
                                 (if *busy.get() { "Saving…" } else { "Set new password" })
                             }
+                            (until_live(cx, hydrated))
                         }
                     }
                 })

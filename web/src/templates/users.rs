@@ -216,6 +216,7 @@ fn users_page<G: Html>(cx: Scope) -> View<G> {
             p(class = "brand") { "latchkey" }
             div(class = "card", id = "users-card", data-loads = loads.get().to_string()) {
                 h1 { "Users" }
+                (crate::ui::tab_notice(cx))
                 p(class = "switch-left") { a(href = "/", id = "to-home") { "← Back" } }
                 form(id = "user-search", on:submit = on_search, novalidate = true) {
                     label {
