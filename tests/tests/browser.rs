@@ -53,8 +53,6 @@ struct Site {
 struct Wire {
     /// Every request as `METHOD target body`, in arrival order.
     requests: std::sync::Mutex<Vec<String>>,
-    /// Answer 404 for the site's WebAssembly bundle, as when it fails to load.
-    block_wasm: AtomicBool,
     /// Hold `POST /api/auth/logout` until released.
     hold_logout: AtomicBool,
     logout_arrived: Notify,
@@ -154,13 +152,9 @@ async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + 
                             String::from_utf8_lossy(&body)
                         ));
                         req.set_body(body);
-                        let path = req.uri().path().to_owned();
-                        if path.ends_with(".wasm") && wire.block_wasm.load(Ordering::SeqCst) {
-                            return Ok(poem::Response::builder()
-                                .status(poem::http::StatusCode::NOT_FOUND)
-                                .finish());
-                        }
-                        if path == "/api/auth/logout" && wire.hold_logout.load(Ordering::SeqCst) {
+                        if req.uri().path() == "/api/auth/logout"
+                            && wire.hold_logout.load(Ordering::SeqCst)
+                        {
                             wire.logout_arrived.notify_one();
                             wire.release_logout.notified().await;
                         }
@@ -178,6 +172,31 @@ async fn start_site_with(adjust: impl FnOnce(&mut latchkey_bootstrap::Config) + 
         refreshes,
         service,
         wire,
+    }
+}
+
+/// A Chrome DevTools Protocol command, as chromedriver takes one (`goog/cdp/execute`).
+#[derive(Debug)]
+struct DevTools {
+    command: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.command, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 
@@ -548,6 +567,14 @@ impl Browser {
                 .map_err(|e| e.to_string())
         })
         .await
+    }
+
+    /// Sends a Chrome DevTools Protocol command to this tab, through chromedriver.
+    async fn devtools(&self, command: &'static str, params: serde_json::Value) {
+        self.client
+            .issue_cmd(DevTools { command, params })
+            .await
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
     }
 
     async fn close(&self) {
@@ -1079,14 +1106,21 @@ async fn the_api_docs_render_under_their_content_security_policy() {
     browser.close().await;
 }
 
-/// With the WebAssembly bundle failing to load, the exported log-in, register and reset pages
-/// are plain HTML forms. Pressing Enter, clicking the button or submitting from script must not
-/// send the password anywhere, nor put it in the address (and so in the history).
+/// With the WebAssembly bundle blocked (Chrome DevTools `Network.setBlockedURLs`), the exported
+/// log-in, register and reset pages are plain HTML forms. Pressing Enter, clicking the button or
+/// submitting from script must not send the password anywhere, nor put it in the address (and so
+/// in the history).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_submitted_before_the_app_is_live_send_the_password_nowhere() {
     let site = start_site().await;
-    site.wire.block_wasm.store(true, Ordering::SeqCst);
     let browser = start_browser().await;
+    browser.devtools("Network.enable", json!({})).await;
+    browser
+        .devtools(
+            "Network.setBlockedURLs",
+            json!({ "urls": ["*/bundle.wasm"] }),
+        )
+        .await;
     let password = "canary-passphrase-4711";
     let email = "ann@example.com";
 
@@ -1154,8 +1188,8 @@ async fn forms_submitted_before_the_app_is_live_send_the_password_nowhere() {
     }
     let requests = site.wire.requests();
     assert!(
-        requests.iter().any(|request| request.contains(".wasm")),
-        "the bundle was asked for (and refused): {requests:#?}"
+        !requests.iter().any(|request| request.contains(".wasm")),
+        "the browser blocked the bundle: {requests:#?}"
     );
     for request in &requests {
         assert!(
@@ -1168,7 +1202,7 @@ async fn forms_submitted_before_the_app_is_live_send_the_password_nowhere() {
 
 /// Ann is signed in in two tabs. In the second she opens the log-in page, which offers to
 /// continue as her or to switch; switching ends her session on the server, and the first tab
-/// follows at once: to the log-in page, then to Bob's account when he signs in.
+/// follows at once: to the log-in page, then to Bob's account when he signs in, saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_account_in_one_tab_ends_the_old_session_and_every_tab_follows() {
     let site = start_site().await;
@@ -1176,7 +1210,6 @@ async fn switching_account_in_one_tab_ends_the_old_session_and_every_tab_follows
     let (ann, bob) = ("ann@example.com", "bob@example.com");
     site.register_and_log_in(bob).await;
     let [first, second] = browser.sign_in_with_two_tabs(&site, ann).await;
-    let anns_refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
 
     browser.client.goto(&site.url("/login")).await.unwrap();
     assert_eq!(
@@ -1192,6 +1225,8 @@ async fn switching_account_in_one_tab_ends_the_old_session_and_every_tab_follows
     assert_eq!(browser.text_of("#user-email").await, ann);
 
     browser.client.goto(&site.url("/login")).await.unwrap();
+    browser.wait_for_element("#switch-account").await;
+    let anns_refresh_token = browser.stored("latchkey.refresh_token").await.unwrap();
     browser.click("#switch-account").await;
     browser.wait_for_element("#email").await;
     assert!(
@@ -1200,26 +1235,45 @@ async fn switching_account_in_one_tab_ends_the_old_session_and_every_tab_follows
     );
     browser.switch_to(&first).await;
     browser.wait_for_path("/login").await;
-    assert_eq!(
-        browser.text_of("#tab-notice").await,
-        "You were signed out in another tab."
-    );
+    assert!(browser
+        .text_of("#tab-notice")
+        .await
+        .starts_with("You were signed out in another tab"));
 
-    // While the form is open, Ann signs in again elsewhere (unseen by this page); Bob's log-in
-    // replaces her tokens, so it ends her session rather than leave it running unreachable.
     browser.switch_to(&second).await;
-    let anns_second_session = site.log_in(ann).await;
-    browser.store_tokens(&anns_second_session).await;
+    browser.submit_credentials(bob, PASSWORD).await;
+    browser.wait_for_path("/").await;
+    assert_eq!(browser.text_of("#user-email").await, bob);
+    browser.switch_to(&first).await;
+    browser.wait_for_path("/").await;
+    browser.wait_for_text("#user-email", bob).await;
+    assert!(browser
+        .text_of("#tab-notice")
+        .await
+        .contains("another account"));
+    browser.close().await;
+}
+
+/// A log-in that lands on tokens another tab stored meanwhile (unseen by this page) replaces
+/// them, and ends their session on the server rather than leave it running unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_in_over_another_tabs_fresh_session_ends_that_session() {
+    let site = start_site().await;
+    let browser = start_browser().await;
+    let (ann, bob) = ("ann@example.com", "bob@example.com");
+    site.register_and_log_in(bob).await;
+    let anns_session = site.register_and_log_in(ann).await;
+    browser.client.goto(&site.url("/login")).await.unwrap();
+    browser.wait_until_hydrated().await;
+    browser.wait_for_element("#email").await;
+    browser.store_tokens(&anns_session).await;
     browser.submit_credentials(bob, PASSWORD).await;
     browser.wait_for_path("/").await;
     assert_eq!(browser.text_of("#user-email").await, bob);
     assert!(
-        site.refresh(anns_second_session.1).await.is_err(),
+        site.refresh(anns_session.1).await.is_err(),
         "the replaced session ended on the server"
     );
-    browser.switch_to(&first).await;
-    browser.wait_for_path("/").await;
-    browser.wait_for_text("#user-email", bob).await;
     browser.close().await;
 }
 

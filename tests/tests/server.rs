@@ -84,6 +84,10 @@ fn assert_loop_reply(response: &str, status: u16, code: &str) {
             "{header}: {response}"
         );
     }
+    assert!(
+        head.contains("\r\npermissions-policy: ") && head.contains("camera=()"),
+        "{response}"
+    );
     let length = format!("\r\ncontent-length: {}\r\n", body.len());
     assert!(head.contains(&length), "{response}");
     let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");

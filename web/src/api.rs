@@ -9,7 +9,7 @@
 
 use futures::future::{FutureExt, LocalBoxFuture};
 use latchkey_web_session::{
-    Attempt, CallError, RefreshFailure, Refresher, Session, TokenStore, Tokens,
+    Attempt, CallError, Follow, RefreshFailure, Refresher, Session, Stored, TokenStore, Tokens,
 };
 use progenitor_client::{Error as ClientError, ResponseValue};
 use std::{cell::Cell, future::Future};
@@ -29,7 +29,12 @@ const REFRESH_TOKEN_KEY: &str = "latchkey.refresh_token";
 const RETURN_TO_KEY: &str = "latchkey.return_to";
 /// A word for the next page of this tab about why it landed there (session storage).
 const NOTICE_KEY: &str = "latchkey.notice";
-const SIGNED_OUT_ELSEWHERE: &str = "You were signed out in another tab.";
+/// The account the page that sent this tab to log in showed (session storage), so that a
+/// sign-in elsewhere can say when the account is another one.
+const PREVIOUS_ACCOUNT_KEY: &str = "latchkey.previous_account";
+const SIGNED_OUT_ELSEWHERE: &str = "You were signed out in another tab, or your session ended.";
+/// Said for a moment, before the page reloads to show who is signed in now.
+const SESSION_CHANGED: &str = "Who is signed in here changed in another tab. Reloading…";
 const ANOTHER_ACCOUNT_ELSEWHERE: &str =
     "You signed in to another account in another tab, so this page now shows that account.";
 
@@ -41,6 +46,25 @@ fn window() -> web_sys::Window {
 
 /// Local storage: shared by every tab of the site, so a refresh in one tab serves them all.
 pub struct LocalStorageTokens;
+
+impl LocalStorageTokens {
+    /// What is stored, telling apart the moment between another tab's two writes.
+    fn stored(&self) -> Stored {
+        let present = |key| {
+            window()
+                .local_storage()
+                .ok()
+                .flatten()
+                .and_then(|storage| storage.get_item(key).ok().flatten())
+                .is_some()
+        };
+        match self.load() {
+            Some(tokens) => Stored::Tokens(tokens.identity()),
+            None if present(ACCESS_TOKEN_KEY) || present(REFRESH_TOKEN_KEY) => Stored::HalfWritten,
+            None => Stored::Nothing,
+        }
+    }
+}
 
 impl TokenStore for LocalStorageTokens {
     fn load(&self) -> Option<Tokens> {
@@ -196,7 +220,7 @@ where
         Err(CallError::SignedOut) if session().is_signed_in() => {
             // Refused, but another tab has stored other tokens meanwhile: start over with them.
             follow_session_change();
-            Err(String::from("Your session changed in another tab. Reloading…").into())
+            Err(String::from(SESSION_CHANGED).into())
         }
         Err(CallError::SignedOut) => {
             go_to_login();
@@ -204,7 +228,7 @@ where
         }
         Err(CallError::SessionChanged) => {
             follow_session_change();
-            Err(String::from("You signed in again in another tab. Reloading…").into())
+            Err(String::from(SESSION_CHANGED).into())
         }
     }
 }
@@ -252,8 +276,43 @@ pub fn go_to_login() {
     );
     if let Ok(Some(storage)) = window().session_storage() {
         let _ = storage.set_item(RETURN_TO_KEY, &here);
+        let _ = match session().shown_for() {
+            Some(shown) => storage.set_item(PREVIOUS_ACCOUNT_KEY, &shown.account),
+            None => storage.remove_item(PREVIOUS_ACCOUNT_KEY),
+        };
     }
     go_to("/login");
+}
+
+/// The account the page that sent this tab to log in showed, if it showed one (read once).
+fn take_previous_account() -> Option<String> {
+    let storage = window().session_storage().ok()??;
+    let account = storage.get_item(PREVIOUS_ACCOUNT_KEY).ok()??;
+    let _ = storage.remove_item(PREVIOUS_ACCOUNT_KEY);
+    Some(account)
+}
+
+thread_local! {
+    /// True while this page's own log-in is in the air: it navigates once it lands, and a
+    /// sign-in elsewhere must not navigate first (that would cut it short, leaving a session
+    /// created on the server but stored nowhere).
+    static SIGNING_IN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this page's log-in as in the air for as long as it lives.
+struct SigningIn;
+
+impl SigningIn {
+    fn start() -> Self {
+        SIGNING_IN.with(|signing_in| signing_in.set(true));
+        SigningIn
+    }
+}
+
+impl Drop for SigningIn {
+    fn drop(&mut self) {
+        SIGNING_IN.with(|signing_in| signing_in.set(false));
+    }
 }
 
 /// Where to go after logging in: the page that sent the user away, or home. Only local paths,
@@ -278,6 +337,9 @@ pub fn take_return_to() -> String {
 }
 
 pub async fn login(email: String, password: String) -> Result<(), String> {
+    let _in_the_air = SigningIn::start();
+    // The user chose this log-in: no word about the account shown before.
+    let _ = take_previous_account();
     // The document bounds a login email's length, so the client checks it before sending.
     let email = email
         .parse::<types::CredentialsEmail>()
@@ -289,7 +351,10 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
     // Another tab signed in while this one did: its session would run on with nobody able to
     // reach it, so it ends here. Waited for, since the page navigates away next.
     if let Some(replaced) = session().sign_in(&tokens_of(pair.into_inner())) {
-        let _ = revoke(replaced.refresh_token).await;
+        // Once more if the server could not be reached; beyond that it expires on its own.
+        if revoke(replaced.refresh_token.clone()).await.is_err() {
+            let _ = revoke(replaced.refresh_token).await;
+        }
     }
     Ok(())
 }
@@ -297,27 +362,31 @@ pub async fn login(email: String, password: String) -> Result<(), String> {
 /// Who is signed in on this browser, for the log-in page's "continue as" choice: `Ok(None)`
 /// when nobody is (or the stored session is over), `Err` when the server could not tell.
 pub async fn signed_in_email() -> Result<Option<String>, String> {
-    if !session().is_signed_in() {
-        return Ok(None);
-    }
-    let answer = session()
-        .call(|token| async move {
-            match client(Some(&token)).get_current_user().await {
-                Ok(user) => Attempt::Done(user.into_inner().email),
-                Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
-                Err(e) => Attempt::Failed(describe(e)),
-            }
-        })
-        .await;
-    match answer {
-        Ok(email) => Ok(Some(email)),
-        Err(CallError::SignedOut) => Ok(None),
-        Err(CallError::SessionChanged) => {
-            follow_session_change();
-            Err("You signed in again in another tab. Reloading…".into())
+    // Twice at most: another tab may store other tokens while the first answer is in the air.
+    for _ in 0..2 {
+        if !session().is_signed_in() {
+            return Ok(None);
         }
-        Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => Err(message),
+        // Whoever is signed in now, not whoever this page asked about before.
+        session().unbind();
+        let answer = session()
+            .call(|token| async move {
+                match client(Some(&token)).get_current_user().await {
+                    Ok(user) => Attempt::Done(user.into_inner().email),
+                    Err(e) if status(&e) == Some(401) => Attempt::Unauthorized,
+                    Err(e) => Attempt::Failed(describe(e)),
+                }
+            })
+            .await;
+        match answer {
+            Ok(email) => return Ok(Some(email)),
+            Err(CallError::SignedOut | CallError::SessionChanged) => continue,
+            Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => {
+                return Err(message)
+            }
+        }
     }
+    Err(SESSION_CHANGED.into())
 }
 
 /// The form field a refusal is about, so the page can show it next to that field.
@@ -365,6 +434,7 @@ fn form_error(error: ApiError) -> FormError {
 }
 
 pub async fn register_and_login(email: String, password: String) -> Result<(), FormError> {
+    let _in_the_air = SigningIn::start();
     client(None)
         .register(&types::NewAccount {
             email: email.clone(),
@@ -436,8 +506,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut rest = text.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
         if byte == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = tail.get(..2)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             rest = &tail[2..];
         } else {
             bytes.push(byte);
@@ -512,6 +585,8 @@ async fn live_access_token() -> Result<Option<String>, String> {
     if !session().is_signed_in() {
         return Ok(None);
     }
+    // This page shows no account: whoever is signed in now is the one to ask with.
+    session().unbind();
     let checked = session()
         .call(|token| async move {
             let api = client(Some(&token));
@@ -526,9 +601,9 @@ async fn live_access_token() -> Result<Option<String>, String> {
     match checked {
         Ok(token) => Ok(Some(token)),
         Err(CallError::SignedOut) => Ok(None),
-        // Signed in anew meanwhile: the next try binds to the new session.
+        // Signed in anew meanwhile: the next try asks with the new session.
         Err(CallError::SessionChanged) => {
-            Err("You signed in again in another tab. Please try again.".into())
+            Err("Who is signed in here changed in another tab. Please try again.".into())
         }
         Err(CallError::Failed(message) | CallError::RefreshUnavailable(message)) => Err(message),
     }
@@ -688,7 +763,7 @@ pub async fn logout() -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(CallError::SessionChanged) => {
             follow_session_change();
-            Err("You signed in again in another tab. Reloading…".into())
+            Err(SESSION_CHANGED.into())
         }
         Err(CallError::Failed(e)) => Err(format!(
             "Logging out failed, so you are still signed in. {}",
@@ -735,24 +810,42 @@ pub fn follow_other_tabs() {
             // Signing in or out writes two keys, so two events: what counts is what is stored
             // now, not what this one event changed. A refresh keeps the account and session,
             // so it changes nothing here.
-            let stored = LocalStorageTokens.load().map(|tokens| tokens.identity());
-            let shown = session().shown_for();
+            let stored = LocalStorageTokens.stored();
             let path = window().location().pathname().unwrap_or_default();
             let on_sign_in_page = matches!(path.trim_end_matches('/'), "/login" | "/register");
-            match (stored, on_sign_in_page) {
-                (None, false) => {
+            let signing_in = SIGNING_IN.with(Cell::get);
+            match latchkey_web_session::follow(
+                &stored,
+                session().shown_for().as_ref(),
+                on_sign_in_page,
+                signing_in,
+            ) {
+                Follow::Stay => return,
+                Follow::LogIn => {
                     set_notice(SIGNED_OUT_ELSEWHERE);
                     go_to_login();
                 }
-                // Signed in elsewhere while this tab waited to log in (or offered to continue
-                // as the account signed in before): on to where the user was headed.
-                (Some(now), true) if shown.is_none() || now != shown => go_to(&take_return_to()),
-                // The account this page offered to continue as was signed out: show the form.
-                (None, true) if shown.is_some() => {
+                Follow::GoOn => {
+                    let now = match &stored {
+                        Stored::Tokens(Some(now)) => Some(now.account.as_str()),
+                        _ => None,
+                    };
+                    // The account this tab showed last: the one it offers to continue as, or
+                    // the one whose page sent it here.
+                    let previous = take_previous_account();
+                    let before = session()
+                        .shown_for()
+                        .map(|shown| shown.account)
+                        .or(previous);
+                    if before.is_some_and(|before| Some(before.as_str()) != now) {
+                        set_notice(ANOTHER_ACCOUNT_ELSEWHERE);
+                    }
+                    go_to(&take_return_to());
+                }
+                Follow::ShowForm => {
                     let _ = window().location().reload();
                 }
-                (Some(now), false) if shown.is_some() && now != shown => follow_session_change(),
-                _ => return,
+                Follow::ShowNewSession => follow_session_change(),
             }
             leaving = true;
         });

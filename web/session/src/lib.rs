@@ -17,7 +17,9 @@
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use std::{cell::RefCell, future::Future, rc::Rc};
 
+mod follow;
 mod identity;
+pub use follow::{follow, Follow, Stored};
 pub use identity::Identity;
 
 /// An access token and the refresh token that goes with it.
@@ -149,18 +151,22 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
         replaced
     }
 
-    /// Forgets the tokens of the account this page shows, after every session of it ended
-    /// (signed out everywhere, or deleted); tokens of another account stored meanwhile stay.
+    /// Forgets this page's tokens after every session of its account ended (signed out
+    /// everywhere, or deleted). Tokens of another session stored meanwhile stay: a log-in that
+    /// reached the server after the call is alive, and one before it finds out at its next call.
     pub fn sign_out_everywhere(&self) {
         let shown_for = self.inner.shown_for.borrow_mut().take();
         match shown_for {
-            Some(shown) => self.clear_if(|stored| {
-                stored
-                    .identity()
-                    .is_some_and(|stored| stored.account == shown.account)
-            }),
+            Some(shown) => self.clear_if(|stored| stored.identity().as_ref() == Some(&shown)),
             None => self.inner.store.clear(),
         }
+    }
+
+    /// Lets the next call bind this page to whatever is stored then: for a page that shows no
+    /// account and only needs to know who is signed in now (a mailed link's page, the log-in
+    /// page's "continue as").
+    pub fn unbind(&self) {
+        self.inner.shown_for.borrow_mut().take();
     }
 
     /// Ends this page's session on the server with `revoke` (given its refresh token), then
@@ -208,6 +214,19 @@ impl<S: TokenStore + 'static, R: Refresher + 'static> Session<S, R> {
     /// Runs `attempt` with the current access token; on a 401, refreshes (once, shared with
     /// any concurrent caller) and retries once with the newest stored token.
     pub async fn call<T, E, F, Fut>(&self, attempt: F) -> Result<T, CallError<E>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Attempt<T, E>>,
+    {
+        let outcome = self.call_bound(attempt).await;
+        if matches!(outcome, Err(CallError::SignedOut)) && !self.is_signed_in() {
+            // Nothing is shown any more: whoever signs in next, here or elsewhere, is new.
+            self.unbind();
+        }
+        outcome
+    }
+
+    async fn call_bound<T, E, F, Fut>(&self, attempt: F) -> Result<T, CallError<E>>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Attempt<T, E>>,

@@ -590,7 +590,7 @@ fn signing_in_over_another_session_hands_back_its_tokens_to_end_and_binds_the_pa
 }
 
 #[test]
-fn signing_out_everywhere_keeps_another_accounts_tokens_stored_meanwhile() {
+fn signing_out_everywhere_forgets_the_pages_session_only() {
     let server = FakeServer::new("");
     let (page, other_tab) = page_shown_for_ann(&server);
     let bob = jwt_tokens("bob", "s2", 0);
@@ -598,9 +598,55 @@ fn signing_out_everywhere_keeps_another_accounts_tokens_stored_meanwhile() {
     page.sign_out_everywhere();
     assert_eq!(page.store().load(), Some(bob));
 
+    // Ann again, logged in elsewhere after the call: that session is alive.
     let (page, other_tab) = page_shown_for_ann(&server);
-    // Another session of the same account: ended too.
-    other_tab.save(&jwt_tokens("ann", "s9", 0));
+    let anns_new_session = jwt_tokens("ann", "s9", 0);
+    other_tab.save(&anns_new_session);
+    page.sign_out_everywhere();
+    assert_eq!(page.store().load(), Some(anns_new_session));
+
+    // Rotated by another tab's refresh: still the session that ended.
+    let (page, other_tab) = page_shown_for_ann(&server);
+    other_tab.save(&jwt_tokens("ann", "s1", 1));
     page.sign_out_everywhere();
     assert_eq!(page.store().load(), None);
+}
+
+#[test]
+fn a_page_whose_session_ended_binds_to_the_next_sign_in() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    server.expire_access_token();
+    *server.refresh_result.borrow_mut() = Err(RefreshFailure::Rejected);
+    assert_eq!(
+        block_on(page.call(|t| server.protected(t))),
+        Err(CallError::SignedOut)
+    );
+    assert_eq!(page.shown_for(), None);
+
+    let bob = jwt_tokens("bob", "s2", 0);
+    other_tab.save(&bob);
+    *server.valid_access.borrow_mut() = bob.access_token.clone();
+    assert_eq!(
+        block_on(page.call(|t| server.protected(t))),
+        Ok(bob.access_token)
+    );
+}
+
+#[test]
+fn an_unbound_page_binds_to_whoever_is_signed_in_now() {
+    let server = FakeServer::new("");
+    let (page, other_tab) = page_shown_for_ann(&server);
+    let bob = jwt_tokens("bob", "s2", 0);
+    other_tab.save(&bob);
+    *server.valid_access.borrow_mut() = bob.access_token.clone();
+    page.unbind();
+    assert_eq!(
+        block_on(page.call(|t| server.protected(t))),
+        Ok(bob.access_token)
+    );
+    assert_eq!(
+        page.shown_for().map(|shown| shown.account),
+        Some("bob".into())
+    );
 }

@@ -62,7 +62,8 @@ fn home_page<G: Html>(cx: Scope) -> View<G> {
     {
         crate::api::follow_other_tabs();
         if crate::api::session().is_signed_in() {
-            load();
+            // After hydration, which expects the button as exported ("Check again").
+            spawn_local_scoped(cx, async move { load() });
         } else {
             crate::api::go_to_login();
         }

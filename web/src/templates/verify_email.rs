@@ -22,10 +22,14 @@ fn verify_email_page<G: Html>(cx: Scope) -> View<G> {
     #[cfg(client)]
     {
         hydrated.set(true);
+        // Read now, so the token leaves the address bar at once; said after hydration, which
+        // expects the page as exported.
         if crate::api::link_token().is_none() {
-            outcome.set(Outcome::Refused(
-                "This page needs the link from your mail.".into(),
-            ));
+            spawn_local_scoped(cx, async move {
+                outcome.set(Outcome::Refused(
+                    "This page needs the link from your mail.".into(),
+                ));
+            });
         }
     }
 
