@@ -186,7 +186,7 @@ async fn serve() -> anyhow::Result<()> {
         "latchkey listening on http://{address} (API docs at http://{address}/api/docs)"
     );
     let readiness = app.readiness;
-    let settings = config.listen.serve;
+    let settings = config.listen.serve.clone();
     let stopping = async move {
         signals.next().await;
         // Probes see 503 from now on; load balancers stop sending during the delay.
@@ -204,7 +204,12 @@ async fn serve() -> anyhow::Result<()> {
         });
         tokio::time::sleep(settings.shutdown_delay).await;
     };
-    let main = serve_http(listener, app.endpoint, config.listen.serve, stopping);
+    let main = serve_http(
+        listener,
+        app.endpoint,
+        config.listen.serve.clone(),
+        stopping,
+    );
     match metrics_listener {
         None => main.await,
         Some((listener, metrics)) => {
@@ -215,7 +220,7 @@ async fn serve() -> anyhow::Result<()> {
             let metrics_server = tokio::spawn(serve_http(
                 listener,
                 metrics_only,
-                config.listen.serve,
+                config.listen.serve.clone(),
                 async move {
                     let _ = stopped.await;
                 },

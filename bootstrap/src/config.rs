@@ -7,7 +7,7 @@ use latchkey_crypto::{
     Argon2Settings, JwtAlgorithm, JwtKeys, JwtSettings, SigningKey, VerifyingKey,
 };
 use latchkey_domain::{Backoff, EmailAddress, EmailKey, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
-use latchkey_http::{ForwardedHeader, HttpSettings, SiteSettings};
+use latchkey_http::{AllowedOrigins, CorsSettings, ForwardedHeader, HttpSettings, SiteSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
@@ -47,6 +47,8 @@ pub const VARIABLES: &[&str] = &[
     "PASSWORD_MIN_LENGTH",
     "TRUSTED_PROXIES",
     "FORWARDED_HEADER",
+    "CORS_ORIGINS",
+    "CORS_MAX_AGE",
     "LOGIN_FREE_FAILURES",
     "LOGIN_ACCOUNT_FREE_FAILURES",
     "LOGIN_BACKOFF_BASE",
@@ -209,7 +211,7 @@ pub struct PasswordSettings {
 }
 
 /// The socket and how its connections are treated.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ListenSettings {
     pub address: SocketAddr,
     pub serve: ServeSettings,
@@ -313,6 +315,10 @@ struct Raw {
     #[serde(default)]
     trusted_proxies: String,
     #[serde(default)]
+    cors_origins: String,
+    #[serde(default = "defaults::cors_max_age")]
+    cors_max_age: u32,
+    #[serde(default)]
     admin_emails: String,
     #[serde(default = "defaults::forwarded_header")]
     forwarded_header: String,
@@ -381,6 +387,9 @@ mod defaults {
     }
     pub fn host() -> String {
         "127.0.0.1".into()
+    }
+    pub fn cors_max_age() -> u32 {
+        600
     }
     pub fn port() -> u16 {
         8080
@@ -735,6 +744,16 @@ impl Config {
             return Err(bad("SERVICE_NAME", "must have at least 3 characters"));
         }
         let trusted_proxies = parse_proxies(&raw.trusted_proxies)?;
+        let cors = CorsSettings {
+            origins: parse_origins(&raw.cors_origins, raw.app_env)?,
+            max_age_secs: raw.cors_max_age,
+        };
+        if cors.max_age_secs > MAX_CORS_MAX_AGE_SECS {
+            return Err(bad(
+                "CORS_MAX_AGE",
+                format!("must be at most {MAX_CORS_MAX_AGE_SECS} (a day)"),
+            ));
+        }
         let forwarded_header = match raw.forwarded_header.trim().to_ascii_lowercase().as_str() {
             "x-forwarded-for" => ForwardedHeader::XForwardedFor,
             "forwarded" => ForwardedHeader::Forwarded,
@@ -825,7 +844,10 @@ impl Config {
                 serve: ServeSettings {
                     header_read_timeout: Duration::from_secs(header_read_timeout),
                     max_header_bytes: raw.max_header_bytes,
-                    edge: latchkey_http::EdgeSettings { hsts_max_age_secs },
+                    edge: latchkey_http::EdgeSettings {
+                        hsts_max_age_secs,
+                        cors: cors.clone(),
+                    },
                     idle_timeout: Duration::from_secs(idle_timeout),
                     shutdown_grace: Duration::from_secs(raw.shutdown_grace),
                     shutdown_delay: Duration::from_secs(raw.shutdown_delay),
@@ -867,6 +889,7 @@ impl Config {
                 hsts_max_age_secs,
                 trusted_proxies,
                 forwarded_header,
+                cors,
             },
             site: SiteSettings { dir: raw.site_dir },
             abuse: AbusePolicy {
@@ -998,6 +1021,98 @@ fn budget(
 
 const MAX_BURST: u32 = 100_000;
 const MAX_REFILL_WINDOW_SECS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// Browsers cap it lower anyway (Chromium at two hours).
+const MAX_CORS_MAX_AGE_SECS: u32 = 24 * 3600;
+
+/// `CORS_ORIGINS`: origins (`scheme://host[:port]`) separated by commas or spaces, each
+/// written the way browsers send it in `Origin` (lower case, no default port, no path) so that
+/// it can be compared whole; or `*` alone, which development allows and production refuses.
+fn parse_origins(list: &str, app_env: AppEnv) -> Result<AllowedOrigins, ConfigError> {
+    let items: Vec<&str> = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.contains(&"*") {
+        if items.len() > 1 {
+            return Err(bad("CORS_ORIGINS", "takes `*` alone or a list of origins"));
+        }
+        if app_env == AppEnv::Production {
+            return Err(bad(
+                "CORS_ORIGINS",
+                "`*` (every origin) is for development only: list the origins of your apps",
+            ));
+        }
+        return Ok(AllowedOrigins::Any);
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            web_origin(item).ok_or_else(|| {
+                bad(
+                    "CORS_ORIGINS",
+                    format!(
+                        "has {item:?}, which is not an origin: `https://host` or \
+                         `http://host:port`, with no path, query or user"
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(AllowedOrigins::Only)
+}
+
+/// `item` as a browser writes it in `Origin`, if it is an http(s) origin.
+fn web_origin(item: &str) -> Option<String> {
+    let lower = item.to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 address: `[::1]` or `[::1]:3000`.
+        Some(bracketed) => {
+            let (address, after) = bracketed.split_once(']')?;
+            address.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':')?),
+            };
+            (&authority[..address.len() + 2], port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let labels_ok = host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+            if !labels_ok {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(port) => match port.parse::<u16>().ok()? {
+            0 => return None,
+            port if port == default_port => None,
+            port => Some(port),
+        },
+    };
+    Some(match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
 
 /// `TRUSTED_PROXIES`: networks in CIDR notation (a bare address is one host), separated by
 /// commas or spaces. IPv4-mapped IPv6 networks are taken as the IPv4 networks they are, as
@@ -1209,6 +1324,11 @@ mod tests {
                     ("HEADER_READ_TIMEOUT", "3"),
                     ("IDLE_TIMEOUT", "30"),
                     ("HSTS_MAX_AGE", "31536000"),
+                    (
+                        "CORS_ORIGINS",
+                        "https://app.example.com, http://localhost:3000",
+                    ),
+                    ("CORS_MAX_AGE", "60"),
                     ("MAX_BODY_BYTES", "2048"),
                     ("MAX_HEADER_BYTES", "16384"),
                     ("SITE_DIR", "/srv/site"),
@@ -1283,6 +1403,14 @@ mod tests {
             );
             assert_eq!(config.listen.serve.idle_timeout, Duration::from_secs(30));
             assert_eq!(config.http.hsts_max_age_secs, Some(31_536_000));
+            assert_eq!(
+                config.http.cors.origins,
+                AllowedOrigins::Only(vec![
+                    "https://app.example.com".into(),
+                    "http://localhost:3000".into()
+                ])
+            );
+            assert_eq!(config.http.cors.max_age_secs, 60);
             assert_eq!(config.http.max_body_bytes, 2048);
             assert_eq!(config.listen.serve.max_header_bytes, 16384);
             assert_eq!(config.listen.serve.edge.hsts_max_age_secs, Some(31_536_000));
@@ -1375,17 +1503,82 @@ mod tests {
         });
     }
 
+    /// What production cannot start without.
+    const MINIMAL_PRODUCTION: [(&str, &str); 6] = [
+        ("APP_ENV", "production"),
+        ("DB_URI", "mongodb://db"),
+        ("JWT_SECRET", SECRET),
+        ("SMTP_URL", "smtps://smtp.example.com"),
+        ("PUBLIC_URL", "https://login.example.com"),
+        ("METRICS", "off"),
+    ];
+
+    #[test]
+    fn cors_origins_are_kept_as_browsers_write_them_and_every_origin_is_for_development_only() {
+        Jail::expect_with(|jail| {
+            let config = load(jail, &[]).unwrap();
+            assert_eq!(config.http.cors, CorsSettings::default());
+            assert_eq!(config.http.cors.max_age_secs, 600);
+            let config = load(
+                jail,
+                &[
+                    (
+                        "CORS_ORIGINS",
+                        "HTTPS://App.Example.com/ http://localhost:3000,https://b.example:443 \
+                         http://[::1]:8080 http://127.0.0.1:80",
+                    ),
+                    ("CORS_MAX_AGE", "7200"),
+                ],
+            )
+            .unwrap();
+            assert_eq!(
+                config.http.cors.origins,
+                AllowedOrigins::Only(
+                    [
+                        "https://app.example.com",
+                        "http://localhost:3000",
+                        "https://b.example",
+                        "http://[::1]:8080",
+                        "http://127.0.0.1",
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                )
+            );
+            assert_eq!(config.http.cors.max_age_secs, 7200);
+            let config = load(jail, &[("CORS_ORIGINS", "*")]).unwrap();
+            assert_eq!(config.http.cors.origins, AllowedOrigins::Any);
+            for refused in [
+                "null",
+                "app.example.com",
+                "ftp://app.example.com",
+                "https://app.example.com/path",
+                "https://app.example.com?x=1",
+                "https://user@app.example.com",
+                "https://*.example.com",
+                "https://app.example.com:0",
+                "https://app.example.com:99999",
+                "https://",
+                "http://[::1",
+                "* https://app.example.com",
+            ] {
+                let err = load(jail, &[("CORS_ORIGINS", refused)]).err().unwrap();
+                assert!(err.to_string().contains("CORS_ORIGINS"), "{refused}: {err}");
+            }
+            let err = load(jail, &[("CORS_MAX_AGE", "86401")]).err().unwrap();
+            assert!(err.to_string().contains("CORS_MAX_AGE"), "{err}");
+            let mut production = MINIMAL_PRODUCTION.to_vec();
+            production.push(("CORS_ORIGINS", "*"));
+            let err = load(jail, &production).err().unwrap();
+            assert!(err.to_string().contains("development only"), "{err}");
+            Ok(())
+        });
+    }
+
     #[test]
     fn hsts_is_on_for_a_year_in_production_unless_turned_off_and_opt_in_in_development() {
         Jail::expect_with(|jail| {
-            let production = [
-                ("APP_ENV", "production"),
-                ("DB_URI", "mongodb://db"),
-                ("JWT_SECRET", SECRET),
-                ("SMTP_URL", "smtps://smtp.example.com"),
-                ("PUBLIC_URL", "https://login.example.com"),
-                ("METRICS", "off"),
-            ];
+            let production = MINIMAL_PRODUCTION;
             let config = load(jail, &production).unwrap();
             assert_eq!(config.http.hsts_max_age_secs, Some(31_536_000));
             assert_eq!(config.listen.serve.edge.hsts_max_age_secs, Some(31_536_000));

@@ -42,14 +42,14 @@ use tokio::{
     net::TcpListener,
 };
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServeSettings {
     /// A request's headers must arrive within this long of the server starting to read them.
     pub header_read_timeout: Duration,
     /// The longest request head (request line and headers) accepted; longer ones get 431. At
     /// least 8192 (hyper's smallest read buffer; smaller values are raised to it).
     pub max_header_bytes: usize,
-    /// The headers of the replies the loop writes itself (HSTS), as the app's.
+    /// The headers of the replies the loop writes itself (HSTS, CORS), as the app's.
     pub edge: EdgeSettings,
     /// A connection with no bytes in either direction for this long is closed.
     pub idle_timeout: Duration,

@@ -113,6 +113,12 @@ pub async fn assemble(config: &Config, stores: Stores) -> anyhow::Result<App> {
              tokens stop working when it restarts"
         );
     }
+    if config.http.cors.origins == latchkey_http::AllowedOrigins::Any {
+        tracing::warn!(
+            "CORS_ORIGINS=*: pages of every origin may call the API (development only; list \
+             your apps' origins in production)"
+        );
+    }
     if config.jwt.key_origin == Some(SecretOrigin::GeneratedForThisProcess) {
         tracing::warn!(
             "JWT_PRIVATE_KEY_FILE is not set: signing access tokens with a key generated for \

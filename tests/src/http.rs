@@ -211,7 +211,7 @@ impl Spawn {
             let stopped = tokio::spawn(serve(
                 listener,
                 shared.clone().boxed(),
-                self.config.listen.serve,
+                self.config.listen.serve.clone(),
                 async {
                     let _ = stopping.await;
                 },

@@ -1355,3 +1355,103 @@ async fn logging_out_while_another_tab_refreshes_signs_every_tab_out() {
     assert!(site.refresh(rotated).await.is_err(), "the session is over");
     browser.close().await;
 }
+
+/// A browser app on another origin: logs in and reads the account, as a page of its own would,
+/// and reports what it could read (or the browser's refusal).
+const OTHER_ORIGIN_APP: &str = r#"<!doctype html>
+<html><body><p id="out">running</p><script>
+(async () => {
+  const params = new URLSearchParams(location.search), api = params.get("api");
+  const out = document.getElementById("out");
+  try {
+    const login = await fetch(api + "/api/auth/login", { method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ email: params.get("email"), password: params.get("password") }) });
+    const tokens = await login.json();
+    const me = await fetch(api + "/api/users/me",
+      { headers: { Authorization: "Bearer " + tokens.access_token } });
+    const user = await me.json();
+    out.textContent = "read " + user.email + " request " + me.headers.get("X-Request-Id");
+  } catch (e) {
+    out.textContent = "refused " + e;
+  }
+})();
+</script></body></html>"#;
+
+/// latchkey lists one origin (`http://localhost:P`); a page there logs in and reads
+/// `/api/users/me`, while the same page from `http://127.0.0.1:P` (another origin) is refused
+/// by the browser before its log-in is even sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_on_a_listed_origin_signs_in_and_another_origin_is_refused() {
+    let port = free_port();
+    let listed = format!("http://localhost:{port}");
+    let site = start_site_with({
+        let listed = listed.clone();
+        move |config| {
+            let cors = latchkey_http::CorsSettings {
+                origins: latchkey_http::AllowedOrigins::Only(vec![listed]),
+                max_age_secs: 600,
+            };
+            config.listen.serve.edge.cors = cors.clone();
+            config.http.cors = cors;
+        }
+    })
+    .await;
+    let email = "ann@example.com";
+    site.register_and_log_in(email).await;
+    let app_server = tokio::spawn(
+        poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )))
+        .run(poem::Route::new().at(
+            "/app.html",
+            poem::endpoint::make_sync(|_| poem::web::Html(OTHER_ORIGIN_APP)),
+        )),
+    );
+    eventually("the app's server to listen", PATIENCE, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map(drop)
+    })
+    .await;
+    let browser = start_browser().await;
+    let api = site.url("").trim_end_matches('/').to_owned();
+    let page = |origin: &str| {
+        format!("{origin}/app.html?api={api}&email={email}&password={PASSWORD}").replace(' ', "%20")
+    };
+
+    browser.client.goto(&page(&listed)).await.unwrap();
+    let read = browser
+        .text_where("#out", "done", |text| text != "running")
+        .await;
+    assert!(
+        read.starts_with(&format!("read {email} request ")),
+        "{read}"
+    );
+    assert!(
+        read.len() > format!("read {email} request null").len(),
+        "{read}"
+    );
+
+    let logins_before = logins(&site);
+    browser
+        .client
+        .goto(&page(&format!("http://127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let refused = browser
+        .text_where("#out", "done", |text| text != "running")
+        .await;
+    assert!(refused.starts_with("refused TypeError"), "{refused}");
+    assert_eq!(logins(&site), logins_before, "no log-in was sent");
+    browser.close().await;
+    app_server.abort();
+}
+
+fn logins(site: &Site) -> usize {
+    site.wire
+        .requests()
+        .iter()
+        .filter(|request| request.starts_with("POST /api/auth/login"))
+        .count()
+}

@@ -729,6 +729,7 @@ async fn a_panicking_handler_answers_a_json_500() {
             .at("/explode", poem::get(explode)),
         EdgeSettings {
             hsts_max_age_secs: Some(60),
+            ..EdgeSettings::default()
         },
     );
     let client = TestClient::new(endpoint);

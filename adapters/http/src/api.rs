@@ -38,6 +38,8 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header those proxies name the client in.
     pub forwarded_header: crate::ForwardedHeader,
+    /// Which other origins' pages may call the API and read its answers.
+    pub cors: crate::CorsSettings,
 }
 
 #[derive(Tags)]
@@ -1199,10 +1201,19 @@ pub fn routes(
         .catch_all_error(framework_error_to_json)
         .around(move |next, req| add_allow(next, req, allow.clone()))
         .into_endpoint();
+    // Inside the hardening, so preflights get the security headers; outside everything that
+    // answers, a panic included, so every error an app on another origin gets is readable.
+    let shared = crate::cors::Cors::new(
+        crate::edge::catch_panics(endpoint),
+        settings.cors,
+        observer.routes.clone(),
+    );
     let hardened = crate::edge::harden(
-        endpoint,
+        shared,
         crate::edge::EdgeSettings {
             hsts_max_age_secs: settings.hsts_max_age_secs,
+            // CORS is the layer above's: the hardening adds none.
+            ..crate::edge::EdgeSettings::default()
         },
     );
     // Outermost, so the id is known to everything inside and every response is counted.

@@ -158,7 +158,7 @@ impl AllowTable {
         self
     }
 
-    fn allowed(&self, path: &str) -> Option<&HeaderValue> {
+    pub(crate) fn allowed(&self, path: &str) -> Option<&HeaderValue> {
         self.find(path).map(|route| &route.allow)
     }
 

@@ -12,11 +12,13 @@ use poem_openapi::types::ToJSON;
 use std::any::Any;
 
 /// Settings of the hardening layer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdgeSettings {
     /// `Strict-Transport-Security: max-age=N; includeSubDomains` on every response when set.
     /// Only for a deployment served over HTTPS (browsers ignore it over plain HTTP).
     pub hsts_max_age_secs: Option<u64>,
+    /// Which other origins may read the loop's own replies (as they may the app's).
+    pub cors: crate::CorsSettings,
 }
 
 /// The policy for API responses (JSON, nothing to run or embed), and for error responses that
@@ -63,11 +65,16 @@ pub fn harden<E: Endpoint + 'static>(
 ) -> impl Endpoint<Output = Response> {
     Hardened {
         inner: ep.with(CatchPanic::new().with_handler(panic_response)),
-        hsts: hsts_header(settings),
+        hsts: hsts_header(&settings),
     }
 }
 
-fn hsts_header(settings: EdgeSettings) -> Option<HeaderValue> {
+/// `ep` with a panic answered as a JSON 500 instead of a dropped connection.
+pub(crate) fn catch_panics<E: Endpoint>(ep: E) -> impl Endpoint<Output = Response> {
+    ep.with(CatchPanic::new().with_handler(panic_response))
+}
+
+fn hsts_header(settings: &EdgeSettings) -> Option<HeaderValue> {
     settings.hsts_max_age_secs.map(|secs| {
         HeaderValue::from_str(&format!("max-age={secs}; includeSubDomains"))
             .expect("digits make a valid header value")
@@ -83,6 +90,7 @@ fn hsts_header(settings: EdgeSettings) -> Option<HeaderValue> {
 #[derive(Clone, Debug)]
 pub struct LoopReplies {
     headers: HeaderMap,
+    cors: crate::CorsSettings,
 }
 
 impl LoopReplies {
@@ -90,7 +98,7 @@ impl LoopReplies {
         let mut headers = HeaderMap::new();
         let hardened = Hardened {
             inner: (),
-            hsts: hsts_header(settings),
+            hsts: hsts_header(&settings),
         };
         hardened.add_headers(Area::Api, &mut headers);
         headers.insert(
@@ -98,12 +106,21 @@ impl LoopReplies {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        Self { headers }
+        Self {
+            headers,
+            cors: settings.cors,
+        }
     }
 
     /// The whole HTTP/1.1 reply for `status`, under a request id of its own, logged with the
     /// status as the request's line (target `latchkey::request`) so that the id finds it.
     pub fn render(&self, status: StatusCode) -> Vec<u8> {
+        self.render_for(status, None)
+    }
+
+    /// [`Self::render`] for a request that came with `origin` (what its `Origin` header said,
+    /// if it could be read): readable by that origin when it is allowed.
+    pub fn render_for(&self, status: StatusCode, origin: Option<&[u8]>) -> Vec<u8> {
         let (code, message) = match status.as_u16() {
             400 => (
                 ErrorCode::BadRequest,
@@ -144,7 +161,8 @@ impl LoopReplies {
             status.canonical_reason().unwrap_or("Error")
         )
         .into_bytes();
-        for (name, value) in &self.headers {
+        let cors = crate::cors::reply_headers(&self.cors, origin);
+        for (name, value) in self.headers.iter().chain(cors.iter()) {
             reply.extend_from_slice(name.as_str().as_bytes());
             reply.extend_from_slice(b": ");
             reply.extend_from_slice(value.as_bytes());
@@ -292,6 +310,7 @@ mod tests {
     fn a_loop_reply_is_hardened_and_carries_the_json_error_body() {
         let replies = LoopReplies::new(EdgeSettings {
             hsts_max_age_secs: Some(60),
+            ..EdgeSettings::default()
         });
         let reply = String::from_utf8(replies.render(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
             .expect("ASCII");

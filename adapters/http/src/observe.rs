@@ -55,7 +55,13 @@ impl Observer {
         let started = Instant::now();
         let id = self.request_id(&req);
         let method = method_label(req.method());
-        let route = self.route_label(req.uri().path());
+        // Preflights are answered before routing and cost nothing: counted on their own.
+        let route = if crate::cors::is_preflight(&req) {
+            static PREFLIGHT: OnceLock<Arc<str>> = OnceLock::new();
+            PREFLIGHT.get_or_init(|| "preflight".into()).clone()
+        } else {
+            self.route_label(req.uri().path())
+        };
         let context = Arc::new(RequestContext {
             id,
             user: OnceLock::new(),

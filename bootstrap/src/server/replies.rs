@@ -122,6 +122,11 @@ pub(super) struct Guarded<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     answered_any: bool,
     /// A reply of hyper's own was replaced.
     replaced: bool,
+    /// The head of the request being read (up to [`MAX_HEAD_BYTES`]), for the `Origin` a
+    /// reply of the loop's own answers: an app on another origin can read why it failed.
+    request_head: Vec<u8>,
+    /// `request_head` holds a whole head (or all of it that is kept): what follows is a body.
+    request_head_read: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
@@ -137,7 +142,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             unanswered_bytes: false,
             answered_any: false,
             replaced: false,
+            request_head: Vec::new(),
+            request_head_read: false,
         }
+    }
+
+    /// Keeps the bytes of a request head as they arrive.
+    fn note_incoming(&mut self, bytes: &[u8]) {
+        if self.request_head_read {
+            return;
+        }
+        let room = MAX_HEAD_BYTES.saturating_sub(self.request_head.len());
+        let from = self.request_head.len().saturating_sub(3);
+        self.request_head
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.request_head_read = self.request_head.len() >= MAX_HEAD_BYTES
+            || self.request_head[from..]
+                .windows(4)
+                .any(|window| window == b"\r\n\r\n");
+    }
+
+    /// The reply of the loop's own for `status`, readable by the request's origin if allowed.
+    fn loop_reply(&self, status: StatusCode) -> Vec<u8> {
+        self.replies
+            .render_for(status, origin_of(&self.request_head))
     }
 
     fn io(&mut self) -> Pin<&mut T> {
@@ -215,10 +243,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             self.framing = Framing::Replaced;
             self.replaced = true;
             let status = StatusCode::from_u16(parsed.status).unwrap_or(StatusCode::BAD_REQUEST);
-            return self.replies.render(status);
+            return self.loop_reply(status);
         }
         self.unanswered_bytes = false;
         self.answered_any = true;
+        // The next bytes in are the next request's.
+        self.request_head.clear();
+        self.request_head_read = false;
         self.framing = parsed.body_framing(method.as_ref());
         head
     }
@@ -241,8 +272,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Guarded<T
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = this.io().poll_read(cx, buf);
-        if buf.filled().len() > before && !this.answered_any {
-            this.unanswered_bytes = true;
+        if buf.filled().len() > before {
+            this.note_incoming(&buf.filled()[before..]);
+            if !this.answered_any {
+                this.unanswered_bytes = true;
+            }
         }
         polled
     }
@@ -318,8 +352,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Guarded<T> {
             && self.head.is_empty()
             && self.sent >= self.pending.len();
         let timed_out = self.exchange.did_head_time_out() && self.unanswered_bytes;
-        let late = (timed_out && between_responses)
-            .then(|| self.replies.render(StatusCode::REQUEST_TIMEOUT));
+        let late =
+            (timed_out && between_responses).then(|| self.loop_reply(StatusCode::REQUEST_TIMEOUT));
         if late.is_none() && !self.replaced {
             // An ordinary end: the socket closes as it always did.
             return;
@@ -328,6 +362,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Guarded<T> {
             runtime.spawn(close_gently(io, late));
         }
     }
+}
+
+/// The value of the first `Origin` header in the (possibly cut short) request head `head`; a
+/// line cut short is not read.
+fn origin_of(head: &[u8]) -> Option<&[u8]> {
+    let whole_lines = head.iter().rposition(|&b| b == b'\n')?;
+    head[..whole_lines]
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            name.eq_ignore_ascii_case(b"origin")
+                .then(|| value[1..].trim_ascii())
+        })
 }
 
 /// Writes `reply` if there is one, shuts the write side, and reads what the client still sends
@@ -578,6 +629,25 @@ impl Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_is_read_from_whole_header_lines_of_the_request_head() {
+        let head = b"GET /api/users/me HTTP/1.1\r\nHost: a\r\nORIGIN:  https://app.example.com \r\nX: y\r\n\r\n";
+        assert_eq!(origin_of(head), Some(&b"https://app.example.com"[..]));
+        assert_eq!(origin_of(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        // Cut short inside the line: its value may be longer than what arrived.
+        assert_eq!(
+            origin_of(b"GET / HTTP/1.1\r\nOrigin: https://app.example.com"),
+            None
+        );
+        // A body after the head is not read.
+        assert_eq!(
+            origin_of(b"POST / HTTP/1.1\r\nHost: a\r\n\r\nOrigin: https://x\r\n"),
+            None
+        );
+        // No header line before the request line.
+        assert_eq!(origin_of(b"Origin: https://x\r\nHost: a\r\n"), None);
+    }
     use latchkey_http::EdgeSettings;
 
     const APP_OK: &[u8] =
