@@ -1062,56 +1062,21 @@ fn parse_origins(list: &str, app_env: AppEnv) -> Result<AllowedOrigins, ConfigEr
         .map(AllowedOrigins::Only)
 }
 
-/// `item` as a browser writes it in `Origin`, if it is an http(s) origin.
+/// `item` as a browser writes it in `Origin`, if it is an http(s) origin: parsed the way
+/// browsers parse URLs (so `HTTPS://App.Example.com:443/`, `http://[0:0::1]` or an IDN name
+/// become what a browser would send), with nothing but a scheme, a host and a port.
 fn web_origin(item: &str) -> Option<String> {
-    let lower = item.to_ascii_lowercase();
-    let (scheme, rest) = lower.split_once("://")?;
-    let default_port = match scheme {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = match authority.strip_prefix('[') {
-        // An IPv6 address: `[::1]` or `[::1]:3000`.
-        Some(bracketed) => {
-            let (address, after) = bracketed.split_once(']')?;
-            address.parse::<std::net::Ipv6Addr>().ok()?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':')?),
-            };
-            (&authority[..address.len() + 2], port)
-        }
-        None => {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            let labels_ok = host.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-            if !labels_ok {
-                return None;
-            }
-            (host, port)
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(port) => match port.parse::<u16>().ok()? {
-            0 => return None,
-            port if port == default_port => None,
-            port => Some(port),
-        },
-    };
-    Some(match port {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    })
+    let url = url::Url::parse(item).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.port() != Some(0)
+        // A pattern is not an origin: origins are compared whole.
+        && url.host_str().is_some_and(|host| !host.contains('*'));
+    plain.then(|| url.origin().ascii_serialization())
 }
 
 /// `TRUSTED_PROXIES`: networks in CIDR notation (a bare address is one host), separated by
@@ -1525,7 +1490,8 @@ mod tests {
                     (
                         "CORS_ORIGINS",
                         "HTTPS://App.Example.com/ http://localhost:3000,https://b.example:443 \
-                         http://[::1]:8080 http://127.0.0.1:80",
+                         http://[0:0::1]:8080 http://127.0.0.1:80 https://bücher.example \
+                         http://127.1:3000",
                     ),
                     ("CORS_MAX_AGE", "7200"),
                 ],
@@ -1540,6 +1506,8 @@ mod tests {
                         "https://b.example",
                         "http://[::1]:8080",
                         "http://127.0.0.1",
+                        "https://xn--bcher-kva.example",
+                        "http://127.0.0.1:3000",
                     ]
                     .map(String::from)
                     .to_vec()

@@ -184,10 +184,23 @@ async fn preflights_and_responses_for_any_other_origin_carry_no_cors_headers() {
             assert_eq!(reply.status, StatusCode::NO_CONTENT, "{what}");
             assert_no_cors(&reply, &what);
         }
-        let me = from(&app, Method::GET, "/api/users/me", origin, Value::Null).await;
-        assert_eq!(me.status, StatusCode::UNAUTHORIZED);
-        assert_no_cors(&me, origin);
-        assert!(varies_on_origin(&me), "{origin}");
+        for (method, path) in operations() {
+            let reply = from(&app, method.clone(), &path, origin, Value::Null).await;
+            let what = format!("{origin}: {method} {path}");
+            assert_no_cors(&reply, &what);
+            assert!(varies_on_origin(&reply), "{what}");
+        }
+    }
+}
+
+/// Whatever each operation answers a bare request (401, 400, 415, 200...), the allowed origin
+/// can read it.
+#[tokio::test]
+async fn every_operation_answers_the_allowed_origin_readably() {
+    let app = app_allowing_app().await;
+    for (method, path) in operations() {
+        let reply = from(&app, method.clone(), &path, APP, Value::Null).await;
+        assert_readable_by_app(&reply, &format!("{method} {path} ({})", reply.status));
     }
 }
 
@@ -268,7 +281,7 @@ async fn an_allowed_origin_reads_answers_and_errors_alike() {
 }
 
 #[tokio::test]
-async fn preflights_spend_no_budget() {
+async fn preflights_spend_no_budget_and_wait_for_no_body() {
     let app = app_allowing(AllowedOrigins::Only(vec![APP.into()]), |config| {
         config.abuse.login = Some(Budget {
             burst: NonZeroU32::new(1).unwrap(),
@@ -287,6 +300,24 @@ async fn preflights_spend_no_budget() {
         assert_eq!(reply.status, StatusCode::NO_CONTENT);
         assert_eq!(reply.header("access-control-allow-origin"), Some(APP));
     }
+    // Nor is a preflight's body waited for (it would be a 408 after the read timeout).
+    let with_a_body_that_never_comes = preflight.replace(
+        "Connection: close\r\n",
+        "Connection: close\r\nContent-Length: 100\r\n",
+    );
+    let started = std::time::Instant::now();
+    let reply = send_from(
+        source.parse().unwrap(),
+        app.address.unwrap(),
+        &with_a_body_that_never_comes,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let login = app.login_from(source, "budget@example.com", PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     let again = app.login_from(source, "budget@example.com", PASSWORD).await;
@@ -330,25 +361,38 @@ async fn every_origin_in_development_gets_a_wildcard() {
 }
 
 /// A head the server refuses before any endpoint sees it (431) is still readable by an
-/// allowed origin: the loop reads `Origin` from what arrived.
+/// allowed origin: the loop reads on to the `Origin` header, which browsers send after the
+/// headers an app sets (here, past the bytes the server read). Not on the site's paths.
 #[tokio::test]
 async fn the_loops_own_replies_are_readable_by_an_allowed_origin() {
     let app = app_allowing_app().await;
     let address = app.address.unwrap();
     let padding = "x".repeat(40 * 1024);
-    for (origin, readable) in [(APP, true), ("https://app.example.com.evil.test", false)] {
+    for (path, origin, readable) in [
+        ("/api/users/me", APP, true),
+        ("/api/users/me", "https://app.example.com.evil.test", false),
+        ("/login", APP, false),
+    ] {
         let request = format!(
-            "GET /api/users/me HTTP/1.1\r\nHost: a\r\nOrigin: {origin}\r\nX-Padding: {padding}\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: a\r\nX-Padding: {padding}\r\nOrigin: {origin}\r\n\r\n"
         );
         let reply = send_from(std::net::Ipv4Addr::LOCALHOST.into(), address, &request).await;
         assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         assert_eq!(reply.body["error"], "headers_too_large");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        let what = format!("{origin} {path}");
         if readable {
-            assert_readable_by_app(&reply, "431");
+            assert_readable_by_app(&reply, &what);
         } else {
-            assert_no_cors(&reply, origin);
+            assert_no_cors(&reply, &what);
         }
     }
+    // An Origin that arrived within what the server read, on a long target (414).
+    let target = format!("/api/users/me?{}", "q".repeat(70 * 1024));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\nOrigin: {APP}\r\n\r\n");
+    let reply = send_from(std::net::Ipv4Addr::LOCALHOST.into(), address, &request).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+    assert_readable_by_app(&reply, "a long target");
 }
 
 /// Preflights are counted under a route label of their own (a real server process, which

@@ -38,7 +38,7 @@ impl Default for CorsSettings {
 }
 
 impl CorsSettings {
-    fn is_off(&self) -> bool {
+    pub(crate) fn is_off(&self) -> bool {
         self.origins == AllowedOrigins::Only(Vec::new())
     }
 
@@ -55,11 +55,18 @@ impl CorsSettings {
     }
 }
 
-/// The CORS headers of a reply the server loop writes itself, for a request that came with
-/// `origin` (its raw `Origin` value, when it could be read from a head the loop refused).
-pub(crate) fn reply_headers(settings: &CorsSettings, origin: Option<&[u8]>) -> HeaderMap {
+/// The CORS headers of a reply the server loop writes itself, for a request to `target` that
+/// came with `origin` (raw, as far as they could be read from a head the loop refused).
+pub(crate) fn reply_headers(
+    settings: &CorsSettings,
+    target: Option<&[u8]>,
+    origin: Option<&[u8]>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if settings.is_off() {
+    let path = target
+        .and_then(|target| std::str::from_utf8(target).ok())
+        .map(|target| target.split(['?', '#']).next().unwrap_or_default());
+    if settings.is_off() || !path.is_some_and(is_shared) {
         return headers;
     }
     vary(&mut headers, "Origin");

@@ -115,12 +115,23 @@ impl LoopReplies {
     /// The whole HTTP/1.1 reply for `status`, under a request id of its own, logged with the
     /// status as the request's line (target `latchkey::request`) so that the id finds it.
     pub fn render(&self, status: StatusCode) -> Vec<u8> {
-        self.render_for(status, None)
+        self.render_for(status, None, None)
     }
 
-    /// [`Self::render`] for a request that came with `origin` (what its `Origin` header said,
-    /// if it could be read): readable by that origin when it is allowed.
-    pub fn render_for(&self, status: StatusCode, origin: Option<&[u8]>) -> Vec<u8> {
+    /// Whether replies depend on the request's target and `Origin` (CORS is on), so that the
+    /// loop should keep them from the head it refuses.
+    pub fn reads_requests(&self) -> bool {
+        !self.cors.is_off()
+    }
+
+    /// [`Self::render`] for a request to `target` that came with `origin` (as far as they
+    /// could be read): readable by that origin when it is allowed there.
+    pub fn render_for(
+        &self,
+        status: StatusCode,
+        target: Option<&[u8]>,
+        origin: Option<&[u8]>,
+    ) -> Vec<u8> {
         let (code, message) = match status.as_u16() {
             400 => (
                 ErrorCode::BadRequest,
@@ -161,7 +172,7 @@ impl LoopReplies {
             status.canonical_reason().unwrap_or("Error")
         )
         .into_bytes();
-        let cors = crate::cors::reply_headers(&self.cors, origin);
+        let cors = crate::cors::reply_headers(&self.cors, target, origin);
         for (name, value) in self.headers.iter().chain(cors.iter()) {
             reply.extend_from_slice(name.as_str().as_bytes());
             reply.extend_from_slice(b": ");

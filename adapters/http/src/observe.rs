@@ -55,13 +55,8 @@ impl Observer {
         let started = Instant::now();
         let id = self.request_id(&req);
         let method = method_label(req.method());
-        // Preflights are answered before routing and cost nothing: counted on their own.
-        let route = if crate::cors::is_preflight(&req) {
-            static PREFLIGHT: OnceLock<Arc<str>> = OnceLock::new();
-            PREFLIGHT.get_or_init(|| "preflight".into()).clone()
-        } else {
-            self.route_label(req.uri().path())
-        };
+        let route = self.route_label(req.uri().path());
+        let preflight = crate::cors::is_preflight(&req);
         let context = Arc::new(RequestContext {
             id,
             user: OnceLock::new(),
@@ -75,6 +70,14 @@ impl Observer {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         let status = response.status().as_u16();
+        // Preflights the CORS layer answered (204, before any routing) cost nothing: counted on
+        // their own. Others (CORS off, or a path not shared) went the usual way.
+        let route = if preflight && status == 204 {
+            static PREFLIGHT: OnceLock<Arc<str>> = OnceLock::new();
+            PREFLIGHT.get_or_init(|| "preflight".into()).clone()
+        } else {
+            route
+        };
         let elapsed = started.elapsed();
         tracing::info!(
             target: "latchkey::request",

@@ -127,6 +127,9 @@ pub(super) struct Guarded<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     request_head: Vec<u8>,
     /// `request_head` holds a whole head (or all of it that is kept): what follows is a body.
     request_head_read: bool,
+    /// A reply of the loop's own held back until more of the refused head is read for its
+    /// `Origin` (a head over the limit, whose `Origin` comes after the bytes the server read).
+    deferred: Option<StatusCode>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
@@ -144,28 +147,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             replaced: false,
             request_head: Vec::new(),
             request_head_read: false,
+            deferred: None,
         }
     }
 
-    /// Keeps the bytes of a request head as they arrive.
+    /// Keeps the bytes of a request head as they arrive, when replies depend on them (CORS),
+    /// up to [`MAX_HEAD_BYTES`] (twice the default `MAX_HEADER_BYTES`).
     fn note_incoming(&mut self, bytes: &[u8]) {
-        if self.request_head_read {
+        if self.request_head_read || !self.replies.reads_requests() {
             return;
         }
         let room = MAX_HEAD_BYTES.saturating_sub(self.request_head.len());
         let from = self.request_head.len().saturating_sub(3);
         self.request_head
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let tail = &self.request_head[from..];
         self.request_head_read = self.request_head.len() >= MAX_HEAD_BYTES
-            || self.request_head[from..]
-                .windows(4)
-                .any(|window| window == b"\r\n\r\n");
+            || tail.windows(4).any(|window| window == b"\r\n\r\n")
+            || tail.windows(2).any(|window| window == b"\n\n");
     }
 
     /// The reply of the loop's own for `status`, readable by the request's origin if allowed.
     fn loop_reply(&self, status: StatusCode) -> Vec<u8> {
+        let head = &self.request_head;
         self.replies
-            .render_for(status, origin_of(&self.request_head))
+            .render_for(status, target_of(head), origin_of(head))
     }
 
     fn io(&mut self) -> Pin<&mut T> {
@@ -243,12 +249,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Guarded<T> {
             self.framing = Framing::Replaced;
             self.replaced = true;
             let status = StatusCode::from_u16(parsed.status).unwrap_or(StatusCode::BAD_REQUEST);
+            // Only a head over the limit is refused before all of it arrived.
+            let origin_may_follow = parsed.status == 431
+                && self.replies.reads_requests()
+                && !self.request_head_read
+                && origin_of(&self.request_head).is_none();
+            if origin_may_follow {
+                // Written once the rest of the head is read, as the connection closes.
+                self.deferred = Some(status);
+                return Vec::new();
+            }
             return self.loop_reply(status);
         }
         self.unanswered_bytes = false;
         self.answered_any = true;
-        // The next bytes in are the next request's.
-        self.request_head.clear();
+        // The next bytes in are the next request's; a long head's buffer is not kept.
+        self.request_head = Vec::new();
         self.request_head_read = false;
         self.framing = parsed.body_framing(method.as_ref());
         head
@@ -339,6 +355,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Guarded<
             this.give_up();
         }
         ready!(this.poll_pending(cx))?;
+        if this.deferred.is_some() {
+            // The held-back reply still has to go out on this socket.
+            return Poll::Ready(Ok(()));
+        }
         this.io().poll_shutdown(cx)
     }
 }
@@ -358,10 +378,91 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Guarded<T> {
             // An ordinary end: the socket closes as it always did.
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(close_gently(io, late));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match self.deferred {
+            Some(status) => {
+                let (replies, head) =
+                    (self.replies.clone(), std::mem::take(&mut self.request_head));
+                runtime.spawn(async move {
+                    let mut io = io;
+                    let origin = read_on_for_origin(&mut io, &head).await;
+                    let reply = replies.render_for(status, target_of(&head), origin.as_deref());
+                    close_gently(io, Some(reply)).await;
+                });
+            }
+            None => {
+                runtime.spawn(close_gently(io, late));
+            }
         }
     }
+}
+
+/// How long the rest of a refused head may take to arrive, for its `Origin`.
+const ORIGIN_WAIT: Duration = Duration::from_secs(1);
+/// A header line longer than this is not an `Origin` a browser sends; it is skipped.
+const MAX_ORIGIN_LINE: usize = 4096;
+
+/// Reads on in a head the server refused (its first bytes in `head`) up to its end, for the
+/// value of an `Origin` header line; within [`ORIGIN_WAIT`] and [`LINGER_BYTES`], keeping no
+/// more than one short line. What it reads is dropped, as lingering would drop it.
+async fn read_on_for_origin<T: AsyncRead + Unpin>(socket: &mut T, head: &[u8]) -> Option<Vec<u8>> {
+    let search = async {
+        // The last line of `head` may go on in the socket.
+        let partial = &head[head
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1)..];
+        let mut line = partial.to_vec();
+        let mut too_long = line.len() > MAX_ORIGIN_LINE;
+        let mut buffer = [0u8; 8192];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            let n = socket.read(&mut buffer).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            read += n;
+            for &byte in &buffer[..n] {
+                if byte != b'\n' {
+                    if line.len() < MAX_ORIGIN_LINE {
+                        line.push(byte);
+                    } else {
+                        too_long = true;
+                    }
+                    continue;
+                }
+                let whole = line.strip_suffix(b"\r").unwrap_or(&line);
+                if whole.is_empty() {
+                    return None;
+                }
+                if !too_long {
+                    let mut with_end = whole.to_vec();
+                    with_end.extend_from_slice(b"\r\n");
+                    // A header line alone, under a stand-in request line.
+                    let framed = [b"X / HTTP/1.1\r\n".as_slice(), &with_end].concat();
+                    if let Some(origin) = origin_of(&framed) {
+                        return Some(origin.to_vec());
+                    }
+                }
+                line.clear();
+                too_long = false;
+            }
+        }
+        None
+    };
+    tokio::time::timeout(ORIGIN_WAIT, search)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The target of the request line of `head`, or its start when the line is cut short (a
+/// target over the limit): its path is what counts, and it comes first.
+fn target_of(head: &[u8]) -> Option<&[u8]> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    line.split(|&b| b == b' ').nth(1)
 }
 
 /// The value of the first `Origin` header in the (possibly cut short) request head `head`; a
@@ -647,6 +748,20 @@ mod tests {
         );
         // No header line before the request line.
         assert_eq!(origin_of(b"Origin: https://x\r\nHost: a\r\n"), None);
+    }
+
+    #[test]
+    fn the_target_is_read_from_a_whole_request_line() {
+        assert_eq!(
+            target_of(b"GET /api/users/me?x=1 HTTP/1.1\r\nHost: a\r\n"),
+            Some(&b"/api/users/me?x=1"[..])
+        );
+        assert_eq!(
+            target_of(b"GET /api/users/me?q=qqqq"),
+            Some(&b"/api/users/me?q=qqqq"[..]),
+            "cut short"
+        );
+        assert_eq!(target_of(b"GET"), None);
     }
     use latchkey_http::EdgeSettings;
 
