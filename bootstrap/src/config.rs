@@ -530,6 +530,13 @@ mod defaults {
 }
 
 impl Config {
+    /// Which other origins may call the API: both the app's responses and the server loop's
+    /// own replies follow it.
+    pub fn set_cors(&mut self, cors: CorsSettings) {
+        self.listen.serve.edge.cors = cors.clone();
+        self.http.cors = cors;
+    }
+
     /// Reads the process environment. Call `dotenvy::dotenv()` first to include a `.env` file.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_figment(Figment::new().merge(Env::raw().only(VARIABLES)))

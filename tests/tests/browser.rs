@@ -73,6 +73,11 @@ impl Site {
     /// Registers `email` and logs it in behind the browser's back: its access and refresh
     /// token, as a log-in in another tab would store them.
     async fn register_and_log_in(&self, email: &str) -> (String, String) {
+        self.register(email).await;
+        self.log_in(email).await
+    }
+
+    async fn register(&self, email: &str) {
         self.service
             .register(RegisterCommand {
                 email: email.into(),
@@ -81,7 +86,6 @@ impl Site {
             })
             .await
             .expect("the user registers");
-        self.log_in(email).await
     }
 
     /// Logs `email` in behind the browser's back: a new session's access and refresh token.
@@ -421,14 +425,7 @@ impl Browser {
     /// Registers `email` on the server, then logs in on the log-in page, which lands on the
     /// signed-in page.
     async fn sign_in(&self, site: &Site, email: &str) {
-        site.service
-            .register(RegisterCommand {
-                email: email.into(),
-                password: PASSWORD.into(),
-                client: ClientNetwork::Unknown,
-            })
-            .await
-            .expect("the user registers");
+        site.register(email).await;
         self.client.goto(&site.url("/login")).await.unwrap();
         self.submit_credentials(email, PASSWORD).await;
         self.wait_for_path("/").await;
@@ -1388,12 +1385,10 @@ async fn an_app_on_a_listed_origin_signs_in_and_another_origin_is_refused() {
     let site = start_site_with({
         let listed = listed.clone();
         move |config| {
-            let cors = latchkey_http::CorsSettings {
+            config.set_cors(latchkey_http::CorsSettings {
                 origins: latchkey_http::AllowedOrigins::Only(vec![listed]),
                 max_age_secs: 600,
-            };
-            config.listen.serve.edge.cors = cors.clone();
-            config.http.cors = cors;
+            })
         }
     })
     .await;

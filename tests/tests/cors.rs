@@ -31,12 +31,10 @@ const LOOK_ALIKES: [&str; 8] = [
 ];
 
 fn allow(config: &mut Config, origins: AllowedOrigins) {
-    let cors = CorsSettings {
+    config.set_cors(CorsSettings {
         origins,
         max_age_secs: 600,
-    };
-    config.listen.serve.edge.cors = cors.clone();
-    config.http.cors = cors;
+    });
 }
 
 async fn app_allowing(origins: AllowedOrigins, adjust: impl FnOnce(&mut Config)) -> TestApp {
